@@ -1,0 +1,589 @@
+//! Experiments: fields, `vary` axes, regimes, tuned tables and overrides,
+//! expanded into the grid of cells, each checked with the cell rules.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::check::eval::{Assign, Evaluator, Scope};
+use crate::check::value::{Obj, Value};
+use crate::check::{rules, shapes, Cell, CheckedExperiment};
+use crate::diagnostics::{did_you_mean, Code, Diag};
+use crate::resolve::OverrideTarget;
+use crate::schema::{self, Kind, Ty};
+use crate::source::Span;
+use crate::syntax::ast;
+
+/// One `vary` axis (or a fixed field, as an axis of one value).
+struct Axis<'a> {
+    /// `env`, `agent`, `agent.lr`.
+    path: &'a [ast::Ident],
+    values: Vec<AxisValue<'a>>,
+    span: Span,
+}
+
+enum AxisValue<'a> {
+    /// A whole experiment field: `env: procmaze`.
+    Whole(Value, String),
+    /// A field below `env` or `agent`, applied to each cell's block.
+    Sub(&'a ast::Expr),
+}
+
+impl Axis<'_> {
+    fn name(&self) -> String {
+        let parts: Vec<&str> = self.path.iter().map(|i| i.name.as_str()).collect();
+        parts.join(".")
+    }
+}
+
+/// A tuned table ready for lookup: key tuple -> the row's setting values.
+struct Table {
+    axes: Vec<String>,
+    set: Vec<ast::Ident>,
+    rows: HashMap<Vec<String>, (crate::resolve::ModuleId, Vec<ast::Expr>)>,
+    span: Span,
+}
+
+pub fn experiment<'p>(ev: &mut Evaluator<'p>, exp: &'p ast::Experiment) -> CheckedExperiment {
+    let root = Scope::module(ev.program.root);
+    let fields = fields(ev, exp);
+    let mut axes = axes(ev, exp, &fields, &root);
+    apply_field_overrides(ev, &mut axes, &root);
+    for required in ["env", "agent"] {
+        if !axes
+            .iter()
+            .any(|a| a.path.len() == 1 && a.path[0].name == required)
+        {
+            let msg = format!("experiment `{}` has no `{required}`", exp.name.name);
+            let help = format!("add `{required}: ...` or `vary {required}: [...]`");
+            ev.diags.push(
+                Diag::error(
+                    Code::MissingField,
+                    msg,
+                    exp.name.span,
+                    format!("`{required}` missing"),
+                )
+                .with_help(help),
+            );
+        }
+    }
+    let scalar = |ev: &mut Evaluator<'p>, name: &str| -> Value {
+        let spec = schema::experiment_field(name).expect("experiment field exists");
+        match fields.get(name) {
+            Some(f) => ev.expr(&root, &f.value, spec.ty, Some(spec)),
+            None => match spec.default {
+                schema::Default::Int(i) => Value::Int(i),
+                schema::Default::Enum(e) => Value::Enum(e.to_string()),
+                _ => Value::Unknown,
+            },
+        }
+    };
+    let seeds = match scalar(ev, "seeds") {
+        Value::Int(n) => n.max(1) as u64,
+        _ => 1,
+    };
+    let root_seed = match scalar(ev, "seed") {
+        Value::Int(n) => n.max(0) as u64,
+        _ => 0,
+    };
+    let compat = match scalar(ev, "compat") {
+        Value::Enum(e) => e,
+        _ => "none".to_string(),
+    };
+    let report = match scalar(ev, "report") {
+        Value::Obj(o) => Some(o),
+        _ => None,
+    };
+    let table_obj = match scalar(ev, "tuned") {
+        Value::Obj(o) => Some(o),
+        _ => None,
+    };
+    let table = table_obj
+        .as_ref()
+        .and_then(|t| table(ev, t, &axes, fields.get("tuned").map(|f| f.value.span)));
+    let cells = cells(ev, &axes, table.as_ref(), &root);
+    update_batch_warning(ev, &axes, &cells);
+    let axis_names = axes
+        .iter()
+        .filter(|a| a.values.len() > 1 || a.path.len() > 1)
+        .map(Axis::name)
+        .collect();
+    CheckedExperiment::new(
+        exp.name.name.clone(),
+        exp.span,
+        seeds,
+        root_seed,
+        compat,
+        axis_names,
+        cells,
+        report,
+    )
+}
+
+fn fields<'p>(ev: &mut Evaluator<'p>, exp: &'p ast::Experiment) -> HashMap<String, &'p ast::Field> {
+    let mut out: HashMap<String, &ast::Field> = HashMap::new();
+    for field in &exp.fields {
+        if schema::experiment_field(&field.name.name).is_none() {
+            let names = schema::experiment_fields().iter().map(|f| f.name);
+            let help = did_you_mean(&field.name.name, names);
+            let msg = format!("experiments have no field `{}`", field.name.name);
+            ev.diags.push(
+                Diag::error(Code::UnknownField, msg, field.name.span, "unknown field")
+                    .with_help_opt(help),
+            );
+            continue;
+        }
+        if let Some(first) = out.get(&field.name.name) {
+            let msg = format!("field `{}` is given twice", field.name.name);
+            let diag = Diag::error(
+                Code::DuplicateField,
+                msg,
+                field.name.span,
+                "given again here",
+            )
+            .with_label(first.name.span, "first given here");
+            ev.diags.push(diag);
+            continue;
+        }
+        out.insert(field.name.name.clone(), field);
+    }
+    out
+}
+
+/// Every grid dimension: `vary` axes, plus fixed `env`/`agent`/`regime` fields as one-value axes.
+fn axes<'p>(
+    ev: &mut Evaluator<'p>,
+    exp: &'p ast::Experiment,
+    fields: &HashMap<String, &'p ast::Field>,
+    root: &Scope<'p>,
+) -> Vec<Axis<'p>> {
+    let mut axes: Vec<Axis<'p>> = Vec::new();
+    for vary in &exp.axes {
+        let head = &vary.path[0];
+        let Some(spec) = schema::experiment_field(&head.name) else {
+            let names = schema::experiment_fields().iter().map(|f| f.name);
+            let msg = format!(
+                "cannot vary `{}`: experiments have no such field",
+                head.name
+            );
+            let help = did_you_mean(&head.name, names);
+            ev.diags.push(
+                Diag::error(Code::UnknownField, msg, head.span, "unknown field")
+                    .with_help_opt(help),
+            );
+            continue;
+        };
+        if vary.path.len() > 1 && !matches!(head.name.as_str(), "env" | "agent") {
+            let msg = format!(
+                "cannot vary `{}`: only `env.FIELD` and `agent.FIELD` reach inside a block",
+                vary.path_string()
+            );
+            let diag = Diag::error(
+                Code::UnknownField,
+                msg,
+                vary.path_span(),
+                "not a block field",
+            );
+            ev.diags
+                .push(diag.with_help(format!("vary `{}` itself", head.name)));
+            continue;
+        }
+        let name = vary.path_string();
+        let clash = axes.iter().find(|a| a.name() == name).map(|a| a.span);
+        let field_clash = fields
+            .get(&name)
+            .filter(|_| vary.path.len() == 1)
+            .map(|f| f.name.span);
+        if let Some(first) = clash.or(field_clash) {
+            let msg = format!("`{name}` is set twice in the grid");
+            let diag = Diag::error(Code::DuplicateAxis, msg, vary.path_span(), "varied here")
+                .with_label(first, "also set here")
+                .with_help("merge the two into one `vary` list");
+            ev.diags.push(diag);
+            continue;
+        }
+        if vary.values.is_empty() {
+            let msg = format!("`vary {name}` lists no values, so the grid is empty");
+            let diag = Diag::error(Code::EmptyAxis, msg, vary.list_span, "empty")
+                .with_help("add at least one value");
+            ev.diags.push(diag);
+            continue;
+        }
+        let values = vary
+            .values
+            .iter()
+            .map(|v| match vary.path.len() {
+                1 => AxisValue::Whole(ev.expr(root, v, spec.ty, Some(spec)), ev.snippet(v.span)),
+                _ => AxisValue::Sub(v),
+            })
+            .collect();
+        axes.push(Axis {
+            path: &vary.path,
+            values,
+            span: vary.path_span(),
+        });
+    }
+    for name in ["env", "agent", "regime"] {
+        let Some(field) = fields.get(name) else {
+            continue;
+        };
+        if axes.iter().any(|a| a.name() == name) {
+            continue;
+        }
+        let spec = schema::experiment_field(name).expect("experiment field exists");
+        let value = ev.expr(root, &field.value, spec.ty, Some(spec));
+        let label = ev.snippet(field.value.span);
+        axes.push(Axis {
+            path: std::slice::from_ref(&field.name),
+            values: vec![AxisValue::Whole(value, label)],
+            span: field.name.span,
+        });
+    }
+    axes
+}
+
+/// `--set experiment.agent=er` replaces a whole axis; sub-paths are applied per cell.
+fn apply_field_overrides<'p>(ev: &mut Evaluator<'p>, axes: &mut Vec<Axis<'p>>, root: &Scope<'p>) {
+    for ov in ev
+        .program
+        .overrides
+        .iter()
+        .filter(|o| o.target == OverrideTarget::Experiments)
+    {
+        let head = &ov.path[0];
+        let Some(spec) = schema::experiment_field(&head.name) else {
+            let names = schema::experiment_fields().iter().map(|f| f.name);
+            let help = did_you_mean(&head.name, names);
+            let msg = format!("experiments have no field `{}`", head.name);
+            ev.diags.push(
+                Diag::error(Code::UnknownField, msg, head.span, "unknown field")
+                    .with_help_opt(help),
+            );
+            continue;
+        };
+        if ov.path.len() > 1 {
+            continue;
+        }
+        if !matches!(spec.ty, Ty::Ref(Kind::Env | Kind::Agent | Kind::Regime)) {
+            continue;
+        }
+        let value = ev.expr(root, &ov.value, spec.ty, Some(spec));
+        let label = ev.snippet(ov.value.span);
+        axes.retain(|a| a.name() != head.name);
+        axes.push(Axis {
+            path: &ov.path[..1],
+            values: vec![AxisValue::Whole(value, label)],
+            span: head.span,
+        });
+    }
+}
+
+fn table(ev: &mut Evaluator, obj: &Rc<Obj>, axes: &[Axis], at: Option<Span>) -> Option<Table> {
+    let names = |field: &str| -> Vec<ast::Ident> {
+        match obj.get(field).map(|f| &f.value) {
+            Some(Value::List(items)) => items
+                .iter()
+                .filter_map(|s| match &s.value {
+                    Value::Name(n) => Some(ast::Ident {
+                        name: n.clone(),
+                        span: s.span,
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let key = names("key");
+    let set = names("set");
+    for k in &key {
+        if !axes
+            .iter()
+            .any(|a| a.path.len() == 1 && a.path[0].name == k.name)
+        {
+            let msg = format!("tuned key `{}` is not an axis of this experiment", k.name);
+            let help = did_you_mean(&k.name, ["env", "agent", "regime"]);
+            ev.diags.push(
+                Diag::error(Code::UnknownField, msg, k.span, "not an axis").with_help_opt(help),
+            );
+            return None;
+        }
+    }
+    let mut rows = HashMap::new();
+    let mut first_seen: HashMap<Vec<String>, Span> = HashMap::new();
+    let Some(Value::List(items)) = obj.get("rows").map(|f| &f.value) else {
+        return None;
+    };
+    for item in items {
+        let Value::Raw(module, expr) = &item.value else {
+            continue;
+        };
+        let ast::ExprKind::List(entries) = &expr.kind else {
+            let msg = "a tuned row must be a list `[key..., value...]`";
+            ev.diags
+                .push(Diag::error(Code::TableRow, msg, expr.span, "not a list"));
+            continue;
+        };
+        if entries.len() != key.len() + set.len() {
+            let msg = format!(
+                "tuned row has {} entries, expected {} keys and {} values",
+                entries.len(),
+                key.len(),
+                set.len()
+            );
+            let diag = Diag::error(
+                Code::TableRow,
+                msg,
+                expr.span,
+                format!("{} entries", entries.len()),
+            )
+            .with_help(format!("write `[{}, {}]`", names_of(&key), names_of(&set)));
+            ev.diags.push(diag);
+            continue;
+        }
+        let Some(tuple) = row_key(ev, &entries[..key.len()], &key) else {
+            continue;
+        };
+        if let Some(first) = first_seen.get(&tuple) {
+            let msg = format!("two tuned rows for `[{}]`", tuple.join(", "));
+            let diag = Diag::error(Code::DuplicateTunedEntry, msg, expr.span, "second row")
+                .with_label(*first, "first row");
+            ev.diags.push(diag.with_help("remove one of the rows"));
+            continue;
+        }
+        first_seen.insert(tuple.clone(), expr.span);
+        rows.insert(tuple, (*module, entries[key.len()..].to_vec()));
+    }
+    Some(Table {
+        axes: key.into_iter().map(|k| k.name).collect(),
+        set,
+        rows,
+        span: at.unwrap_or(obj.span),
+    })
+}
+
+fn row_key(ev: &mut Evaluator, entries: &[ast::Expr], key: &[ast::Ident]) -> Option<Vec<String>> {
+    let mut tuple = Vec::new();
+    for (entry, axis) in entries.iter().zip(key) {
+        let ast::ExprKind::Construct(c) = &entry.kind else {
+            let msg = format!("a tuned key must be a name, for the `{}` axis", axis.name);
+            ev.diags
+                .push(Diag::error(Code::TableRow, msg, entry.span, "not a name"));
+            return None;
+        };
+        let name = c.name().name.clone();
+        if let Some(kind) = Kind::from_name(&axis.name) {
+            let known = schema::ctor(kind, &name).is_some()
+                || ev
+                    .program
+                    .module(ev.program.root)
+                    .scope
+                    .get(&name)
+                    .is_some_and(|id| ev.program.definition(*id).kind.name == axis.name);
+            if !known {
+                let mut candidates: Vec<String> =
+                    schema::ctors_of(kind).map(|c| c.name.to_string()).collect();
+                for (n, id) in &ev.program.module(ev.program.root).scope {
+                    if ev.program.definition(*id).kind.name == axis.name {
+                        candidates.push(n.clone());
+                    }
+                }
+                let help = did_you_mean(&name, candidates.iter().map(String::as_str));
+                let msg = format!("unknown {} `{}` in tuned row", axis.name, name);
+                ev.diags.push(
+                    Diag::error(Code::UnknownName, msg, c.name().span, "not defined")
+                        .with_help_opt(help),
+                );
+                return None;
+            }
+        }
+        tuple.push(name);
+    }
+    Some(tuple)
+}
+
+fn names_of(idents: &[ast::Ident]) -> String {
+    let names: Vec<&str> = idents.iter().map(|i| i.name.as_str()).collect();
+    names.join(", ")
+}
+
+fn cells<'p>(
+    ev: &mut Evaluator<'p>,
+    axes: &[Axis<'p>],
+    table: Option<&Table>,
+    root: &Scope<'p>,
+) -> Vec<Cell> {
+    let n_cells: usize = axes.iter().map(|a| a.values.len()).product();
+    let mut cells = Vec::new();
+    let mut missing_reported = false;
+    for index in 0..n_cells {
+        let picks = pick(axes, index);
+        let mut coords = Vec::new();
+        let mut whole: HashMap<String, Value> = HashMap::new();
+        for (axis, value) in axes.iter().zip(&picks) {
+            match value {
+                AxisValue::Whole(v, label) => {
+                    whole.insert(axis.name(), v.clone());
+                    coords.push((axis.name(), label.clone()));
+                }
+                AxisValue::Sub(e) => coords.push((axis.name(), ev.snippet(e.span))),
+            }
+        }
+        let (Some(Value::Obj(env)), Some(Value::Obj(agent))) =
+            (whole.get("env"), whole.get("agent"))
+        else {
+            continue;
+        };
+        let regime = match whole.get("regime") {
+            Some(Value::Obj(r)) => Some(r.clone()),
+            _ => None,
+        };
+        let mut agent = agent.clone();
+        let mut env = env.clone();
+        if let Some(regime) = &regime {
+            let assigns = regime
+                .open_fields
+                .iter()
+                .map(|(module, f)| Assign::new(&f.name, &f.value, Scope::module(*module)))
+                .collect();
+            agent = relabel(ev, &agent, assigns);
+        }
+        if let Some(table) = table {
+            let key: Vec<String> = table
+                .axes
+                .iter()
+                .map(|a| match whole.get(a) {
+                    Some(Value::Obj(o)) => o.key.clone(),
+                    _ => String::new(),
+                })
+                .collect();
+            match table.rows.get(&key) {
+                Some((module, values)) => {
+                    let assigns = table
+                        .set
+                        .iter()
+                        .zip(values.iter())
+                        .map(|(n, e)| Assign::new(n, e, Scope::module(*module)))
+                        .collect();
+                    agent = relabel(ev, &agent, assigns);
+                }
+                None if !missing_reported => {
+                    missing_reported = true;
+                    let msg = format!("the tuned table has no row for `[{}]`", key.join(", "));
+                    let diag =
+                        Diag::error(Code::MissingTunedEntry, msg, table.span, "table used here")
+                            .with_help(format!(
+                                "add a row `[{}, {}]`",
+                                key.join(", "),
+                                names_of(&table.set)
+                            ));
+                    ev.diags.push(diag);
+                }
+                None => (),
+            }
+        }
+        for (axis, value) in axes.iter().zip(&picks) {
+            let AxisValue::Sub(expr) = value else {
+                continue;
+            };
+            let path = &axis.path[1..];
+            match axis.path[0].name.as_str() {
+                "env" => env = ev.apply_path(&env, path, expr, root),
+                _ => agent = ev.apply_path(&agent, path, expr, root),
+            }
+        }
+        for ov in ev
+            .program
+            .overrides
+            .iter()
+            .filter(|o| o.target == OverrideTarget::Experiments && o.path.len() > 1)
+        {
+            match ov.path[0].name.as_str() {
+                "env" => env = ev.apply_path(&env, &ov.path[1..], &ov.value, root),
+                "agent" => agent = ev.apply_path(&agent, &ov.path[1..], &ov.value, root),
+                _ => (),
+            }
+        }
+        let Some(spaces_fn) = env.ctor.spaces else {
+            continue;
+        };
+        let env_ref = env.clone();
+        let get = |name: &str| {
+            env_ref
+                .int(name)
+                .unwrap_or_else(|| default_int(env_ref.ctor, name))
+        };
+        let spaces = spaces_fn(&get);
+        let nets = shapes::infer(&agent, &spaces);
+        rules::cell_rules(ev, &agent, &env, &spaces, &nets);
+        cells.push(Cell {
+            index,
+            coords,
+            env,
+            agent,
+            regime,
+            spaces,
+            nets,
+        });
+    }
+    cells
+}
+
+fn relabel(ev: &mut Evaluator, agent: &Rc<Obj>, assigns: Vec<Assign>) -> Rc<Obj> {
+    let obj = ev.build(
+        agent.ctor,
+        Some(agent),
+        assigns,
+        agent.span,
+        agent.label.clone(),
+        agent.key.clone(),
+    );
+    Rc::new(obj)
+}
+
+fn default_int(ctor: &schema::Ctor, name: &str) -> i64 {
+    match ctor.field(name).map(|f| f.default) {
+        Some(schema::Default::Int(i)) => i,
+        _ => 0,
+    }
+}
+
+/// The value of each axis in cell `index`; the first axis varies slowest.
+fn pick<'x, 'a>(axes: &'x [Axis<'a>], mut index: usize) -> Vec<&'x AxisValue<'a>> {
+    let mut picks = Vec::with_capacity(axes.len());
+    for axis in axes.iter().rev() {
+        let n = axis.values.len();
+        picks.push(&axis.values[index % n]);
+        index /= n;
+    }
+    picks.reverse();
+    picks
+}
+
+/// Young et al. control the number of transitions per Q update across agents.
+fn update_batch_warning(ev: &mut Evaluator, axes: &[Axis], cells: &[Cell]) {
+    let Some(axis) = axes
+        .iter()
+        .find(|a| a.name() == "agent" && a.values.len() > 1)
+    else {
+        return;
+    };
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    for cell in cells {
+        let Some(batch) = rules::q_update_batch(&cell.agent) else {
+            continue;
+        };
+        if !seen.iter().any(|(label, _)| *label == cell.agent.label) {
+            seen.push((cell.agent.label.clone(), batch));
+        }
+    }
+    let Some((first_label, first)) = seen.first().cloned() else {
+        return;
+    };
+    let Some((label, other)) = seen.iter().find(|(_, b)| *b != first) else {
+        return;
+    };
+    let msg = format!("agents train Q on different numbers of transitions per update: `{first_label}` {first}, `{label}` {other}");
+    let diag = Diag::warning(Code::UnequalUpdateBatch, msg, axis.span, "compared here")
+        .with_help("match replay `batch` to planner `starts` x `length` so the comparison isolates where data comes from");
+    ev.diags.push(diag);
+}

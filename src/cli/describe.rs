@@ -1,0 +1,109 @@
+//! `mbrl envs`, `mbrl describe NAME`, `mbrl explain CODE`: the schema registry, printed.
+
+use crate::diagnostics::Code;
+use crate::schema::{self, Ctor, Default, Kind};
+
+pub fn envs() -> u8 {
+    for ctor in schema::ctors_of(Kind::Env) {
+        let spaces = default_spaces(ctor);
+        let params: Vec<String> = ctor
+            .fields
+            .iter()
+            .map(|f| format!("{}={}", f.name, default_text(f.default)))
+            .collect();
+        println!("{}({})", ctor.name, params.join(", "));
+        if let Some(sp) = spaces {
+            let episodic = match sp.episodic {
+                true => "episodic",
+                false => "continuing",
+            };
+            println!(
+                "    obs {}, actions {}, {episodic}",
+                sp.describe_obs(),
+                sp.action.describe()
+            );
+        }
+        println!("    {}", ctor.doc);
+    }
+    0
+}
+
+pub fn describe(name: &str) -> u8 {
+    if let Some(kind) = Kind::from_name(name) {
+        println!("{} constructors:", kind.name());
+        for ctor in schema::ctors_of(kind) {
+            println!("  {:<18} {}", ctor.name, ctor.doc);
+        }
+        return 0;
+    }
+    let ctors: Vec<&Ctor> = schema::ctors().filter(|c| c.name == name).collect();
+    if ctors.is_empty() {
+        let names = schema::ctors()
+            .map(|c| c.name)
+            .chain(Kind::DECLARABLE.iter().map(|k| k.name()));
+        let hint = crate::diagnostics::did_you_mean(name, names).unwrap_or_default();
+        eprintln!("error: no kind or constructor `{name}` {hint}");
+        return 2;
+    }
+    for ctor in ctors {
+        println!("{} {}: {}", ctor.kind.name(), ctor.name, ctor.doc);
+        if ctor.open {
+            println!("  accepts any agent field; checked where applied");
+        }
+        for f in ctor.fields {
+            let unit = f.unit.map(|u| format!(" {}", u.name())).unwrap_or_default();
+            let range = match f.range == schema::Range::ANY {
+                true => String::new(),
+                false => format!(" in {}", f.range),
+            };
+            println!(
+                "  {:<20} {}{range}, default {}{unit}",
+                f.name,
+                f.ty,
+                default_text(f.default)
+            );
+            println!("  {:<20} {}", "", f.doc);
+        }
+    }
+    0
+}
+
+pub fn explain(code: &str) -> u8 {
+    let found = Code::ALL
+        .iter()
+        .find(|c| c.as_str() == code || c.as_str().ends_with(&format!("::{code}")));
+    match found {
+        Some(c) => {
+            println!("{}: {}", c.as_str(), c.summary());
+            0
+        }
+        None => {
+            eprintln!(
+                "error: unknown diagnostic code `{code}`; the codes are listed in the README"
+            );
+            2
+        }
+    }
+}
+
+fn default_spaces(ctor: &Ctor) -> Option<schema::EnvSpaces> {
+    let spaces = ctor.spaces?;
+    let get = |name: &str| match ctor.field(name).map(|f| f.default) {
+        Some(Default::Int(i)) => i,
+        _ => 0,
+    };
+    Some(spaces(&get))
+}
+
+fn default_text(d: Default) -> String {
+    match d {
+        Default::Required => "required".into(),
+        Default::Absent => "none".into(),
+        Default::Int(i) => i.to_string(),
+        Default::Float(f) => schema::num(f),
+        Default::Bool(b) => b.to_string(),
+        Default::Enum(e) | Default::Ctor(e) => e.to_string(),
+        Default::Ints(xs) => format!("{xs:?}"),
+        Default::Names(xs) => format!("[{}]", xs.join(", ")),
+    }
+}

@@ -1,0 +1,60 @@
+//! The command line: argument parsing and dispatch, one file per subcommand.
+//!
+//! Invariants: the only module that prints, reads the process environment,
+//! decides exit codes, or renders diagnostics for a terminal.
+
+mod check;
+mod describe;
+mod graph;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mbrl",
+    version,
+    about = "A declarative experiment language for model-based RL"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check experiment files statically: every problem, before anything runs.
+    Check(check::CheckArgs),
+    /// Print the dataflow graph of an experiment cell (text or DOT).
+    Graph(graph::GraphArgs),
+    /// List every environment with its parameters and spaces.
+    Envs,
+    /// Describe a block kind (`agent`) or a constructor (`dqn`) from the schema.
+    Describe {
+        /// A kind (`env`, `agent`, ...) or a constructor name (`procmaze`, `dqn`, ...).
+        name: String,
+    },
+    /// Explain a diagnostic code, e.g. `mbrl explain mbrl::check::eval_interval`.
+    Explain { code: String },
+}
+
+/// Exit codes: 0 clean, 1 diagnostics with errors, 2 usage or IO errors.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Check(args) => check::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        Command::Envs => describe::envs(),
+        Command::Describe { name } => describe::describe(&name),
+        Command::Explain { code } => describe::explain(&code),
+    };
+    ExitCode::from(result)
+}
+
+/// Renders diagnostics for stderr, in colour when it is a terminal.
+fn render(out: &crate::CheckOutput) -> String {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    crate::diagnostics::render(&out.diags, &out.sources, 100, color)
+}

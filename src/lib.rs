@@ -1,0 +1,78 @@
+//! mbrl: a declarative experiment language for model-based RL.
+//!
+//! The pipeline, one module per stage, in reading order:
+//! `syntax` (text to AST) -> `resolve` (imports, overrides) -> `check`
+//! (schema, types, shapes, cross-field rules; grid expansion) -> `graph`
+//! (the dataflow graph of each cell). `schema` is the registry all of them
+//! read; `diagnostics` is the shared error data; `cli` is the only module
+//! that prints.
+
+pub mod check;
+pub mod cli;
+pub mod diagnostics;
+pub mod graph;
+pub mod resolve;
+pub mod schema;
+pub mod source;
+pub mod stdlib;
+pub mod syntax;
+
+use std::path::Path;
+
+use crate::diagnostics::Diag;
+use crate::resolve::Loader;
+use crate::source::{Origin, SourceMap};
+
+/// Everything `mbrl check` produces for one file.
+pub struct CheckOutput {
+    pub sources: SourceMap,
+    /// `None` when the file did not parse.
+    pub checked: Option<check::Checked>,
+    pub diags: Vec<Diag>,
+}
+
+impl CheckOutput {
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diag::is_error)
+    }
+}
+
+/// Runs syntax, resolve and check on one file's text.
+pub fn check_source(
+    origin: Origin,
+    text: String,
+    overrides: &[String],
+    loader: &dyn Loader,
+) -> CheckOutput {
+    let mut diags = Vec::new();
+    let Some(program) =
+        resolve::resolve(origin.clone(), text.clone(), overrides, loader, &mut diags)
+    else {
+        let mut sources = SourceMap::new();
+        sources.add(origin, text);
+        return CheckOutput {
+            sources,
+            checked: None,
+            diags,
+        };
+    };
+    let (checked, check_diags) = check::check(&program);
+    diags.extend(check_diags);
+    diagnostics::sort(&mut diags);
+    CheckOutput {
+        sources: program.sources,
+        checked: Some(checked),
+        diags,
+    }
+}
+
+/// Reads and checks a file from disk.
+pub fn check_file(path: &Path, overrides: &[String]) -> std::io::Result<CheckOutput> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(check_source(
+        Origin::Path(path.to_path_buf()),
+        text,
+        overrides,
+        &resolve::FsLoader,
+    ))
+}

@@ -1,0 +1,198 @@
+//! The abstract syntax tree: plain data, every node carrying its [`Span`].
+
+use crate::source::Span;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Use(Use),
+    Definition(Definition),
+    Experiment(Experiment),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// `use young2022::*`, `use young2022::{er, ...}`, `use young2022`, `use "file.exp"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Use {
+    pub target: UseTarget,
+    pub names: UseNames,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum UseTarget {
+    Module(Ident),
+    File { path: String, span: Span },
+}
+
+impl UseTarget {
+    pub fn span(&self) -> Span {
+        match self {
+            UseTarget::Module(ident) => ident.span,
+            UseTarget::File { span, .. } => *span,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum UseNames {
+    /// `use m`: names are reachable only qualified, as `m.name`.
+    Qualified,
+    /// `use m::*`.
+    All(Span),
+    /// `use m::{a, b}` or `use m::a`.
+    List(Vec<Ident>),
+}
+
+/// `KIND NAME(PARAMS) = BODY`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    pub kind: Ident,
+    pub name: Ident,
+    pub params: Option<Vec<Param>>,
+    pub body: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: Option<Ident>,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Experiment {
+    pub name: Ident,
+    pub fields: Vec<Field>,
+    pub axes: Vec<Vary>,
+    pub span: Span,
+}
+
+/// `vary agent.lr: [1e-4, 2e-4]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vary {
+    pub path: Vec<Ident>,
+    pub values: Vec<Expr>,
+    pub list_span: Span,
+    pub span: Span,
+}
+
+impl Vary {
+    pub fn path_string(&self) -> String {
+        let names: Vec<&str> = self.path.iter().map(|i| i.name.as_str()).collect();
+        names.join(".")
+    }
+
+    pub fn path_span(&self) -> Span {
+        self.path[0].span.to(self.path[self.path.len() - 1].span)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Number(Number),
+    Str(String),
+    Bool(bool),
+    List(Vec<Expr>),
+    /// An anonymous record `{ a: 1 }`, typed by the field it is assigned to.
+    Record(Vec<Field>),
+    Construct(Construct),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Number {
+    pub value: NumberValue,
+    pub unit: Option<(Unit, Span)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NumberValue {
+    Int(i64),
+    Float(f64),
+}
+
+impl NumberValue {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            NumberValue::Int(i) => i as f64,
+            NumberValue::Float(f) => f,
+        }
+    }
+}
+
+/// What a count counts. Written after a number: `1M steps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unit {
+    Steps,
+    Episodes,
+    Updates,
+    Stages,
+    Iterations,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Steps => "steps",
+            Unit::Episodes => "episodes",
+            Unit::Updates => "updates",
+            Unit::Stages => "stages",
+            Unit::Iterations => "iterations",
+        }
+    }
+}
+
+/// `name`, `module.name`, `name(args)`, `name { fields }`, `name(args) { fields }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Construct {
+    pub path: Vec<Ident>,
+    pub args: Option<Vec<Arg>>,
+    pub record: Option<Vec<Field>>,
+}
+
+impl Construct {
+    /// The last path segment: the referenced name.
+    pub fn name(&self) -> &Ident {
+        &self.path[self.path.len() - 1]
+    }
+
+    pub fn path_span(&self) -> Span {
+        self.path[0].span.to(self.name().span)
+    }
+
+    /// True for a bare name without arguments or record.
+    pub fn is_bare(&self) -> bool {
+        self.args.is_none() && self.record.is_none()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+    pub span: Span,
+}

@@ -1,0 +1,404 @@
+//! pest pairs to AST: one function per grammar rule, named after the rule.
+
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use crate::diagnostics::{Code, Diag};
+use crate::source::{FileId, Span};
+use crate::syntax::ast;
+use crate::syntax::error::parse_error;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/mbrl.pest"]
+struct MbrlParser;
+
+/// Builds AST nodes for one file, collecting literal errors as it goes.
+struct Ctx<'d> {
+    file: FileId,
+    diags: &'d mut Vec<Diag>,
+}
+
+/// Parses `text`; on a syntax error returns `None` with one diagnostic pushed.
+pub fn parse(file: FileId, text: &str, diags: &mut Vec<Diag>) -> Option<ast::File> {
+    let mut pairs = match MbrlParser::parse(Rule::file, text) {
+        Ok(pairs) => pairs,
+        Err(err) => {
+            diags.push(parse_error(file, text, &err));
+            return None;
+        }
+    };
+    let root = pairs.next().expect("grammar guarantees a `file` pair");
+    let mut ctx = Ctx { file, diags };
+    let mut items = Vec::new();
+    for pair in root.into_inner() {
+        match pair.as_rule() {
+            Rule::use_decl => items.push(ast::Item::Use(ctx.use_decl(pair))),
+            Rule::definition => items.push(ast::Item::Definition(ctx.definition(pair))),
+            Rule::experiment => items.push(ast::Item::Experiment(ctx.experiment(pair))),
+            Rule::EOI => (),
+            rule => unreachable!("grammar guarantees items only, found {rule:?}"),
+        }
+    }
+    Some(ast::File { items })
+}
+
+/// Parses a standalone value (the right-hand side of a `--set` override).
+pub fn parse_value(file: FileId, text: &str, diags: &mut Vec<Diag>) -> Option<ast::Expr> {
+    let mut pairs = match MbrlParser::parse(Rule::value_only, text) {
+        Ok(pairs) => pairs,
+        Err(err) => {
+            diags.push(parse_error(file, text, &err));
+            return None;
+        }
+    };
+    let root = pairs
+        .next()
+        .expect("grammar guarantees a `value_only` pair");
+    let expr = root
+        .into_inner()
+        .next()
+        .expect("grammar guarantees an expression");
+    let mut ctx = Ctx { file, diags };
+    Some(ctx.expr(expr))
+}
+
+impl Ctx<'_> {
+    fn span(&self, pair: &Pair<Rule>) -> Span {
+        let s = pair.as_span();
+        Span::new(self.file, s.start()..s.end())
+    }
+
+    fn ident(&self, pair: Pair<Rule>) -> ast::Ident {
+        debug_assert_eq!(pair.as_rule(), Rule::ident);
+        ast::Ident {
+            name: pair.as_str().to_string(),
+            span: self.span(&pair),
+        }
+    }
+
+    fn use_decl(&mut self, pair: Pair<Rule>) -> ast::Use {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let _kw = inner.next();
+        let target_pair = inner.next().expect("grammar guarantees a use target");
+        let target = match target_pair.as_rule() {
+            Rule::module_path => {
+                let ident = target_pair
+                    .into_inner()
+                    .next()
+                    .expect("module path has an ident");
+                ast::UseTarget::Module(self.ident(ident))
+            }
+            Rule::string => {
+                let span = self.span(&target_pair);
+                ast::UseTarget::File {
+                    path: self.string(target_pair),
+                    span,
+                }
+            }
+            rule => unreachable!("grammar guarantees a module or string, found {rule:?}"),
+        };
+        let names = match inner.next() {
+            None => ast::UseNames::Qualified,
+            Some(tail) => match tail.as_rule() {
+                Rule::use_all => ast::UseNames::All(self.span(&tail)),
+                Rule::use_list => {
+                    ast::UseNames::List(tail.into_inner().map(|p| self.ident(p)).collect())
+                }
+                Rule::ident => ast::UseNames::List(vec![self.ident(tail)]),
+                rule => unreachable!("grammar guarantees a use tail, found {rule:?}"),
+            },
+        };
+        ast::Use {
+            target,
+            names,
+            span,
+        }
+    }
+
+    fn definition(&mut self, pair: Pair<Rule>) -> ast::Definition {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let kind = inner
+            .next()
+            .expect("block kind")
+            .into_inner()
+            .next()
+            .expect("kind ident");
+        let kind = self.ident(kind);
+        let name = self.ident(inner.next().expect("definition name"));
+        let mut params = None;
+        let mut body = None;
+        for part in inner {
+            match part.as_rule() {
+                Rule::params => params = Some(part.into_inner().map(|p| self.param(p)).collect()),
+                Rule::expr => body = Some(self.expr(part)),
+                rule => unreachable!("grammar guarantees params or body, found {rule:?}"),
+            }
+        }
+        let body = body.expect("grammar guarantees a body");
+        ast::Definition {
+            kind,
+            name,
+            params,
+            body,
+            span,
+        }
+    }
+
+    fn param(&mut self, pair: Pair<Rule>) -> ast::Param {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("param name"));
+        let mut ty = None;
+        let mut default = None;
+        for part in inner {
+            match part.as_rule() {
+                Rule::type_name => ty = Some(self.ident(part.into_inner().next().expect("type"))),
+                Rule::expr => default = Some(self.expr(part)),
+                rule => unreachable!("grammar guarantees a type or default, found {rule:?}"),
+            }
+        }
+        ast::Param {
+            name,
+            ty,
+            default,
+            span,
+        }
+    }
+
+    fn experiment(&mut self, pair: Pair<Rule>) -> ast::Experiment {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let _kw = inner.next();
+        let name = self.ident(inner.next().expect("experiment name"));
+        let mut fields = Vec::new();
+        let mut axes = Vec::new();
+        for entry in inner {
+            match entry.as_rule() {
+                Rule::vary => axes.push(self.vary(entry)),
+                Rule::field => fields.push(self.field(entry)),
+                Rule::sugar_field => fields.push(self.sugar_field(entry)),
+                rule => unreachable!("grammar guarantees experiment entries, found {rule:?}"),
+            }
+        }
+        ast::Experiment {
+            name,
+            fields,
+            axes,
+            span,
+        }
+    }
+
+    fn vary(&mut self, pair: Pair<Rule>) -> ast::Vary {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let _kw = inner.next();
+        let path_pair = inner.next().expect("vary path");
+        let path = path_pair.into_inner().map(|p| self.ident(p)).collect();
+        let list = inner.next().expect("vary list");
+        let list_span = self.span(&list);
+        let values = list.into_inner().map(|p| self.expr(p)).collect();
+        ast::Vary {
+            path,
+            values,
+            list_span,
+            span,
+        }
+    }
+
+    fn field(&mut self, pair: Pair<Rule>) -> ast::Field {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("field name"));
+        let value = self.expr(inner.next().expect("field value"));
+        ast::Field { name, value, span }
+    }
+
+    /// `report { ... }` becomes the field `report: report { ... }`.
+    fn sugar_field(&mut self, pair: Pair<Rule>) -> ast::Field {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("field name"));
+        let record = self.record(inner.next().expect("record"));
+        let construct = ast::Construct {
+            path: vec![name.clone()],
+            args: None,
+            record: Some(record),
+        };
+        let value = ast::Expr {
+            kind: ast::ExprKind::Construct(construct),
+            span,
+        };
+        ast::Field { name, value, span }
+    }
+
+    fn record(&mut self, pair: Pair<Rule>) -> Vec<ast::Field> {
+        let mut fields = Vec::new();
+        for entry in pair.into_inner() {
+            match entry.as_rule() {
+                Rule::field => fields.push(self.field(entry)),
+                Rule::sugar_field => fields.push(self.sugar_field(entry)),
+                rule => unreachable!("grammar guarantees record entries, found {rule:?}"),
+            }
+        }
+        fields
+    }
+
+    fn expr(&mut self, pair: Pair<Rule>) -> ast::Expr {
+        let span = self.span(&pair);
+        let inner = pair
+            .into_inner()
+            .next()
+            .expect("grammar guarantees an expression body");
+        let kind = match inner.as_rule() {
+            Rule::number => ast::ExprKind::Number(self.number(inner)),
+            Rule::string => ast::ExprKind::Str(self.string(inner)),
+            Rule::boolean => ast::ExprKind::Bool(inner.as_str() == "true"),
+            Rule::list => ast::ExprKind::List(inner.into_inner().map(|p| self.expr(p)).collect()),
+            Rule::record => ast::ExprKind::Record(self.record(inner)),
+            Rule::construct => ast::ExprKind::Construct(self.construct(inner)),
+            rule => unreachable!("grammar guarantees an expression, found {rule:?}"),
+        };
+        ast::Expr { kind, span }
+    }
+
+    fn construct(&mut self, pair: Pair<Rule>) -> ast::Construct {
+        let mut inner = pair.into_inner();
+        let qualified = inner.next().expect("construct path");
+        let path = qualified.into_inner().map(|p| self.ident(p)).collect();
+        let mut args = None;
+        let mut record = None;
+        for part in inner {
+            match part.as_rule() {
+                Rule::args => args = Some(part.into_inner().map(|a| self.arg(a)).collect()),
+                Rule::record => record = Some(self.record(part)),
+                rule => unreachable!("grammar guarantees args or record, found {rule:?}"),
+            }
+        }
+        ast::Construct { path, args, record }
+    }
+
+    fn arg(&mut self, pair: Pair<Rule>) -> ast::Arg {
+        let span = self.span(&pair);
+        let mut name = None;
+        let mut value = None;
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::ident => name = Some(self.ident(part)),
+                Rule::expr => value = Some(self.expr(part)),
+                rule => unreachable!("grammar guarantees an argument, found {rule:?}"),
+            }
+        }
+        ast::Arg {
+            name,
+            value: value.expect("argument value"),
+            span,
+        }
+    }
+
+    fn number(&mut self, pair: Pair<Rule>) -> ast::Number {
+        let mut inner = pair.into_inner();
+        let lit = inner.next().expect("number literal");
+        let lit_span = self.span(&lit);
+        let value = match number_value(lit.as_str()) {
+            Some(value) => value,
+            None => {
+                let msg = format!("number `{}` does not fit in 64 bits", lit.as_str());
+                let diag = Diag::error(Code::InvalidNumber, msg, lit_span, "out of range")
+                    .with_help("integers go up to 9.2e18 and floats up to 1.8e308");
+                self.diags.push(diag);
+                ast::NumberValue::Int(0)
+            }
+        };
+        let unit = inner.next().map(|u| (unit(u.as_str()), self.span(&u)));
+        ast::Number { value, unit }
+    }
+
+    fn string(&mut self, pair: Pair<Rule>) -> String {
+        let inner = pair.into_inner().next().expect("string body");
+        let start = inner.as_span().start();
+        let raw = inner.as_str();
+        let mut out = String::new();
+        let mut chars = raw.char_indices();
+        while let Some((_, c)) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            let Some((idx, esc)) = chars.next() else {
+                break;
+            };
+            match esc {
+                '"' => out.push('"'),
+                '\\' => out.push('\\'),
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                other => {
+                    let at = start + idx - 1;
+                    let span = Span::new(self.file, at..at + 1 + other.len_utf8());
+                    let msg = format!("unknown escape `\\{other}` in string");
+                    let diag = Diag::error(Code::InvalidEscape, msg, span, "not an escape")
+                        .with_help("the escapes are `\\\"`, `\\\\`, `\\n` and `\\t`");
+                    self.diags.push(diag);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The value of a number literal: `100_000`, `5e-5`, `1M`, `2.5k`.
+/// Integral values without an exponent or point stay integers.
+fn number_value(text: &str) -> Option<ast::NumberValue> {
+    let clean: String = text.chars().filter(|c| *c != '_').collect();
+    let (body, scale) = match clean.chars().last() {
+        Some('k' | 'K') => (&clean[..clean.len() - 1], 1e3),
+        Some('M') => (&clean[..clean.len() - 1], 1e6),
+        Some('G') => (&clean[..clean.len() - 1], 1e9),
+        _ => (clean.as_str(), 1.0),
+    };
+    let is_float = body.contains(['.', 'e', 'E']);
+    if !is_float {
+        let int: i64 = body.parse().ok()?;
+        return int.checked_mul(scale as i64).map(ast::NumberValue::Int);
+    }
+    let value: f64 = body.parse().ok()?;
+    let value = value * scale;
+    if !value.is_finite() {
+        return None;
+    }
+    // `2.5k` is an integer count; `5e-5` stays a float.
+    if scale > 1.0 && value.fract() == 0.0 && value.abs() < 9.0e18 {
+        return Some(ast::NumberValue::Int(value as i64));
+    }
+    Some(ast::NumberValue::Float(value))
+}
+
+fn unit(text: &str) -> ast::Unit {
+    match text.trim_end_matches('s') {
+        "step" => ast::Unit::Steps,
+        "episode" => ast::Unit::Episodes,
+        "update" => ast::Unit::Updates,
+        "stage" => ast::Unit::Stages,
+        "iteration" => ast::Unit::Iterations,
+        other => unreachable!("grammar guarantees a known unit, found {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_literals() {
+        use ast::NumberValue::{Float, Int};
+        assert_eq!(number_value("100_000"), Some(Int(100_000)));
+        assert_eq!(number_value("1M"), Some(Int(1_000_000)));
+        assert_eq!(number_value("2.5k"), Some(Int(2_500)));
+        assert_eq!(number_value("5e-5"), Some(Float(5e-5)));
+        assert_eq!(number_value("-1"), Some(Int(-1)));
+        assert_eq!(number_value("99999999999999999999"), None);
+        assert_eq!(number_value("1e999"), None);
+    }
+}
