@@ -68,6 +68,12 @@ pub fn experiment<'p>(ev: &mut Evaluator<'p>, exp: &'p ast::Experiment) -> Check
     }
     let scalar = |ev: &mut Evaluator<'p>, name: &str| -> Value {
         let spec = schema::experiment_field(name).expect("experiment field exists");
+        let overridden = ev.program.overrides.iter().rev().find(|o| {
+            o.target == OverrideTarget::Experiments && o.path.len() == 1 && o.path[0].name == name
+        });
+        if let Some(ov) = overridden {
+            return ev.expr(&root, &ov.value, spec.ty, Some(spec));
+        }
         match fields.get(name) {
             Some(f) => ev.expr(&root, &f.value, spec.ty, Some(spec)),
             None => match spec.default {

@@ -157,8 +157,10 @@ pub fn check(program: &Program) -> (Checked, Vec<Diag>) {
             item,
         };
         let value = ev.definition(id, def.name.span);
-        if let (Some(Kind::Agent), Value::Obj(agent)) = (Kind::from_name(&def.kind.name), &value) {
-            rules::block_rules(&mut ev, agent);
+        match (Kind::from_name(&def.kind.name), &value) {
+            (Some(Kind::Agent), Value::Obj(agent)) => rules::block_rules(&mut ev, agent),
+            (Some(Kind::Model), Value::Obj(model)) => rules::latent_fields(&mut ev, model),
+            _ => (),
         }
     }
     let mut experiments = Vec::new();

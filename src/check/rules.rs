@@ -247,7 +247,8 @@ fn loss_fits(ev: &mut Evaluator, agent: &Obj, model: &Obj, loss: &Obj) {
     ev.diags.push(diag);
 }
 
-fn latent_fields(ev: &mut Evaluator, model: &Obj) {
+/// Rules on a model block alone.
+pub fn latent_fields(ev: &mut Evaluator, model: &Obj) {
     match model.enum_("latent") {
         Some("gaussian") => {
             if model.is_explicit("width") {

@@ -211,9 +211,11 @@ impl Ctx<'_, '_> {
         match target {
             ast::UseTarget::Module(ident) => match stdlib::names().find(|n| *n == ident.name) {
                 Some(name) => Some(Origin::Stdlib(name)),
-                None => Some(Origin::Path(dir.join(format!("{}.exp", ident.name)))),
+                None => Some(Origin::Path(normalize(
+                    &dir.join(format!("{}.exp", ident.name)),
+                ))),
             },
-            ast::UseTarget::File { path, .. } => Some(Origin::Path(dir.join(path))),
+            ast::UseTarget::File { path, .. } => Some(Origin::Path(normalize(&dir.join(path)))),
         }
     }
 
@@ -343,6 +345,25 @@ fn local_definitions(
         }
     }
     local
+}
+
+/// Removes `.` and resolves `..` lexically, so one file has one origin however it is reached.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::CurDir => (),
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                _ => out.push(".."),
+            },
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn def_name_span(modules: &[Module], id: DefId) -> Span {

@@ -358,7 +358,7 @@ mod tests {
                     (Default::Enum(e), Ty::Enum(opts)) => opts.contains(&e),
                     (Default::Ints(_), Ty::List(Ty::Int)) => true,
                     (Default::Names(_), Ty::List(Ty::Name)) => true,
-                    (Default::Ctor(name), Ty::Ref(kind)) => ctor(kind, name).is_some(),
+                    (Default::Ctor(name), Ty::Ref(kind)) => super::ctor(kind, name).is_some(),
                     _ => false,
                 };
                 assert!(

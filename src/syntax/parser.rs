@@ -63,9 +63,12 @@ pub fn parse_value(file: FileId, text: &str, diags: &mut Vec<Diag>) -> Option<as
 }
 
 impl Ctx<'_> {
+    /// The pair's span without the trailing whitespace pest's implicit
+    /// whitespace rule may have consumed after an optional part.
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start()..s.end())
+        let len = pair.as_str().trim_end().len();
+        Span::new(self.file, s.start()..s.start() + len)
     }
 
     fn ident(&self, pair: Pair<Rule>) -> ast::Ident {

@@ -1,0 +1,147 @@
+//! The `mbrl` binary as a user runs it: exit codes, summaries, graphs.
+
+use std::process::{Command, Output};
+
+fn mbrl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mbrl"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run mbrl")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every stdlib module and shipped experiment passes `mbrl check`.
+#[test]
+fn stdlib_and_experiments_pass_check() {
+    let mut files = Vec::new();
+    for dir in ["stdlib", "experiments"] {
+        for entry in std::fs::read_dir(format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "exp") {
+                files.push(format!(
+                    "{dir}/{}",
+                    path.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert!(
+        files.len() >= 5,
+        "expected the stdlib and experiment files, found {files:?}"
+    );
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let out = mbrl(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).is_empty(),
+        "warnings in shipped files:\n{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn fig4_summary_counts_cells_seeds_and_steps() {
+    let out = mbrl(&["check", "experiments/fig4.exp"]);
+    assert_eq!(out.status.code(), Some(0));
+    // 5 agents x 3 envs x 2 regimes; (15 x 1M + 15 x 100k) steps x 30 seeds.
+    let text = stdout(&out);
+    assert!(
+        text.contains("30 cells x 30 seeds, 4.95e8 env steps"),
+        "{text}"
+    );
+}
+
+#[test]
+fn overrides_change_the_experiment() {
+    let out = mbrl(&[
+        "check",
+        "experiments/fig4.exp",
+        "--set",
+        "experiment.seeds=5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("30 cells x 5 seeds"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_override_points_into_the_override() {
+    let out = mbrl(&["check", "experiments/fig4.exp", "--set", "agent.gamma=2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("mbrl::check::out_of_range") && err.contains("--set #1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_exit_1_and_usage_exits_2() {
+    let out = mbrl(&["check", "tests/ui/check/unknown_field.exp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("1 error(s)"));
+    assert_eq!(mbrl(&["check"]).status.code(), Some(2));
+    assert_eq!(mbrl(&["check", "no/such/file.exp"]).status.code(), Some(2));
+}
+
+/// ER on ProcMaze g=4: Q is 64 -> 200 -> 200 -> 200 -> 5, 94,405 parameters (spec §3.1).
+#[test]
+fn graph_shows_inferred_shapes() {
+    let out = mbrl(&["graph", "experiments/fig4.exp", "--cell", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("64->200->200->200->5 elu, 94405 params/seed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("replay -> td: batch [S=30, 320, 64]"),
+        "{text}"
+    );
+    let dot = stdout(&mbrl(&[
+        "graph",
+        "experiments/fig4.exp",
+        "--dot",
+        "--cell",
+        "5",
+    ]));
+    assert!(dot.starts_with("digraph") && dot.contains("->"), "{dot}");
+}
+
+#[test]
+fn envs_lists_spaces() {
+    let text = stdout(&mbrl(&["envs"]));
+    assert!(text.contains("procmaze(grid_size=10"), "{text}");
+    assert!(
+        text.contains("obs 15 bits, actions Discrete(5), continuing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("obs 24 reals, actions Box([-1, 1]^6)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn describe_reads_the_registry() {
+    let text = stdout(&mbrl(&["describe", "value_aware"]));
+    assert!(
+        text.contains("norm") && text.contains("l1 (MA-L1) or l2 (VAML)"),
+        "{text}"
+    );
+    assert_eq!(mbrl(&["describe", "nonsense"]).status.code(), Some(2));
+}

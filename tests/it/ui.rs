@@ -1,0 +1,93 @@
+//! UI tests: every `tests/ui/**/*.exp` fixture is checked, its expected codes
+//! asserted and its rendered diagnostics snapshot-tested.
+//!
+//! A fixture's first lines declare what it expects:
+//! `// expect: mbrl::check::unknown_field` (or `// expect: ok`), and
+//! optionally `// set: path=value` overrides. Regenerate snapshots with
+//! `cargo insta review` (or `INSTA_UPDATE=always cargo test`).
+
+use std::path::{Path, PathBuf};
+
+use mbrl::diagnostics::{render, Code};
+use mbrl::resolve::FsLoader;
+use mbrl::source::Origin;
+
+struct Header {
+    expect: Vec<String>,
+    overrides: Vec<String>,
+}
+
+fn header(text: &str) -> Header {
+    let mut header = Header {
+        expect: Vec::new(),
+        overrides: Vec::new(),
+    };
+    for line in text.lines().take_while(|l| l.starts_with("//")) {
+        if let Some(code) = line.strip_prefix("// expect: ") {
+            header.expect.push(code.trim().to_string());
+        }
+        if let Some(ov) = line.strip_prefix("// set: ") {
+            header.overrides.push(ov.trim().to_string());
+        }
+    }
+    header
+}
+
+fn relative(path: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+#[test]
+fn ui_fixtures() {
+    insta::glob!("../ui", "**/*.exp", |path| {
+        let rel = relative(path);
+        let text = std::fs::read_to_string(path).unwrap();
+        let header = header(&text);
+        assert!(
+            !header.expect.is_empty(),
+            "{} declares no `// expect:`",
+            rel.display()
+        );
+        let out = mbrl::check_source(
+            Origin::Path(rel.clone()),
+            text,
+            &header.overrides,
+            &FsLoader,
+        );
+        let codes: Vec<&str> = out.diags.iter().map(|d| d.code.as_str()).collect();
+        for expected in &header.expect {
+            match expected.as_str() {
+                "ok" => assert!(
+                    out.diags.is_empty(),
+                    "{}: expected no diagnostics, got {codes:?}",
+                    rel.display()
+                ),
+                code => assert!(
+                    codes.contains(&code),
+                    "{}: expected {code}, got {codes:?}",
+                    rel.display()
+                ),
+            }
+        }
+        let rendered = render(&out.diags, &out.sources, 80, false);
+        insta::assert_snapshot!(rendered);
+    });
+}
+
+/// One diagnostic code, one fixture: `tests/ui/<stage>/<name>.exp` expects it.
+#[test]
+fn every_code_has_a_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    for code in Code::ALL {
+        let parts: Vec<&str> = code.as_str().split("::").collect();
+        let path = root.join(parts[1]).join(format!("{}.exp", parts[2]));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("no fixture {} for {code}", path.display()));
+        assert!(
+            header(&text).expect.iter().any(|e| e == code.as_str()),
+            "{} does not expect {code}",
+            path.display()
+        );
+    }
+}
