@@ -377,4 +377,6 @@ codes! {
     TableRow = "mbrl::check::table_row",
     /// Agents compared in one grid see different numbers of transitions per Q update.
     UnequalUpdateBatch = "mbrl::check::unequal_update_batch",
+    /// Virtual rollouts are longer or shorter than the env's episodes (SLBO rolls out whole episodes).
+    HorizonMismatch = "mbrl::check::horizon_mismatch",
 }

@@ -72,6 +72,31 @@ pub fn cell_rules(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces
     }
     episodic_only(ev, agent, env, spaces);
     declared_shapes(ev, agent, env, spaces, nets);
+    virtual_horizon(ev, agent, env, spaces);
+}
+
+/// SLBO's virtual episodes have the real env's length L (vaslbo spec §1, §5.3).
+fn virtual_horizon(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces) {
+    let Some(planner) = agent
+        .obj("planner")
+        .filter(|p| p.ctor.name == "virtual_rollouts")
+    else {
+        return;
+    };
+    let (Some(length), Some(horizon)) = (planner.int("length"), spaces.horizon) else {
+        return;
+    };
+    if length as usize == horizon {
+        return;
+    }
+    let msg = format!(
+        "virtual episodes last {length} steps, but `{}` episodes last {horizon}",
+        env.label
+    );
+    let diag = Diag::warning(Code::HorizonMismatch, msg, planner.span_of("length"), "virtual episode length")
+        .with_label(env.span, format!("{horizon}-step episodes"))
+        .with_help(format!("use `length: {horizon} steps` for this env (a tuned table keyed by `env` can set it per env)"));
+    ev.diags.push(diag);
 }
 
 fn dqn_rules(ev: &mut Evaluator, agent: &Obj) {
