@@ -10,8 +10,10 @@
 pub mod check;
 pub mod cli;
 pub mod diagnostics;
+pub mod envs;
 pub mod graph;
 pub mod resolve;
+pub mod runtime;
 pub mod schema;
 pub mod source;
 pub mod stdlib;

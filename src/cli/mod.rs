@@ -5,6 +5,7 @@
 
 mod check;
 mod describe;
+mod eval;
 mod graph;
 
 use std::io::IsTerminal;
@@ -29,6 +30,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Print the dataflow graph of an experiment cell (text or DOT).
     Graph(graph::GraphArgs),
+    /// Evaluate the cells whose agent needs no training (`random`) with their protocol.
+    Eval(eval::EvalArgs),
     /// List every environment with its parameters and spaces.
     Envs,
     /// Describe a block kind (`agent`) or a constructor (`dqn`) from the schema.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         Command::Check(args) => check::run(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Envs => describe::envs(),
         Command::Describe { name } => describe::describe(&name),
         Command::Explain { code } => describe::explain(&code),

@@ -1,5 +1,6 @@
 //! One integration-test binary: UI snapshots, the CLI, and no-panic properties.
 
 mod cli;
+mod envs;
 mod props;
 mod ui;

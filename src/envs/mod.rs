@@ -1,0 +1,222 @@
+//! Environments, seed-batched: one value holds every instance of a cell
+//! (seeds x envs per seed) and one call steps them all.
+//!
+//! Instance `i = seed * envs_per_seed + env` draws from its own stream
+//! (root seed, seed index, purpose, env), so a seed's trajectory does not
+//! depend on the rest of the batch. Every env's state can be saved and
+//! restored (the perfect-model agent rolls out the true env from stored
+//! states). Episodic envs do not reset themselves: the caller decides when
+//! (the reference's stale-observation quirk depends on it).
+//!
+//! Invariants: no AST, no tensors; rules follow the specs cited per file.
+
+pub mod buttongrid;
+pub mod control;
+pub mod grid;
+pub mod opengrid;
+pub mod panflute;
+pub mod procmaze;
+
+use crate::check::Obj;
+use crate::runtime::seeds::{Purpose, Stream};
+use crate::schema::EnvSpaces;
+
+pub use buttongrid::ButtonGrid;
+pub use control::{Control, Task};
+pub use opengrid::OpenGrid;
+pub use panflute::PanFlute;
+pub use procmaze::ProcMaze;
+
+/// Which streams a batch draws from.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub root_seed: u64,
+    /// The seed index of each seed in the batch (a shard may hold seeds 8..16).
+    pub seeds: Vec<u64>,
+    pub envs_per_seed: usize,
+    pub purpose: Purpose,
+    /// Separates repeated uses of one purpose (evaluation round k uses fresh envs).
+    pub round: u64,
+}
+
+impl Layout {
+    pub fn n_instances(&self) -> usize {
+        self.seeds.len() * self.envs_per_seed
+    }
+
+    pub fn streams(&self) -> Vec<Stream> {
+        let mut out = Vec::with_capacity(self.n_instances());
+        for seed in &self.seeds {
+            for env in 0..self.envs_per_seed {
+                let instance = self.round * self.envs_per_seed as u64 + env as u64;
+                out.push(Stream::new(self.root_seed, *seed, self.purpose, instance));
+            }
+        }
+        out
+    }
+}
+
+/// Actions for every instance: an index each, or `act_dim` floats in `[-1, 1]` each.
+#[derive(Clone, Copy, Debug)]
+pub enum Actions<'a> {
+    Discrete(&'a [usize]),
+    Continuous(&'a [f32]),
+}
+
+/// An env's parameters, read from a checked `env` block.
+#[derive(Clone, Copy, Debug)]
+pub enum EnvConfig {
+    ProcMaze(procmaze::Params),
+    ButtonGrid(buttongrid::Params),
+    PanFlute(panflute::Params),
+    OpenGrid(opengrid::Params),
+    Control(Task, usize),
+    HalfCheetah(usize),
+}
+
+impl EnvConfig {
+    /// The config of a checked env block. `check` guarantees the fields.
+    pub fn from_obj(env: &Obj) -> EnvConfig {
+        let int = |f: &str| env.int(f).unwrap_or(0).max(0) as usize;
+        let flag = |f: &str| env.bool(f).unwrap_or(true);
+        match env.ctor.name {
+            "procmaze" => EnvConfig::ProcMaze(procmaze::Params {
+                grid_size: int("grid_size"),
+                spontaneous_termination: flag("spontaneous_termination"),
+                teleport_on_termination: flag("teleport_on_termination"),
+            }),
+            "buttongrid" => EnvConfig::ButtonGrid(buttongrid::Params {
+                grid_size: int("grid_size"),
+                buttons: int("buttons"),
+                spontaneous_reset: flag("spontaneous_reset"),
+                activate_on_reset: flag("activate_on_reset"),
+            }),
+            "panflute" => EnvConfig::PanFlute(panflute::Params {
+                pipes: int("pipes"),
+                spontaneous_reward: flag("spontaneous_reward"),
+            }),
+            "opengrid" => EnvConfig::OpenGrid(opengrid::Params {
+                grid_size: int("grid_size"),
+                spontaneous_termination: flag("spontaneous_termination"),
+            }),
+            "pendulum" => EnvConfig::Control(Task::Pendulum, int("horizon")),
+            "cartpole" => EnvConfig::Control(Task::CartPole, int("horizon")),
+            "acrobot" => EnvConfig::Control(Task::Acrobot, int("horizon")),
+            "mountaincar" => EnvConfig::Control(Task::MountainCar, int("horizon")),
+            "halfcheetah" => EnvConfig::HalfCheetah(int("horizon")),
+            other => unreachable!("the schema has no env `{other}`"),
+        }
+    }
+}
+
+/// A saved instance state of any env.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnvState {
+    ProcMaze(procmaze::State),
+    ButtonGrid(buttongrid::State),
+    PanFlute(panflute::State),
+    OpenGrid(opengrid::State),
+    Control(control::State),
+}
+
+/// A batch of instances of one env.
+pub enum Batch {
+    ProcMaze(ProcMaze),
+    ButtonGrid(ButtonGrid),
+    PanFlute(PanFlute),
+    OpenGrid(OpenGrid),
+    Control(Control),
+}
+
+/// The error of an env that cannot be built in this binary.
+#[derive(Debug, PartialEq)]
+pub struct Unavailable(pub String);
+
+macro_rules! each {
+    ($self:expr, $env:ident => $body:expr) => {
+        match $self {
+            Batch::ProcMaze($env) => $body,
+            Batch::ButtonGrid($env) => $body,
+            Batch::PanFlute($env) => $body,
+            Batch::OpenGrid($env) => $body,
+            Batch::Control($env) => $body,
+        }
+    };
+}
+
+impl Batch {
+    pub fn new(config: EnvConfig, layout: &Layout) -> Result<Batch, Unavailable> {
+        let batch = match config {
+            EnvConfig::ProcMaze(p) => Batch::ProcMaze(ProcMaze::new(p, layout)),
+            EnvConfig::ButtonGrid(p) => Batch::ButtonGrid(ButtonGrid::new(p, layout)),
+            EnvConfig::PanFlute(p) => Batch::PanFlute(PanFlute::new(p, layout)),
+            EnvConfig::OpenGrid(p) => Batch::OpenGrid(OpenGrid::new(p, layout)),
+            EnvConfig::Control(task, horizon) => {
+                Batch::Control(Control::new(task, horizon, layout))
+            }
+            EnvConfig::HalfCheetah(_) => {
+                return Err(Unavailable(
+                    "halfcheetah needs MuJoCo: build with `--features mujoco`".into(),
+                ))
+            }
+        };
+        Ok(batch)
+    }
+
+    pub fn spaces(&self) -> EnvSpaces {
+        each!(self, env => env.spaces())
+    }
+
+    pub fn len(&self) -> usize {
+        each!(self, env => env.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A fresh episode for instance `i`.
+    pub fn reset(&mut self, i: usize) {
+        each!(self, env => env.reset(i))
+    }
+
+    /// Steps every instance; `rewards` and `terminals` get one entry each.
+    pub fn step(&mut self, actions: Actions, rewards: &mut [f32], terminals: &mut [bool]) {
+        each!(self, env => env.step(actions, rewards, terminals))
+    }
+
+    /// Writes instance `i`'s observation (`obs_dim` floats).
+    pub fn observe(&self, i: usize, out: &mut [f32]) {
+        each!(self, env => env.observe(i, out))
+    }
+
+    /// Observations of every instance, row-major `[n, obs_dim]`.
+    pub fn observe_all(&self, out: &mut [f32]) {
+        let d = self.spaces().obs_dim;
+        for (i, row) in out.chunks_mut(d).enumerate() {
+            self.observe(i, row);
+        }
+    }
+
+    pub fn state(&self, i: usize) -> EnvState {
+        match self {
+            Batch::ProcMaze(env) => EnvState::ProcMaze(env.state(i).clone()),
+            Batch::ButtonGrid(env) => EnvState::ButtonGrid(env.state(i).clone()),
+            Batch::PanFlute(env) => EnvState::PanFlute(env.state(i).clone()),
+            Batch::OpenGrid(env) => EnvState::OpenGrid(env.state(i).clone()),
+            Batch::Control(env) => EnvState::Control(*env.state(i)),
+        }
+    }
+
+    /// Restores a state saved from an env of the same kind and parameters.
+    pub fn set_state(&mut self, i: usize, state: &EnvState) {
+        match (self, state) {
+            (Batch::ProcMaze(env), EnvState::ProcMaze(s)) => env.set_state(i, s),
+            (Batch::ButtonGrid(env), EnvState::ButtonGrid(s)) => env.set_state(i, s),
+            (Batch::PanFlute(env), EnvState::PanFlute(s)) => env.set_state(i, s),
+            (Batch::OpenGrid(env), EnvState::OpenGrid(s)) => env.set_state(i, s),
+            (Batch::Control(env), EnvState::Control(s)) => env.set_state(i, s),
+            _ => unreachable!("a state is restored into the env kind it was saved from"),
+        }
+    }
+}
