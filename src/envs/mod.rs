@@ -13,6 +13,8 @@
 pub mod buttongrid;
 pub mod control;
 pub mod grid;
+#[cfg(feature = "mujoco")]
+pub mod halfcheetah;
 pub mod opengrid;
 pub mod panflute;
 pub mod procmaze;
@@ -117,6 +119,8 @@ pub enum EnvState {
     PanFlute(panflute::State),
     OpenGrid(opengrid::State),
     Control(control::State),
+    #[cfg(feature = "mujoco")]
+    HalfCheetah(halfcheetah::State),
 }
 
 /// A batch of instances of one env.
@@ -126,6 +130,8 @@ pub enum Batch {
     PanFlute(PanFlute),
     OpenGrid(OpenGrid),
     Control(Control),
+    #[cfg(feature = "mujoco")]
+    HalfCheetah(halfcheetah::HalfCheetah),
 }
 
 /// The error of an env that cannot be built in this binary.
@@ -140,6 +146,8 @@ macro_rules! each {
             Batch::PanFlute($env) => $body,
             Batch::OpenGrid($env) => $body,
             Batch::Control($env) => $body,
+            #[cfg(feature = "mujoco")]
+            Batch::HalfCheetah($env) => $body,
         }
     };
 }
@@ -154,10 +162,14 @@ impl Batch {
             EnvConfig::Control(task, horizon) => {
                 Batch::Control(Control::new(task, horizon, layout))
             }
+            #[cfg(feature = "mujoco")]
+            EnvConfig::HalfCheetah(horizon) => {
+                Batch::HalfCheetah(halfcheetah::HalfCheetah::new(horizon, layout)?)
+            }
+            #[cfg(not(feature = "mujoco"))]
             EnvConfig::HalfCheetah(_) => {
-                return Err(Unavailable(
-                    "halfcheetah needs MuJoCo: build with `--features mujoco`".into(),
-                ))
+                let msg = "halfcheetah needs MuJoCo: build with `--features mujoco`";
+                return Err(Unavailable(msg.into()));
             }
         };
         Ok(batch)
@@ -205,6 +217,8 @@ impl Batch {
             Batch::PanFlute(env) => EnvState::PanFlute(env.state(i).clone()),
             Batch::OpenGrid(env) => EnvState::OpenGrid(env.state(i).clone()),
             Batch::Control(env) => EnvState::Control(*env.state(i)),
+            #[cfg(feature = "mujoco")]
+            Batch::HalfCheetah(env) => EnvState::HalfCheetah(env.state(i)),
         }
     }
 
@@ -216,6 +230,8 @@ impl Batch {
             (Batch::PanFlute(env), EnvState::PanFlute(s)) => env.set_state(i, s),
             (Batch::OpenGrid(env), EnvState::OpenGrid(s)) => env.set_state(i, s),
             (Batch::Control(env), EnvState::Control(s)) => env.set_state(i, s),
+            #[cfg(feature = "mujoco")]
+            (Batch::HalfCheetah(env), EnvState::HalfCheetah(s)) => env.set_state(i, s),
             _ => unreachable!("a state is restored into the env kind it was saved from"),
         }
     }

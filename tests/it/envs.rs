@@ -586,3 +586,62 @@ fn halfcheetah_without_mujoco_is_a_clear_error() {
         .unwrap();
     assert!(err.0.contains("--features mujoco"));
 }
+
+/// HalfCheetah (vaslbo spec §6.2): 24-dim observation, the exposed reward
+/// equals the env's, states save and restore exactly, and seeds are batch-invariant.
+#[cfg(feature = "mujoco")]
+#[test]
+fn halfcheetah_rules() {
+    use mbrl::envs::halfcheetah;
+    let mut env = Batch::new(EnvConfig::HalfCheetah(1000), &layout(2, 2)).unwrap();
+    let spaces = env.spaces();
+    assert_eq!(
+        (spaces.obs_dim, spaces.action),
+        (24, mbrl::schema::ActionSpace::Continuous(6))
+    );
+    let n = env.len();
+    let mut obs = vec![0.0; n * 24];
+    let mut next = vec![0.0; n * 24];
+    let saved = env.state(0);
+    let mut first_step = None;
+    for t in 0..20 {
+        env.observe_all(&mut obs);
+        let a: Vec<f32> = (0..n * 6)
+            .map(|k| ((k + 3 * t) as f32 * 0.7).sin() * 1.3)
+            .collect();
+        let (r, term) = step_all(&mut env, Actions::Continuous(&a));
+        env.observe_all(&mut next);
+        for i in 0..n {
+            let (o, o2) = (&obs[i * 24..(i + 1) * 24], &next[i * 24..(i + 1) * 24]);
+            assert!((halfcheetah::reward(o, &a[i * 6..(i + 1) * 6], o2) - r[i]).abs() < 1e-4);
+            assert!(!term[i]);
+        }
+        if t == 0 {
+            first_step = Some((env.state(0), a));
+        }
+    }
+    let (after, a) = first_step.unwrap();
+    env.set_state(0, &saved);
+    step_all(&mut env, Actions::Continuous(&a));
+    assert_eq!(
+        env.state(0),
+        after,
+        "MuJoCo replays a restored state exactly"
+    );
+
+    let alone = Batch::new(
+        EnvConfig::HalfCheetah(1000),
+        &Layout {
+            seeds: vec![1],
+            ..layout(1, 2)
+        },
+    )
+    .unwrap();
+    let mut x = vec![0.0; 24];
+    let mut y = vec![0.0; 24];
+    alone.observe(1, &mut x);
+    Batch::new(EnvConfig::HalfCheetah(1000), &layout(2, 2))
+        .unwrap()
+        .observe(3, &mut y);
+    assert_eq!(x, y, "seed 1's reset does not depend on the batch");
+}
