@@ -145,3 +145,31 @@ fn describe_reads_the_registry() {
     );
     assert_eq!(mbrl(&["describe", "nonsense"]).status.code(), Some(2));
 }
+
+/// `mbrl eval` runs the protocol with the random agent: on PanFlute (5 pipes)
+/// the reward rate is about the spontaneous rate 1/25.
+#[test]
+fn eval_runs_the_random_agent() {
+    let out = mbrl(&["eval", "experiments/random_baselines.exp"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("env=flute"))
+        .expect("a PanFlute line");
+    let mean: f64 = line
+        .split("RewardRate ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.035..0.045).contains(&mean), "{line}");
+    let maze = text
+        .lines()
+        .find(|l| l.contains("env=maze"))
+        .expect("a ProcMaze line");
+    assert!(maze.contains("EpisodeReturn -"), "{maze}");
+}
