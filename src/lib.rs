@@ -18,6 +18,7 @@ pub mod schema;
 pub mod source;
 pub mod stdlib;
 pub mod syntax;
+pub mod tensor;
 
 use std::path::Path;
 

@@ -3,6 +3,7 @@
 //! Invariants: the only module that prints, reads the process environment,
 //! decides exit codes, or renders diagnostics for a terminal.
 
+mod bench;
 mod check;
 mod describe;
 mod eval;
@@ -34,6 +35,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// List every environment with its parameters and spaces.
     Envs,
+    /// Benchmark the seed-batched DQN update (updates/s, GFLOP/s).
+    Bench(bench::BenchArgs),
     /// Describe a block kind (`agent`) or a constructor (`dqn`) from the schema.
     Describe {
         /// A kind (`env`, `agent`, ...) or a constructor name (`procmaze`, `dqn`, ...).
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Envs => describe::envs(),
+        Command::Bench(args) => bench::run(&args),
         Command::Describe { name } => describe::describe(&name),
         Command::Explain { code } => describe::explain(&code),
     };

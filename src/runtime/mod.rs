@@ -5,5 +5,8 @@
 //! Invariants: never sees the AST; all randomness comes from
 //! [`seeds::Stream`]; prints nothing (progress and results go to the caller).
 
+pub mod bench;
+pub mod dqn;
 pub mod evaluate;
 pub mod seeds;
+pub mod shard;

@@ -2,5 +2,6 @@
 
 mod cli;
 mod envs;
+mod numerics;
 mod props;
 mod ui;

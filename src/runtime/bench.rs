@@ -1,0 +1,129 @@
+//! `mbrl bench`: the ER DQN update of young2022 spec §3.1 at the reference's
+//! size (Q 64 -> 200 -> 200 -> 200 -> 5, ELU, batch 320, target forward, Adam)
+//! for a batch of seeds sharded over worker threads.
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+
+use crate::runtime::dqn::DqnLearner;
+use crate::runtime::seeds::{Purpose, Stream};
+use crate::runtime::shard;
+use crate::tensor::losses::TdBatch;
+use crate::tensor::mlp::Activation;
+use crate::tensor::optim::AdamConfig;
+use crate::tensor::{Dev, T3};
+
+pub struct DqnBench {
+    pub seeds: usize,
+    pub threads: usize,
+    pub updates: usize,
+    pub obs_dim: usize,
+    pub hidden: Vec<usize>,
+    pub actions: usize,
+    pub batch: usize,
+}
+
+pub struct BenchResult {
+    pub seconds: f64,
+    /// Seed-updates per second (one update of one seed's Q).
+    pub seed_updates_per_s: f64,
+    /// Batched updates per second (all seeds once).
+    pub updates_per_s: f64,
+    pub gflops: f64,
+}
+
+impl DqnBench {
+    /// The reference ER configuration on ProcMaze g=4.
+    pub fn reference(seeds: usize, threads: usize, updates: usize) -> DqnBench {
+        DqnBench {
+            seeds,
+            threads,
+            updates,
+            obs_dim: 64,
+            hidden: vec![200, 200, 200],
+            actions: 5,
+            batch: 320,
+        }
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        let mut dims = vec![self.obs_dim];
+        dims.extend(&self.hidden);
+        dims.push(self.actions);
+        dims
+    }
+
+    /// Useful FLOPs of one seed-update: Q forward, Q backward (2x forward), target forward.
+    pub fn flops_per_seed_update(&self) -> f64 {
+        let dims = self.dims();
+        let macs: usize = dims.windows(2).map(|w| w[0] * w[1]).sum();
+        4.0 * 2.0 * (self.batch * macs) as f64
+    }
+
+    pub fn run(&self) -> BenchResult {
+        let seeds: Vec<u64> = (0..self.seeds as u64).collect();
+        let dims = self.dims();
+        let start = Instant::now();
+        shard::run(&seeds, self.threads, |shard| {
+            let dev = Dev::default();
+            let mut learner = DqnLearner::new(
+                &dev,
+                0,
+                shard,
+                &dims,
+                Activation::Elu,
+                AdamConfig::young(5e-5),
+            );
+            let (obs, next, batch) =
+                random_batch(&dev, shard, self.batch, self.obs_dim, self.actions);
+            for u in 0..self.updates {
+                if u % 100 == 0 {
+                    learner.sync_target();
+                }
+                learner.update(obs.clone(), next.clone(), &batch);
+            }
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        let seed_updates = (self.seeds * self.updates) as f64;
+        BenchResult {
+            seconds,
+            seed_updates_per_s: seed_updates / seconds,
+            updates_per_s: self.updates as f64 / seconds,
+            gflops: seed_updates * self.flops_per_seed_update() / seconds / 1e9,
+        }
+    }
+}
+
+/// A fixed batch of binary observations and random actions and rewards, per seed.
+pub fn random_batch(
+    dev: &Dev,
+    seeds: &[u64],
+    batch: usize,
+    obs_dim: usize,
+    actions: usize,
+) -> (T3, T3, TdBatch) {
+    let s = seeds.len();
+    let mut obs = Vec::new();
+    let mut next = Vec::new();
+    let mut acts = Vec::new();
+    let mut rewards = Vec::new();
+    for seed in seeds {
+        let mut rng = Stream::new(0, *seed, Purpose::Replay, 0);
+        obs.extend((0..batch * obs_dim).map(|_| rng.below(2) as f32));
+        next.extend((0..batch * obs_dim).map(|_| rng.below(2) as f32));
+        acts.extend((0..batch).map(|_| rng.below(actions)));
+        rewards.extend((0..batch).map(|_| -(rng.below(2) as f32)));
+    }
+    let td = TdBatch {
+        actions: dev.tensor_from_vec(acts, (s, batch)),
+        rewards: dev.tensor_from_vec(rewards, (s, batch)),
+        discounts: dev.tensor_from_vec(vec![0.9; s * batch], (s, batch)),
+        weights: dev.tensor_from_vec(vec![1.0; s * batch], (s, batch)),
+    };
+    (
+        dev.tensor_from_vec(obs, (s, batch, obs_dim)),
+        dev.tensor_from_vec(next, (s, batch, obs_dim)),
+        td,
+    )
+}

@@ -1,0 +1,30 @@
+//! Losses, each a per-seed mean summed over seeds (so each seed's gradient is
+//! its own), returned with the per-seed values for logging and NaN checks.
+
+use dfdx::prelude::*;
+
+use crate::tensor::{Dev, Tape, T2, T3};
+
+/// The inputs of a TD loss for `S` seeds and `B` samples each.
+pub struct TdBatch {
+    /// `[S, B]` action indices.
+    pub actions: Tensor<(usize, usize), usize, Dev>,
+    /// `[S, B]` rewards.
+    pub rewards: T2,
+    /// `[S, B]` discount multipliers `gamma * continuation` (`gamma * (1 - terminal)` for replay).
+    pub discounts: T2,
+    /// `[S, B]` per-sample weights (rollout masks; 1 for replay).
+    pub weights: T2,
+}
+
+/// `mean_B w (Q(s)[a] - (r + discount * max_a' Q'(s')))^2`, summed over seeds.
+/// `q` is the online Q on `s` (traced); `q_next` the target Q on `s'` (no tape).
+pub fn td_loss(q: T3<Tape>, q_next: T3, batch: &TdBatch) -> (Tensor<(), f32, Dev, Tape>, Vec<f32>) {
+    let q_sa: T2<Tape> = q.select(batch.actions.clone());
+    let max_next: T2 = q_next.max::<(usize, usize), Axis<2>>();
+    let target = batch.rewards.clone() + batch.discounts.clone() * max_next;
+    let err = (q_sa - target).square() * batch.weights.clone();
+    let per_seed = err.mean::<(usize,), Axis<1>>();
+    let values = per_seed.retaped::<NoneTape>().as_vec();
+    (per_seed.sum::<(), Axis<0>>(), values)
+}

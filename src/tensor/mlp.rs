@@ -1,0 +1,202 @@
+//! Seed-batched multilayer perceptrons: `[S, in, out]` weights, `[S, out]`
+//! biases, hidden activations ELU, ReLU or tanh, and a linear head.
+
+use dfdx::prelude::*;
+
+use crate::runtime::seeds::{Purpose, Stream};
+use crate::tensor::{Dev, T2, T3};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Elu,
+    Relu,
+    Tanh,
+}
+
+impl Activation {
+    pub fn from_name(name: &str) -> Activation {
+        match name {
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            _ => Activation::Elu,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Haiku's default: `TruncatedNormal(-2, 2) / sqrt(fan_in)`, biases 0 (young2022 spec §2).
+    Haiku,
+}
+
+/// One network per seed, stacked on the leading axis.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    pub weights: Vec<T3>,
+    pub biases: Vec<T2>,
+    pub activation: Activation,
+}
+
+/// Identifies a network for its initialisation stream (`q` = 0, `model` = 1, ...).
+#[derive(Clone, Copy, Debug)]
+pub struct NetId(pub u64);
+
+impl Mlp {
+    /// `dims = [in, hidden..., out]`; seed `seeds[s]` initialises from its own stream.
+    pub fn new(
+        dev: &Dev,
+        root: u64,
+        seeds: &[u64],
+        net: NetId,
+        dims: &[usize],
+        activation: Activation,
+        init: Init,
+    ) -> Mlp {
+        let n_seeds = seeds.len();
+        let mut weights = Vec::new();
+        let mut biases = Vec::new();
+        for (layer, pair) in dims.windows(2).enumerate() {
+            let (fan_in, fan_out) = (pair[0], pair[1]);
+            let mut data = Vec::with_capacity(n_seeds * fan_in * fan_out);
+            for seed in seeds {
+                let mut rng = Stream::new(root, *seed, Purpose::Init, net.0 * 1000 + layer as u64);
+                match init {
+                    Init::Haiku => {
+                        let scale = 1.0 / (fan_in as f64).sqrt();
+                        data.extend(
+                            (0..fan_in * fan_out)
+                                .map(|_| (truncated_normal(&mut rng) * scale) as f32),
+                        );
+                    }
+                }
+            }
+            weights.push(dev.tensor_from_vec(data, (n_seeds, fan_in, fan_out)));
+            biases.push(dev.zeros_like(&(n_seeds, fan_out)));
+        }
+        Mlp {
+            weights,
+            biases,
+            activation,
+        }
+    }
+
+    pub fn n_seeds(&self) -> usize {
+        self.weights[0].shape().0
+    }
+
+    /// `x: [S, B, in] -> [S, B, out]`, recording on `x`'s tape.
+    pub fn forward<T: Tape<f32, Dev> + Merge<NoneTape>>(&self, x: T3<T>) -> T3<T> {
+        let mut h = x;
+        let last = self.weights.len() - 1;
+        for (layer, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
+            let shape = (h.shape().0, h.shape().1, w.shape().2);
+            let z =
+                h.matmul(w.retaped::<T>()) + b.retaped::<T>().broadcast_like::<_, Axis<1>>(&shape);
+            h = match layer == last {
+                true => z,
+                false => activate(z, self.activation),
+            };
+        }
+        h
+    }
+
+    /// Every parameter's values, flattened per seed: `[S][n_params]`.
+    pub fn params_of_seed(&self, s: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        for (w, b) in self.weights.iter().zip(&self.biases) {
+            let (_, i, o) = *w.shape();
+            out.extend_from_slice(&w.as_vec()[s * i * o..(s + 1) * i * o]);
+            out.extend_from_slice(&b.as_vec()[s * o..(s + 1) * o]);
+        }
+        out
+    }
+
+    /// Copies another network's parameters (a target-network sync).
+    pub fn copy_from(&mut self, other: &Mlp) {
+        for (dst, src) in self.weights.iter_mut().zip(&other.weights) {
+            *dst = src.clone();
+        }
+        for (dst, src) in self.biases.iter_mut().zip(&other.biases) {
+            *dst = src.clone();
+        }
+    }
+}
+
+/// The hidden nonlinearity.
+pub fn activate<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>, activation: Activation) -> T3<T> {
+    match activation {
+        Activation::Relu => z.relu(),
+        Activation::Tanh => z.tanh(),
+        Activation::Elu => elu(z),
+    }
+}
+
+/// ELU, `x` for `x > 0` and `exp(x) - 1` otherwise, as one CPU kernel with its
+/// own backward op: dfdx 0.13 has no ELU, and composing it from relu, negate,
+/// exp and add took seven passes over the activations each way.
+pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
+    let (z, mut tape) = z.split_tape();
+    let shape = *z.shape();
+    let n = shape.0 * shape.1 * shape.2;
+    let mut xs = vec![0f32; n];
+    z.copy_into(&mut xs);
+    let mut ys = vec![0f32; n];
+    for (y, &x) in ys.iter_mut().zip(&xs) {
+        // Branch-free so that the loop vectorizes.
+        let negative = exp_nonpositive(x.min(0.0)) - 1.0;
+        *y = if x > 0.0 { x } else { negative };
+    }
+    let mut out = z.device().zeros_like(&shape);
+    out.copy_from(&ys);
+    let out_id = out.clone();
+    tape.add_backward_op(move |grads| {
+        let mut g_out = vec![0f32; n];
+        grads.get(&out_id).copy_into(&mut g_out);
+        let g_in = grads.get_or_alloc_mut(&z)?;
+        for ((g, go), (x, y)) in g_in.iter_mut().zip(&g_out).zip(xs.iter().zip(&ys)) {
+            // d/dx: 1 above zero, exp(x) = y + 1 below.
+            let slope = if *x > 0.0 { 1.0 } else { y + 1.0 };
+            *g += go * slope;
+        }
+        Ok(())
+    });
+    out.put_tape(tape)
+}
+
+/// `exp(x)` for `x <= 0` in straight-line f32 arithmetic that the compiler
+/// vectorizes: Cody-Waite reduction `x = n ln2 + r`, `|r| <= ln2/2`, a
+/// degree-6 Taylor polynomial (relative error below 2e-7), and `2^n` built
+/// from the exponent bits. Inputs below -87 return 0 (e^-87 is below f32's
+/// normal range).
+pub fn exp_nonpositive(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max(-87.0);
+    // Round to nearest by adding and subtracting 1.5 * 2^23 (no libm call).
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// ELU composed from dfdx ops, as a reference for [`elu`] in tests.
+pub fn elu_composed<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
+    let positive = z.retaped::<T>().relu();
+    let negative = z.negate().relu().negate().exp() - 1.0;
+    negative + positive
+}
+
+/// A standard normal truncated to [-2, 2] by rejection (Haiku's TruncatedNormal, std not rescaled).
+fn truncated_normal(rng: &mut Stream) -> f64 {
+    loop {
+        let x = rng.normal();
+        if x.abs() <= 2.0 {
+            return x;
+        }
+    }
+}
