@@ -7,6 +7,7 @@
 //! randomness from `runtime::seeds` streams, drawn per seed so that a seed's
 //! numbers do not depend on the rest of its batch.
 
+pub mod dist;
 pub mod losses;
 pub mod mlp;
 pub mod optim;

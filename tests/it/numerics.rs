@@ -271,3 +271,165 @@ fn nan_in_one_seed_does_not_touch_the_others() {
     assert_eq!(clean[2], poisoned[2]);
     assert!(poisoned[1].iter().any(|x| !x.is_finite()));
 }
+
+type Scalar = Tensor<(), f32, Dev, mbrl::tensor::Tape>;
+
+/// Central differences of `f` in sampled entries of `x` against its backward gradient.
+fn check_input_gradient(x: &T3, f: &dyn Fn(T3<mbrl::tensor::Tape>) -> Scalar) {
+    let g = f(x.clone().traced(Gradients::leaky()))
+        .backward()
+        .get(x)
+        .as_vec();
+    let base = x.as_vec();
+    let eps = 1e-3f32;
+    let mut rng = Stream::new(21, 0, Purpose::Init, 0);
+    for _ in 0..12 {
+        let idx = rng.below(base.len());
+        let eval = |delta: f32| {
+            let mut data = base.clone();
+            data[idx] += delta;
+            f(x.device()
+                .tensor_from_vec(data, *x.shape())
+                .traced(Gradients::leaky()))
+            .array()
+        };
+        let fd = (eval(eps) - eval(-eps)) / (2.0 * eps);
+        assert!(
+            (fd - g[idx]).abs() <= 2e-2 * g[idx].abs().max(fd.abs()) + 2e-3,
+            "idx {idx}: fd {fd} vs backward {}",
+            g[idx]
+        );
+    }
+}
+
+fn tensor3(seed: u64, shape: (usize, usize, usize), scale: f64) -> T3 {
+    let mut rng = Stream::new(30, seed, Purpose::Init, 0);
+    Dev::default().tensor_from_vec(randn(&mut rng, shape.0 * shape.1 * shape.2, scale), shape)
+}
+
+fn weighted_sum(x: mbrl::tensor::T2<mbrl::tensor::Tape>, seed: u64) -> Scalar {
+    let shape = *x.shape();
+    let mut rng = Stream::new(31, seed, Purpose::Init, 0);
+    let w = Dev::default().tensor_from_vec(randn(&mut rng, shape.0 * shape.1, 1.0), shape);
+    (x * w).sum::<(), _>()
+}
+
+#[test]
+fn bernoulli_and_gaussian_nll() {
+    use mbrl::tensor::dist::{bernoulli_nll, gaussian_nll_unit};
+    let dev = Dev::default();
+    let logits = tensor3(1, (2, 3, 4), 3.0);
+    let bits: Vec<f32> = (0..24).map(|i| (i % 3 == 0) as u8 as f32).collect();
+    let targets: T3 = dev.tensor_from_vec(bits.clone(), (2, 3, 4));
+    let nll = bernoulli_nll(logits.clone(), &targets).as_vec();
+    let l = logits.as_vec();
+    let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+    let direct: f32 = (0..4)
+        .map(|k| -(bits[k] * sig(l[k]).ln() + (1.0 - bits[k]) * sig(-l[k]).ln()))
+        .sum();
+    assert!((nll[0] - direct).abs() < 1e-4, "{} vs {direct}", nll[0]);
+    check_input_gradient(&logits, &|x| weighted_sum(bernoulli_nll(x, &targets), 0));
+    let mean = tensor3(2, (2, 3, 2), 1.0);
+    let value = gaussian_nll_unit(mean.clone(), &targets.clone().slice((.., .., 0..2))).as_vec();
+    let m = mean.as_vec();
+    let expected = 0.5 * (m[0] - bits[0]).powi(2)
+        + 0.5 * (m[1] - bits[1]).powi(2)
+        + (2.0 * std::f32::consts::PI).ln();
+    assert!((value[0] - expected).abs() < 1e-5);
+    let t2 = targets.clone().slice((.., .., 0..2));
+    check_input_gradient(&mean, &|x| weighted_sum(gaussian_nll_unit(x, &t2), 1));
+}
+
+/// The sample is one-hot; the gradient is that of the softmax probabilities.
+#[test]
+fn straight_through_categorical() {
+    use mbrl::tensor::dist::categorical_straight_through;
+    let logits = tensor3(3, (2, 5, 4), 2.0);
+    let uniforms: Vec<f32> = (0..10).map(|i| (i as f32 + 0.5) / 10.0).collect();
+    let sample = categorical_straight_through(logits.clone(), &uniforms).as_vec();
+    for row in sample.chunks(4) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(
+            row.iter().all(|x| x.abs() < 1e-6 || (x - 1.0).abs() < 1e-6),
+            "{row:?}"
+        );
+    }
+    let w = tensor3(4, (2, 5, 4), 1.0);
+    let st = |x: T3<mbrl::tensor::Tape>| {
+        (categorical_straight_through(x, &uniforms) * w.clone()).sum::<(), _>()
+    };
+    let soft = |x: T3<mbrl::tensor::Tape>| (x.softmax::<Axis<2>>() * w.clone()).sum::<(), _>();
+    let g_st = st(logits.clone().traced(Gradients::leaky()))
+        .backward()
+        .get(&logits)
+        .as_vec();
+    check_input_gradient(&logits, &soft);
+    let g_soft = soft(logits.clone().traced(Gradients::leaky()))
+        .backward()
+        .get(&logits)
+        .as_vec();
+    assert_eq!(g_st, g_soft);
+}
+
+#[test]
+fn categorical_kl_balancing_gradients() {
+    use mbrl::tensor::dist::{categorical_kl, categorical_kl_to};
+    let p = tensor3(5, (2, 3, 4), 1.5);
+    let q = tensor3(6, (2, 3, 4), 1.5);
+    let kl = categorical_kl(p.clone(), &q).as_vec();
+    let kl_to = categorical_kl_to(q.clone(), &p).as_vec();
+    let (pv, qv) = (p.as_vec(), q.as_vec());
+    let softmax = |x: &[f32]| {
+        let m = x.iter().cloned().fold(f32::MIN, f32::max);
+        let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
+        let z: f32 = e.iter().sum();
+        e.into_iter().map(|v| v / z).collect::<Vec<f32>>()
+    };
+    let (pp, qq) = (softmax(&pv[..4]), softmax(&qv[..4]));
+    let direct: f32 = (0..4).map(|k| pp[k] * (pp[k].ln() - qq[k].ln())).sum();
+    assert!(
+        (kl[0] - direct).abs() < 1e-5 && (kl_to[0] - direct).abs() < 1e-5,
+        "{} {} {direct}",
+        kl[0],
+        kl_to[0]
+    );
+    check_input_gradient(&p, &|x| weighted_sum(categorical_kl(x, &q), 2));
+    check_input_gradient(&q, &|x| weighted_sum(categorical_kl_to(x, &p), 3));
+}
+
+#[test]
+fn gaussian_latents_and_kl_gradients() {
+    use mbrl::tensor::dist::{gaussian_head, gaussian_kl, gaussian_kl_to, reparameterize};
+    let out = tensor3(7, (2, 3, 8), 1.0);
+    let eps = tensor3(8, (2, 3, 4), 1.0);
+    let (m2, s2) = gaussian_head(tensor3(9, (2, 3, 8), 1.0), 0.0);
+    let (m2, s2) = (m2.retaped::<NoneTape>(), s2.retaped::<NoneTape>());
+    let (_, std) = gaussian_head(out.clone(), 0.1);
+    let pre = out.as_vec()[4];
+    let expected = (2.0 / (1.0 + (-pre / 2.0).exp())).max(1e-6) + 0.1;
+    assert!((std.as_vec()[0] - expected).abs() < 1e-6);
+    check_input_gradient(&out, &|x| {
+        let (m, s) = gaussian_head(x, 0.1);
+        (reparameterize(m, s, &eps) * eps.clone()).sum::<(), _>()
+    });
+    check_input_gradient(&out, &|x| {
+        let (m, s) = gaussian_head(x, 0.1);
+        weighted_sum(gaussian_kl(m, s, &m2, &s2), 4)
+    });
+    check_input_gradient(&out, &|x| {
+        let (m, s) = gaussian_head(x, 0.0);
+        weighted_sum(gaussian_kl_to(m, s, &m2, &s2), 5)
+    });
+    // Both directions agree on the value, and KL(p || p) = 0.
+    let (m1, s1) = gaussian_head(out.clone(), 0.1);
+    let a = gaussian_kl(m1.clone(), s1.clone(), &m2, &s2).as_vec();
+    let b = gaussian_kl_to(m2.clone(), s2.clone(), &m1, &s1).as_vec();
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4),
+        "{a:?} {b:?}"
+    );
+    assert!(gaussian_kl(m1.clone(), s1.clone(), &m1, &s1)
+        .as_vec()
+        .iter()
+        .all(|x| x.abs() < 1e-5));
+}
