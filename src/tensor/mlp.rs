@@ -23,10 +23,15 @@ impl Activation {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// Haiku's default: `TruncatedNormal(-2, 2) / sqrt(fan_in)`, biases 0 (young2022 spec §2).
     Haiku,
+    /// Baselines' `normc_initializer(scale)`: N(0, 1) columns scaled to norm `scale`
+    /// (vaslbo spec §2.2); `last` applies to the output layer.
+    Normc { hidden: f64, last: f64 },
+    /// Truncated normal (|x| <= 2 std) with a fixed std (SLBO dynamics: 1e-5).
+    TruncatedNormal(f64),
 }
 
 /// One network per seed, stacked on the leading axis.
@@ -58,17 +63,10 @@ impl Mlp {
         for (layer, pair) in dims.windows(2).enumerate() {
             let (fan_in, fan_out) = (pair[0], pair[1]);
             let mut data = Vec::with_capacity(n_seeds * fan_in * fan_out);
+            let is_last = layer + 2 == dims.len();
             for seed in seeds {
                 let mut rng = Stream::new(root, *seed, Purpose::Init, net.0 * 1000 + layer as u64);
-                match init {
-                    Init::Haiku => {
-                        let scale = 1.0 / (fan_in as f64).sqrt();
-                        data.extend(
-                            (0..fan_in * fan_out)
-                                .map(|_| (truncated_normal(&mut rng) * scale) as f32),
-                        );
-                    }
-                }
+                data.extend(init_layer(init, is_last, fan_in, fan_out, &mut rng));
             }
             weights.push(dev.tensor_from_vec(data, (n_seeds, fan_in, fan_out)));
             biases.push(dev.zeros_like(&(n_seeds, fan_out)));
@@ -189,6 +187,42 @@ pub fn elu_composed<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
     let positive = z.retaped::<T>().relu();
     let negative = z.negate().relu().negate().exp() - 1.0;
     negative + positive
+}
+
+/// One seed's `[fan_in, fan_out]` weights, row-major.
+fn init_layer(
+    init: Init,
+    is_last: bool,
+    fan_in: usize,
+    fan_out: usize,
+    rng: &mut Stream,
+) -> Vec<f32> {
+    match init {
+        Init::Haiku => {
+            let scale = 1.0 / (fan_in as f64).sqrt();
+            (0..fan_in * fan_out)
+                .map(|_| (truncated_normal(rng) * scale) as f32)
+                .collect()
+        }
+        Init::TruncatedNormal(std) => (0..fan_in * fan_out)
+            .map(|_| (truncated_normal(rng) * std) as f32)
+            .collect(),
+        Init::Normc { hidden, last } => {
+            let scale = if is_last { last } else { hidden };
+            let raw: Vec<f64> = (0..fan_in * fan_out).map(|_| rng.normal()).collect();
+            let mut out = vec![0f32; raw.len()];
+            for col in 0..fan_out {
+                let norm = (0..fan_in)
+                    .map(|r| raw[r * fan_out + col].powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                for r in 0..fan_in {
+                    out[r * fan_out + col] = (raw[r * fan_out + col] * scale / norm) as f32;
+                }
+            }
+            out
+        }
+    }
 }
 
 /// A standard normal truncated to [-2, 2] by rejection (Haiku's TruncatedNormal, std not rescaled).

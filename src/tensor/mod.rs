@@ -11,6 +11,7 @@ pub mod dist;
 pub mod losses;
 pub mod mlp;
 pub mod optim;
+pub mod slbo;
 
 use dfdx::prelude::*;
 
