@@ -12,6 +12,7 @@ pub mod losses;
 pub mod mlp;
 pub mod optim;
 pub mod slbo;
+pub mod trpo;
 
 use dfdx::prelude::*;
 

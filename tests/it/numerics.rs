@@ -564,3 +564,180 @@ fn normc_init_columns() {
         }
     }
 }
+
+fn random_policy_vec(net: &Mlp, seed: u64) -> mbrl::tensor::trpo::PolicyVec {
+    let dev = Dev::default();
+    let mut rng = Stream::new(60, seed, Purpose::Init, 0);
+    let weights = net
+        .weights
+        .iter()
+        .map(|w| dev.tensor_from_vec(randn(&mut rng, w.shape().num_elements(), 1.0), *w.shape()))
+        .collect();
+    let biases = net
+        .biases
+        .iter()
+        .map(|b| dev.tensor_from_vec(randn(&mut rng, b.shape().num_elements(), 1.0), *b.shape()))
+        .collect();
+    let log_std = dev.tensor_from_vec(randn(&mut rng, 2 * 2, 1.0), (2, 2));
+    mbrl::tensor::trpo::PolicyVec {
+        weights,
+        biases,
+        log_std,
+    }
+}
+
+fn shifted(net: &Mlp, v: &mbrl::tensor::trpo::PolicyVec, eps: f32) -> Mlp {
+    let mut out = net.clone();
+    for (w, d) in out.weights.iter_mut().zip(&v.weights) {
+        *w = w.clone() + d.clone() * eps;
+    }
+    for (b, d) in out.biases.iter_mut().zip(&v.biases) {
+        *b = b.clone() + d.clone() * eps;
+    }
+    out
+}
+
+/// Forward-mode `J v` equals the directional finite difference of the mean.
+#[test]
+fn jvp_matches_finite_differences() {
+    use mbrl::tensor::trpo::jvp;
+    let x = tensor3(61, (2, 5, 3), 1.0);
+    for activation in [Activation::Tanh, Activation::Elu, Activation::Relu] {
+        let net = Mlp::new(
+            &Dev::default(),
+            4,
+            &[0, 1],
+            NetId(3),
+            &[3, 6, 2],
+            activation,
+            Init::Normc {
+                hidden: 1.0,
+                last: 1.0,
+            },
+        );
+        let v = random_policy_vec(&net, 0);
+        let (out, jv) = jvp(&net, &x, &v);
+        let forward = net.forward(x.clone()).as_vec();
+        assert!(out
+            .as_vec()
+            .iter()
+            .zip(&forward)
+            .all(|(a, b)| (a - b).abs() < 1e-5));
+        let eps = 1e-2;
+        let plus = shifted(&net, &v, eps).forward(x.clone()).as_vec();
+        let minus = shifted(&net, &v, -eps).forward(x.clone()).as_vec();
+        for (i, j) in jv.as_vec().iter().enumerate() {
+            let fd = (plus[i] - minus[i]) / (2.0 * eps);
+            assert!(
+                (fd - j).abs() < 2e-2 * j.abs().max(1.0),
+                "{activation:?} {i}: fd {fd} vs jvp {j}"
+            );
+        }
+    }
+}
+
+/// `v^T F v = (1/B) |J v / sigma|^2 + 2 |v_logstd|^2 + damping |v|^2` per seed, and F is symmetric.
+#[test]
+fn fisher_vector_product_is_the_gauss_newton_fisher() {
+    use mbrl::tensor::trpo::{fisher_vector_product, jvp, GaussianPolicy};
+    let dev = Dev::default();
+    let x = tensor3(62, (2, 7, 3), 1.0);
+    let mean = Mlp::new(
+        &dev,
+        5,
+        &[0, 1],
+        NetId(4),
+        &[3, 6, 2],
+        Activation::Tanh,
+        Init::Normc {
+            hidden: 1.0,
+            last: 0.01,
+        },
+    );
+    let log_std = dev.tensor_from_vec(vec![0.1, -0.3, 0.0, 0.2], (2, 2));
+    let policy = GaussianPolicy {
+        mean: mean.clone(),
+        log_std: log_std.clone(),
+    };
+    let (u, v) = (random_policy_vec(&mean, 1), random_policy_vec(&mean, 2));
+    let damping = 0.1;
+    let fv = fisher_vector_product(&policy, &x, &v, damping);
+    let fu = fisher_vector_product(&policy, &x, &u, damping);
+    let (vfv, ufv, vfu) = (v.dot(&fv), u.dot(&fv), v.dot(&fu));
+    let (_, jv) = jvp(&mean, &x, &v);
+    let (jv, ls, vls) = (jv.as_vec(), log_std.as_vec(), v.log_std.as_vec());
+    let vv = v.dot(&v);
+    for s in 0..2 {
+        let mut quad = 0.0;
+        for b in 0..7 {
+            for a in 0..2 {
+                quad += (jv[s * 14 + b * 2 + a] * (-ls[s * 2 + a]).exp()).powi(2) / 7.0;
+            }
+        }
+        let expected = quad + 2.0 * (vls[s * 2].powi(2) + vls[s * 2 + 1].powi(2)) + damping * vv[s];
+        assert!(
+            (vfv[s] - expected).abs() < 1e-3 * expected,
+            "seed {s}: {} vs {expected}",
+            vfv[s]
+        );
+        assert!(
+            (ufv[s] - vfu[s]).abs() < 1e-3 * ufv[s].abs().max(1.0),
+            "symmetry {s}: {} vs {}",
+            ufv[s],
+            vfu[s]
+        );
+    }
+}
+
+/// The surrogate's gradient against finite differences in the log-std and the mean weights.
+#[test]
+fn surrogate_gradient_matches_finite_differences() {
+    use mbrl::tensor::trpo::{log_prob, surrogate_gradient, GaussianPolicy};
+    let dev = Dev::default();
+    let x = tensor3(63, (2, 6, 3), 1.0);
+    let actions = tensor3(64, (2, 6, 2), 1.0);
+    let mean = Mlp::new(
+        &dev,
+        6,
+        &[0, 1],
+        NetId(5),
+        &[3, 5, 2],
+        Activation::Tanh,
+        Init::Normc {
+            hidden: 1.0,
+            last: 1.0,
+        },
+    );
+    let log_std: mbrl::tensor::T2 = dev.tensor_from_vec(vec![0.1, -0.3, 0.0, 0.2], (2, 2));
+    let old = log_prob(mean.forward(x.clone()), log_std.clone(), &actions);
+    let adv: mbrl::tensor::T2 = tensor3(65, (2, 6, 1), 1.0).reshape_like(&(2usize, 6usize));
+    let policy = GaussianPolicy {
+        mean: mean.clone(),
+        log_std: log_std.clone(),
+    };
+    let (values, grad) = surrogate_gradient(&policy, &x, &actions, &old, &adv);
+    let a = adv.as_vec();
+    assert!(
+        (values[0] - a[..6].iter().sum::<f32>() / 6.0).abs() < 1e-5,
+        "ratio is 1 at the old policy"
+    );
+    let v = random_policy_vec(&mean, 3);
+    let eps = 1e-2;
+    let total = |sign: f32| {
+        let p = GaussianPolicy {
+            mean: shifted(&mean, &v, sign * eps),
+            log_std: log_std.clone() + v.log_std.clone() * (sign * eps),
+        };
+        surrogate_gradient(&p, &x, &actions, &old, &adv).0
+    };
+    let (plus, minus) = (total(1.0), total(-1.0));
+    let directional = grad.dot(&v);
+    for s in 0..2 {
+        let fd = (plus[s] - minus[s]) / (2.0 * eps);
+        assert!(
+            (fd - directional[s]).abs() < 2e-2 * fd.abs().max(0.1),
+            "seed {s}: fd {fd} vs {}",
+            directional[s]
+        );
+    }
+}
