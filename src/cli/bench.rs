@@ -19,9 +19,18 @@ pub struct BenchArgs {
 
 pub fn run(args: &BenchArgs) -> u8 {
     let warmup = DqnBench::reference(args.seeds, args.threads, 1);
-    warmup.run();
+    if let Err(err) = warmup.run() {
+        eprintln!("error: {err}");
+        return 2;
+    }
     let bench = DqnBench::reference(args.seeds, args.threads, args.updates);
-    let res = bench.run();
+    let res = match bench.run() {
+        Ok(res) => res,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 2;
+        }
+    };
     println!(
         "dqn update (Q 64-200-200-200-5 ELU, batch 320, target fwd, Adam): {} seeds, {} threads: \
          {:.2} updates/s ({:.1} seed-updates/s), {:.1} GFLOP/s ({:.0} MFLOP per seed-update), {:.2} s",

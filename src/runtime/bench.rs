@@ -61,12 +61,13 @@ impl DqnBench {
         4.0 * 2.0 * (self.batch * macs) as f64
     }
 
-    pub fn run(&self) -> BenchResult {
+    pub fn run(&self) -> Result<BenchResult, crate::tensor::DeviceError> {
+        crate::tensor::device()?;
         let seeds: Vec<u64> = (0..self.seeds as u64).collect();
         let dims = self.dims();
         let start = Instant::now();
         shard::run(&seeds, self.threads, |shard| {
-            let dev = Dev::default();
+            let dev = crate::tensor::device().expect("the device opened above");
             let mut learner = DqnLearner::new(
                 &dev,
                 0,
@@ -86,12 +87,12 @@ impl DqnBench {
         });
         let seconds = start.elapsed().as_secs_f64();
         let seed_updates = (self.seeds * self.updates) as f64;
-        BenchResult {
+        Ok(BenchResult {
             seconds,
             seed_updates_per_s: seed_updates / seconds,
             updates_per_s: self.updates as f64 / seconds,
             gflops: seed_updates * self.flops_per_seed_update() / seconds / 1e9,
-        }
+        })
     }
 }
 

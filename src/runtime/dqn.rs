@@ -64,3 +64,24 @@ impl DqnLearner {
         self.target.copy_from(&self.q);
     }
 }
+
+/// A seed whose loss stopped being finite, for the report: the other seeds'
+/// parameters never see its gradient, so they carry on unaffected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonFinite {
+    pub seed: u64,
+    pub update: u64,
+}
+
+/// The seeds of `seeds` whose `losses` are NaN or infinite at `update`.
+pub fn non_finite(seeds: &[u64], losses: &[f32], update: u64) -> Vec<NonFinite> {
+    seeds
+        .iter()
+        .zip(losses)
+        .filter(|(_, l)| !l.is_finite())
+        .map(|(seed, _)| NonFinite {
+            seed: *seed,
+            update,
+        })
+        .collect()
+}

@@ -129,9 +129,16 @@ pub fn activate<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>, activation: Activ
     }
 }
 
+/// ELU on the GPU: composed from dfdx ops (the fused kernel below is CPU-only).
+#[cfg(feature = "cuda")]
+pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
+    elu_composed(z)
+}
+
 /// ELU, `x` for `x > 0` and `exp(x) - 1` otherwise, as one CPU kernel with its
 /// own backward op: dfdx 0.13 has no ELU, and composing it from relu, negate,
 /// exp and add took seven passes over the activations each way.
+#[cfg(not(feature = "cuda"))]
 pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
     let (z, mut tape) = z.split_tape();
     let shape = *z.shape();

@@ -16,8 +16,29 @@ pub mod trpo;
 
 use dfdx::prelude::*;
 
-/// The CPU device; `Cuda` joins behind the `cuda` feature.
+/// The device every tensor lives on: the CPU, or the GPU when built with the
+/// `cuda` feature. The choice is made once, here, so that generics do not
+/// leak through every module.
+#[cfg(not(feature = "cuda"))]
 pub type Dev = Cpu;
+#[cfg(feature = "cuda")]
+pub type Dev = Cuda;
+
+/// The device could not be opened (a CUDA build on a machine without a GPU).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeviceError(pub String);
+
+/// Opens the device: always succeeds on the CPU; on a CUDA build, fails with
+/// a clear message when no GPU or driver is present.
+pub fn device() -> Result<Dev, DeviceError> {
+    #[cfg(not(feature = "cuda"))]
+    return Ok(Cpu::default());
+    #[cfg(feature = "cuda")]
+    return Cuda::try_build(0, 0).map_err(|e| {
+        DeviceError(format!("mbrl was built with CUDA but no GPU could be opened ({e:?}); rebuild without `--features cuda` to run on the CPU"))
+    });
+}
 
 pub type T2<T = NoneTape> = Tensor<(usize, usize), f32, Dev, T>;
 pub type T3<T = NoneTape> = Tensor<(usize, usize, usize), f32, Dev, T>;

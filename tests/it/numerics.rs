@@ -236,9 +236,16 @@ fn train(seeds: &[u64], updates: u64, nan_seed: Option<u64>) -> Vec<Vec<f32>> {
             batch.rewards = dev.tensor_from_vec(r, (seeds.len(), 8));
         }
         let losses = learner.update(obs, next, &batch);
-        for (s, l) in seeds.iter().zip(&losses) {
-            assert_eq!(l.is_finite(), Some(*s) != nan_seed, "seed {s} loss {l}");
-        }
+        let reported = mbrl::runtime::dqn::non_finite(seeds, &losses, u);
+        let expected: Vec<_> = nan_seed
+            .filter(|b| seeds.contains(b))
+            .map(|seed| mbrl::runtime::dqn::NonFinite { seed, update: u })
+            .into_iter()
+            .collect();
+        assert_eq!(
+            reported, expected,
+            "the NaN is reported with its seed and update, and only it"
+        );
     }
     (0..seeds.len())
         .map(|s| learner.q.params_of_seed(s))
