@@ -3,12 +3,14 @@
 //! The pipeline, one module per stage, in reading order:
 //! `syntax` (text to AST) -> `resolve` (imports, overrides) -> `check`
 //! (schema, types, shapes, cross-field rules; grid expansion) -> `graph`
-//! (the dataflow graph of each cell). `schema` is the registry all of them
+//! (the dataflow graph of each cell) -> `compile` (a cell to a runtime plan)
+//! -> `runtime` (seed-batched execution on `tensor` building blocks). `schema` is the registry all of them
 //! read; `diagnostics` is the shared error data; `cli` is the only module
 //! that prints.
 
 pub mod check;
 pub mod cli;
+pub mod compile;
 pub mod diagnostics;
 pub mod envs;
 pub mod graph;

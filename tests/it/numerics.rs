@@ -748,3 +748,44 @@ fn surrogate_gradient_matches_finite_differences() {
         );
     }
 }
+
+/// The ER agent of fig4's first cell compiles to the reference's sizes and constants.
+#[test]
+fn er_cell_compiles_to_the_reference_plan() {
+    let out = mbrl::check_file(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/fig4.exp")),
+        &[],
+    )
+    .unwrap();
+    let checked = out.checked.unwrap();
+    let exp = &checked.experiments[0];
+    let plan = mbrl::compile::dqn_plan(exp, &exp.cells[0]).unwrap();
+    assert_eq!(plan.q_dims, vec![64, 200, 200, 200, 5]);
+    assert_eq!(plan.activation, Activation::Elu);
+    assert_eq!(
+        plan.adam,
+        AdamConfig {
+            lr: 5e-5,
+            b1: 0.9,
+            b2: 0.99,
+            eps: 1e-5,
+            weight_decay: 1e-6
+        }
+    );
+    assert_eq!(
+        (plan.batch, plan.buffer, plan.steps, plan.learning_starts),
+        (320, 100_000, 1_000_000, 1000)
+    );
+    assert_eq!(
+        (
+            plan.updates_per_step,
+            plan.target_update_every,
+            plan.eval_every
+        ),
+        (1, 100, 500)
+    );
+    assert_eq!(plan.seeds.len(), 30);
+    // The perfect-model agent (cell 6) is not compiled yet, and says so.
+    let err = mbrl::compile::dqn_plan(exp, &exp.cells[6]).unwrap_err();
+    assert!(err.to_string().contains("cannot run yet"), "{err}");
+}
