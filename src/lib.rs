@@ -14,6 +14,7 @@ pub mod compile;
 pub mod diagnostics;
 pub mod envs;
 pub mod graph;
+pub mod report;
 pub mod resolve;
 pub mod runtime;
 pub mod schema;

@@ -130,3 +130,34 @@ impl Obj {
             .is_some_and(|f| matches!(f.value, Value::Unknown))
     }
 }
+
+impl Obj {
+    /// Every field, resolved, in a stable order: `dqn{batch=320,lr=0.0001,...}`.
+    pub fn describe(&self) -> String {
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.value.describe()))
+            .collect();
+        format!("{}{{{}}}", self.ctor.name, fields.join(","))
+    }
+}
+
+impl Value {
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => format!("{f:e}"),
+            Value::Bool(b) => b.to_string(),
+            Value::Str(s) => format!("{s:?}"),
+            Value::Enum(e) | Value::Name(e) => e.clone(),
+            Value::List(items) => {
+                let parts: Vec<String> = items.iter().map(|i| i.value.describe()).collect();
+                format!("[{}]", parts.join(","))
+            }
+            Value::Obj(o) => o.describe(),
+            Value::Raw(_, _) => "<expr>".to_string(),
+            Value::Unknown => "?".to_string(),
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod check;
 mod describe;
 mod eval;
 mod graph;
+mod run;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ struct Args {
 enum Command {
     /// Check experiment files statically: every problem, before anything runs.
     Check(check::CheckArgs),
+    /// Run an experiment's cells (ER DQN and random agents so far) into a run directory.
+    Run(run::RunArgs),
     /// Print the dataflow graph of an experiment cell (text or DOT).
     Graph(graph::GraphArgs),
     /// Evaluate the cells whose agent needs no training (`random`) with their protocol.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Envs => describe::envs(),

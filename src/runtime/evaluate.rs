@@ -112,11 +112,11 @@ impl Policy for RandomPolicy {
 
 /// Runs the protocol for the seeds of `layout` (its `envs_per_seed` is
 /// replaced by the protocol's); returns one score per seed.
-pub fn evaluate(
+pub fn evaluate<'p>(
     config: EnvConfig,
     protocol: Protocol,
     layout: &Layout,
-    policy: &mut dyn FnMut(&Layout) -> Box<dyn Policy>,
+    policy: &mut dyn FnMut(&Layout) -> Box<dyn Policy + 'p>,
 ) -> Result<Vec<f64>, Unavailable> {
     let layout = Layout {
         envs_per_seed: protocol.envs,

@@ -1,12 +1,14 @@
-//! Runtime: executes checked cells. So far: the random streams, the batched
-//! evaluation protocol and the random agent; training lands with the tensor
-//! engine.
+//! Runtime: executes compiled cells, seed-batched: the random streams, seed
+//! sharding over worker threads, replay, the DQN update and the ER agent loop,
+//! the evaluation protocol and the random agent.
 //!
 //! Invariants: never sees the AST; all randomness comes from
 //! [`seeds::Stream`]; prints nothing (progress and results go to the caller).
 
 pub mod bench;
 pub mod dqn;
+pub mod er;
 pub mod evaluate;
+pub mod replay;
 pub mod seeds;
 pub mod shard;

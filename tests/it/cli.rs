@@ -173,3 +173,76 @@ fn eval_runs_the_random_agent() {
         .expect("a ProcMaze line");
     assert!(maze.contains("EpisodeReturn -"), "{maze}");
 }
+
+/// A tiny ER run: metrics for every seed at every evaluation, a manifest, the
+/// same numbers on a second run, and an existing run directory refused.
+#[test]
+fn run_writes_metrics_and_is_deterministic() {
+    let dir = std::env::temp_dir().join(format!("mbrl-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join("tiny.exp");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        &file,
+        "use young2022::*\nexperiment tiny {\n  seeds: 2\n  env: panflute(pipes: 3)\n  agent: er { steps: 300 steps, eval_every: 100 steps, learning_starts: 100 steps, batch: 16, q: mlp { hidden: [16, 16] }, eval: greedy_eval { envs: 4, steps: 20 steps } }\n}\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for out in [&a, &b] {
+        let res = mbrl(&[
+            "run",
+            &file,
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "2",
+        ]);
+        assert_eq!(
+            res.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&res),
+            stderr(&res)
+        );
+    }
+    let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = metrics.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2 * 3, "{metrics}");
+    for step in [100, 200, 300] {
+        for seed in [0, 1] {
+            assert!(
+                rows.iter()
+                    .any(|r| r.starts_with(&format!("0,{seed},{step},eval,"))),
+                "{metrics}"
+            );
+        }
+    }
+    assert_eq!(
+        metrics,
+        std::fs::read_to_string(b.join("metrics.csv")).unwrap(),
+        "same seeds, same numbers"
+    );
+    let manifest = std::fs::read_to_string(a.join("manifest.ron")).unwrap();
+    assert!(
+        manifest.contains("hash:") && manifest.contains("lr=5e-5"),
+        "{manifest}"
+    );
+    let again = mbrl(&["run", &file, "--out", a.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("already holds a run"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Agents that cannot run yet are refused before anything starts.
+#[test]
+fn run_refuses_agents_it_cannot_run_yet() {
+    let res = mbrl(&[
+        "run",
+        "experiments/quickstart.exp",
+        "--out",
+        "/nonexistent/never-created",
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(stderr(&res).contains("cannot run yet"), "{}", stderr(&res));
+}

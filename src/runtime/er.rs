@@ -1,0 +1,305 @@
+//! The experience-replay DQN agent, run for a batch of seeds (young2022 spec
+//! §2, §3.1): softmax exploration, one replay buffer per seed, target syncs,
+//! `updates_per_step` updates per env step from `learning_starts`, and the
+//! greedy evaluation protocol every `eval_every` steps.
+//!
+//! Each worker runs the whole loop for its shard of seeds; seeds never
+//! exchange data, so every seed's run is the same in any shard layout.
+
+use dfdx::prelude::*;
+
+use crate::compile::DqnPlan;
+use crate::envs::{Actions, Batch, EnvConfig, Layout, Unavailable};
+use crate::runtime::dqn::{non_finite, DqnLearner, NonFinite};
+use crate::runtime::evaluate::{self, ActionBuf, Policy, Protocol};
+use crate::runtime::replay::{Replay, Sample};
+use crate::runtime::seeds::{Purpose, Stream};
+use crate::runtime::shard;
+use crate::tensor::losses::TdBatch;
+use crate::tensor::mlp::Mlp;
+use crate::tensor::{device, Dev, DeviceError};
+
+/// The reference's quirks that change results (young2022 spec §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compat {
+    /// After a terminal step, act from the old episode's last observation (quirk 1).
+    pub stale_obs_after_reset: bool,
+}
+
+/// One evaluation of one seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalPoint {
+    pub seed: u64,
+    /// Env steps taken when the evaluation ran.
+    pub step: u64,
+    pub value: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Device(#[from] DeviceError),
+    #[error("{}", .0 .0)]
+    Env(Unavailable),
+}
+
+/// Runs every seed of `plan` over `threads` workers; `progress` hears each
+/// worker's evaluations (seed-ordered within a worker).
+pub fn run(
+    plan: &DqnPlan,
+    env: EnvConfig,
+    protocol: Protocol,
+    compat: Compat,
+    threads: usize,
+    progress: &(dyn Fn(&[EvalPoint]) + Sync),
+) -> Result<(Vec<EvalPoint>, Vec<NonFinite>), RunError> {
+    device()?;
+    Batch::new(env, &layout(plan, &plan.seeds[..1], Purpose::Env)).map_err(RunError::Env)?;
+    let results = shard::run(&plan.seeds, threads, |seeds| {
+        run_shard(plan, env, protocol, compat, seeds, progress)
+    });
+    let mut points = Vec::new();
+    let mut failures = Vec::new();
+    for (p, f) in results {
+        points.extend(p);
+        failures.extend(f);
+    }
+    points.sort_by(|a, b| {
+        (a.step, a.seed)
+            .partial_cmp(&(b.step, b.seed))
+            .expect("finite keys")
+    });
+    Ok((points, failures))
+}
+
+fn layout(plan: &DqnPlan, seeds: &[u64], purpose: Purpose) -> Layout {
+    Layout {
+        root_seed: plan.root_seed,
+        seeds: seeds.to_vec(),
+        envs_per_seed: 1,
+        purpose,
+        round: 0,
+    }
+}
+
+fn run_shard(
+    plan: &DqnPlan,
+    env_config: EnvConfig,
+    protocol: Protocol,
+    compat: Compat,
+    seeds: &[u64],
+    progress: &(dyn Fn(&[EvalPoint]) + Sync),
+) -> (Vec<EvalPoint>, Vec<NonFinite>) {
+    let dev = device().expect("the device opened before the workers started");
+    let n = seeds.len();
+    let mut env = Batch::new(env_config, &layout(plan, seeds, Purpose::Env))
+        .expect("the env was built before");
+    let d = env.spaces().obs_dim;
+    let mut learner = DqnLearner::new(
+        &dev,
+        plan.root_seed,
+        seeds,
+        &plan.q_dims,
+        plan.activation,
+        plan.adam,
+    );
+    let mut replays: Vec<Replay> = (0..n).map(|_| Replay::new(plan.buffer, d)).collect();
+    let mut action_rngs: Vec<Stream> = seeds
+        .iter()
+        .map(|s| Stream::new(plan.root_seed, *s, Purpose::Action, 0))
+        .collect();
+    let mut replay_rngs: Vec<Stream> = seeds
+        .iter()
+        .map(|s| Stream::new(plan.root_seed, *s, Purpose::Replay, 0))
+        .collect();
+    let mut obs = vec![0f32; n * d];
+    let mut post = vec![0f32; n * d];
+    env.observe_all(&mut obs);
+    let mut actions = vec![0usize; n];
+    let mut rewards = vec![0f32; n];
+    let mut terminals = vec![false; n];
+    let mut sample = Sample::default();
+    let mut points = Vec::new();
+    let mut failures = Vec::new();
+    let mut round = 0;
+    for t in 0..plan.steps {
+        softmax_actions(
+            &learner.q,
+            &dev,
+            &obs,
+            d,
+            plan.temperature,
+            &mut action_rngs,
+            &mut actions,
+        );
+        env.step(Actions::Discrete(&actions), &mut rewards, &mut terminals);
+        env.observe_all(&mut post);
+        for i in 0..n {
+            let row = i * d..(i + 1) * d;
+            replays[i].add(
+                &obs[row.clone()],
+                actions[i],
+                rewards[i],
+                &post[row.clone()],
+                terminals[i],
+            );
+            if terminals[i] {
+                env.reset(i);
+                if !compat.stale_obs_after_reset {
+                    env.observe(i, &mut post[row]);
+                }
+            }
+        }
+        std::mem::swap(&mut obs, &mut post);
+        if t >= plan.learning_starts {
+            if t % plan.target_update_every == 0 {
+                learner.sync_target();
+            }
+            for _ in 0..plan.updates_per_step {
+                let losses = update(
+                    &mut learner,
+                    &dev,
+                    &replays,
+                    &mut replay_rngs,
+                    &mut sample,
+                    plan,
+                    d,
+                );
+                failures.extend(non_finite(seeds, &losses, learner.t - 1));
+            }
+        }
+        if (t + 1) % plan.eval_every == 0 {
+            let values = evaluate_greedy(&learner.q, plan, env_config, protocol, seeds, round);
+            round += 1;
+            let new: Vec<EvalPoint> = seeds
+                .iter()
+                .zip(values)
+                .map(|(s, v)| EvalPoint {
+                    seed: *s,
+                    step: t + 1,
+                    value: v,
+                })
+                .collect();
+            progress(&new);
+            points.extend(new);
+        }
+    }
+    (points, failures)
+}
+
+/// `a ~ softmax(Q(s) / T)`, one draw per seed from its action stream.
+fn softmax_actions(
+    q: &Mlp,
+    dev: &Dev,
+    obs: &[f32],
+    d: usize,
+    temperature: f64,
+    rngs: &mut [Stream],
+    out: &mut [usize],
+) {
+    let n = out.len();
+    let values = q
+        .forward(dev.tensor_from_vec(obs.to_vec(), (n, 1, d)))
+        .as_vec();
+    let k = values.len() / n;
+    for (i, row) in values.chunks(k).enumerate() {
+        let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let weights: Vec<f64> = row
+            .iter()
+            .map(|v| ((*v as f64 - max) / temperature).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let u = rngs[i].uniform() * total;
+        let mut acc = 0.0;
+        out[i] = k - 1;
+        for (a, w) in weights.iter().enumerate() {
+            acc += w;
+            if u < acc {
+                out[i] = a;
+                break;
+            }
+        }
+    }
+}
+
+fn update(
+    learner: &mut DqnLearner,
+    dev: &Dev,
+    replays: &[Replay],
+    rngs: &mut [Stream],
+    sample: &mut Sample,
+    plan: &DqnPlan,
+    d: usize,
+) -> Vec<f32> {
+    sample.clear();
+    for (replay, rng) in replays.iter().zip(rngs.iter_mut()) {
+        replay.sample_into(plan.batch, rng, sample);
+    }
+    let (s, b) = (replays.len(), plan.batch);
+    let discounts: Vec<f32> = sample
+        .terminals
+        .iter()
+        .map(|t| if *t { 0.0 } else { plan.gamma as f32 })
+        .collect();
+    let batch = TdBatch {
+        actions: dev.tensor_from_vec(sample.actions.clone(), (s, b)),
+        rewards: dev.tensor_from_vec(sample.rewards.clone(), (s, b)),
+        discounts: dev.tensor_from_vec(discounts, (s, b)),
+        weights: dev.tensor_from_vec(vec![1.0; s * b], (s, b)),
+    };
+    let obs = dev.tensor_from_vec(sample.obs.clone(), (s, b, d));
+    let next = dev.tensor_from_vec(sample.next_obs.clone(), (s, b, d));
+    learner.update(obs, next, &batch)
+}
+
+/// The greedy policy of a shard's Q networks over its eval envs.
+struct Greedy<'q> {
+    q: &'q Mlp,
+    dev: Dev,
+    envs: usize,
+    obs_dim: usize,
+}
+
+impl Policy for Greedy<'_> {
+    fn act(&mut self, obs: &[f32], actions: &mut ActionBuf) {
+        let ActionBuf::Discrete(out, k) = actions else {
+            unreachable!("DQN acts in discrete spaces")
+        };
+        let n_seeds = out.len() / self.envs;
+        let x = self
+            .dev
+            .tensor_from_vec(obs.to_vec(), (n_seeds, self.envs, self.obs_dim));
+        let values = self.q.forward(x).as_vec();
+        for (a, row) in out.iter_mut().zip(values.chunks(*k)) {
+            *a = row
+                .iter()
+                .enumerate()
+                .fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+        }
+    }
+}
+
+fn evaluate_greedy(
+    q: &Mlp,
+    plan: &DqnPlan,
+    env: EnvConfig,
+    protocol: Protocol,
+    seeds: &[u64],
+    round: u64,
+) -> Vec<f64> {
+    let layout = Layout {
+        round,
+        ..layout(plan, seeds, Purpose::EvalEnv)
+    };
+    let dev = device().expect("the device opened before the workers started");
+    let obs_dim = plan.q_dims[0];
+    let mut make = |_: &Layout| {
+        Box::new(Greedy {
+            q,
+            dev: dev.clone(),
+            envs: protocol.envs,
+            obs_dim,
+        }) as Box<dyn Policy + '_>
+    };
+    evaluate::evaluate(env, protocol, &layout, &mut make).expect("the env was built before")
+}
