@@ -22,6 +22,8 @@ pub struct DqnBench {
     pub hidden: Vec<usize>,
     pub actions: usize,
     pub batch: usize,
+    /// Seeds per batched update within a worker.
+    pub micro_batch: usize,
 }
 
 pub struct BenchResult {
@@ -44,6 +46,7 @@ impl DqnBench {
             hidden: vec![200, 200, 200],
             actions: 5,
             batch: 320,
+            micro_batch: 1,
         }
     }
 

@@ -82,6 +82,16 @@ fn layout(plan: &DqnPlan, seeds: &[u64], purpose: Purpose) -> Layout {
     }
 }
 
+/// Seeds trained together as one batch on a worker: on the CPU one seed each
+/// (a `[1, B, d]` update keeps its activations in cache, measured 25% faster
+/// than `[15, B, d]`); on the GPU a worker's whole shard.
+fn micro_batch(shard: usize) -> usize {
+    match cfg!(feature = "cuda") {
+        true => shard.max(1),
+        false => 1,
+    }
+}
+
 fn run_shard(
     plan: &DqnPlan,
     env_config: EnvConfig,
@@ -91,100 +101,152 @@ fn run_shard(
     progress: &(dyn Fn(&[EvalPoint]) + Sync),
 ) -> (Vec<EvalPoint>, Vec<NonFinite>) {
     let dev = device().expect("the device opened before the workers started");
-    let n = seeds.len();
-    let mut env = Batch::new(env_config, &layout(plan, seeds, Purpose::Env))
-        .expect("the env was built before");
-    let d = env.spaces().obs_dim;
-    let mut learner = DqnLearner::new(
-        &dev,
-        plan.root_seed,
-        seeds,
-        &plan.q_dims,
-        plan.activation,
-        plan.adam,
-    );
-    let mut replays: Vec<Replay> = (0..n).map(|_| Replay::new(plan.buffer, d)).collect();
-    let mut action_rngs: Vec<Stream> = seeds
-        .iter()
-        .map(|s| Stream::new(plan.root_seed, *s, Purpose::Action, 0))
+    let mut groups: Vec<Group> = seeds
+        .chunks(micro_batch(seeds.len()))
+        .map(|g| Group::new(plan, env_config, g, &dev))
         .collect();
-    let mut replay_rngs: Vec<Stream> = seeds
-        .iter()
-        .map(|s| Stream::new(plan.root_seed, *s, Purpose::Replay, 0))
-        .collect();
-    let mut obs = vec![0f32; n * d];
-    let mut post = vec![0f32; n * d];
-    env.observe_all(&mut obs);
-    let mut actions = vec![0usize; n];
-    let mut rewards = vec![0f32; n];
-    let mut terminals = vec![false; n];
-    let mut sample = Sample::default();
     let mut points = Vec::new();
     let mut failures = Vec::new();
     let mut round = 0;
     for t in 0..plan.steps {
-        softmax_actions(
-            &learner.q,
-            &dev,
-            &obs,
-            d,
-            plan.temperature,
-            &mut action_rngs,
-            &mut actions,
-        );
-        env.step(Actions::Discrete(&actions), &mut rewards, &mut terminals);
-        env.observe_all(&mut post);
-        for i in 0..n {
-            let row = i * d..(i + 1) * d;
-            replays[i].add(
-                &obs[row.clone()],
-                actions[i],
-                rewards[i],
-                &post[row.clone()],
-                terminals[i],
-            );
-            if terminals[i] {
-                env.reset(i);
-                if !compat.stale_obs_after_reset {
-                    env.observe(i, &mut post[row]);
-                }
-            }
-        }
-        std::mem::swap(&mut obs, &mut post);
-        if t >= plan.learning_starts {
-            if t % plan.target_update_every == 0 {
-                learner.sync_target();
-            }
-            for _ in 0..plan.updates_per_step {
-                let losses = update(
-                    &mut learner,
-                    &dev,
-                    &replays,
-                    &mut replay_rngs,
-                    &mut sample,
-                    plan,
-                    d,
-                );
-                failures.extend(non_finite(seeds, &losses, learner.t - 1));
-            }
+        for group in &mut groups {
+            failures.extend(group.step(t, plan, compat, &dev));
         }
         if (t + 1) % plan.eval_every == 0 {
-            let values = evaluate_greedy(&learner.q, plan, env_config, protocol, seeds, round);
-            round += 1;
-            let new: Vec<EvalPoint> = seeds
-                .iter()
-                .zip(values)
-                .map(|(s, v)| EvalPoint {
+            let mut new = Vec::new();
+            for group in &groups {
+                let values = evaluate_greedy(
+                    &group.learner.q,
+                    plan,
+                    env_config,
+                    protocol,
+                    &group.seeds,
+                    round,
+                );
+                new.extend(group.seeds.iter().zip(values).map(|(s, v)| EvalPoint {
                     seed: *s,
                     step: t + 1,
                     value: v,
-                })
-                .collect();
+                }));
+            }
+            round += 1;
             progress(&new);
             points.extend(new);
         }
     }
     (points, failures)
+}
+
+/// The state of a batch of seeds: env instances, Q learner, replay and streams.
+struct Group {
+    seeds: Vec<u64>,
+    env: Batch,
+    learner: DqnLearner,
+    replays: Vec<Replay>,
+    action_rngs: Vec<Stream>,
+    replay_rngs: Vec<Stream>,
+    obs: Vec<f32>,
+    post: Vec<f32>,
+    actions: Vec<usize>,
+    rewards: Vec<f32>,
+    terminals: Vec<bool>,
+    sample: Sample,
+}
+
+impl Group {
+    fn new(plan: &DqnPlan, env_config: EnvConfig, seeds: &[u64], dev: &Dev) -> Group {
+        let n = seeds.len();
+        let env = Batch::new(env_config, &layout(plan, seeds, Purpose::Env))
+            .expect("the env was built before");
+        let d = env.spaces().obs_dim;
+        let learner = DqnLearner::new(
+            dev,
+            plan.root_seed,
+            seeds,
+            &plan.q_dims,
+            plan.activation,
+            plan.adam,
+        );
+        let stream = |purpose| {
+            seeds
+                .iter()
+                .map(|s| Stream::new(plan.root_seed, *s, purpose, 0))
+                .collect()
+        };
+        let mut obs = vec![0f32; n * d];
+        env.observe_all(&mut obs);
+        Group {
+            seeds: seeds.to_vec(),
+            env,
+            learner,
+            replays: (0..n).map(|_| Replay::new(plan.buffer, d)).collect(),
+            action_rngs: stream(Purpose::Action),
+            replay_rngs: stream(Purpose::Replay),
+            obs,
+            post: vec![0f32; n * d],
+            actions: vec![0; n],
+            rewards: vec![0.0; n],
+            terminals: vec![false; n],
+            sample: Sample::default(),
+        }
+    }
+
+    /// One env step of every seed, then the step's updates; returns non-finite losses.
+    fn step(&mut self, t: u64, plan: &DqnPlan, compat: Compat, dev: &Dev) -> Vec<NonFinite> {
+        let d = self.env.spaces().obs_dim;
+        softmax_actions(
+            &self.learner.q,
+            dev,
+            &self.obs,
+            d,
+            plan.temperature,
+            &mut self.action_rngs,
+            &mut self.actions,
+        );
+        self.env.step(
+            Actions::Discrete(&self.actions),
+            &mut self.rewards,
+            &mut self.terminals,
+        );
+        self.env.observe_all(&mut self.post);
+        for i in 0..self.seeds.len() {
+            let row = i * d..(i + 1) * d;
+            self.replays[i].add(
+                &self.obs[row.clone()],
+                self.actions[i],
+                self.rewards[i],
+                &self.post[row.clone()],
+                self.terminals[i],
+            );
+            if self.terminals[i] {
+                self.env.reset(i);
+                if !compat.stale_obs_after_reset {
+                    self.env.observe(i, &mut self.post[row]);
+                }
+            }
+        }
+        std::mem::swap(&mut self.obs, &mut self.post);
+        let mut failures = Vec::new();
+        if t < plan.learning_starts {
+            return failures;
+        }
+        if t % plan.target_update_every == 0 {
+            self.learner.sync_target();
+        }
+        for _ in 0..plan.updates_per_step {
+            let losses = update(
+                &mut self.learner,
+                dev,
+                &self.replays,
+                &mut self.replay_rngs,
+                &mut self.sample,
+                plan,
+                d,
+            );
+            failures.extend(non_finite(&self.seeds, &losses, self.learner.t - 1));
+        }
+        failures
+    }
 }
 
 /// `a ~ softmax(Q(s) / T)`, one draw per seed from its action stream.
