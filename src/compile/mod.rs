@@ -22,7 +22,15 @@ pub enum CompileError {
     },
 }
 
-/// An experience-replay DQN cell (young2022 spec §3.1).
+/// Q's training data from rollouts of the true env from stored states (the
+/// perfect model, young2022 spec §3.2): `starts` states x `length` steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrueRollouts {
+    pub starts: usize,
+    pub length: usize,
+}
+
+/// A DQN cell trained on replay (ER, young2022 spec §3.1) or on true-env rollouts (§3.2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DqnPlan {
     pub root_seed: u64,
@@ -40,6 +48,8 @@ pub struct DqnPlan {
     pub updates_per_step: u64,
     pub target_update_every: u64,
     pub eval_every: u64,
+    /// `None`: replay batches of `batch` transitions.
+    pub rollouts: Option<TrueRollouts>,
 }
 
 pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, CompileError> {
@@ -52,11 +62,22 @@ pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, Compile
     if agent.ctor.name != "dqn" {
         return Err(unsupported("only `dqn` agents compile so far"));
     }
-    if agent.obj("planner").is_some() || agent.obj("model").is_some() {
-        return Err(unsupported(
-            "model-based DQN lands with the agents of Figure 4",
-        ));
-    }
+    let rollouts = match (agent.obj("model"), agent.obj("planner")) {
+        (None, None) => None,
+        (Some(model), Some(planner))
+            if model.ctor.name == "true_env" && planner.ctor.name == "model_rollouts" =>
+        {
+            Some(TrueRollouts {
+                starts: count(planner, "starts"),
+                length: count(planner, "length"),
+            })
+        }
+        _ => {
+            return Err(unsupported(
+                "learned-model DQN agents land with the rest of Figure 4",
+            ))
+        }
+    };
     let q = cell
         .nets
         .iter()
@@ -83,6 +104,7 @@ pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, Compile
         updates_per_step: count(agent, "updates_per_step") as u64,
         target_update_every: count(agent, "target_update_every") as u64,
         eval_every: count(agent, "eval_every") as u64,
+        rollouts,
     })
 }
 

@@ -9,7 +9,7 @@
 use dfdx::prelude::*;
 
 use crate::compile::DqnPlan;
-use crate::envs::{Actions, Batch, EnvConfig, Layout, Unavailable};
+use crate::envs::{Actions, Batch, EnvConfig, EnvState, Layout, Unavailable};
 use crate::runtime::dqn::{non_finite, DqnLearner, NonFinite};
 use crate::runtime::evaluate::{self, ActionBuf, Policy, Protocol};
 use crate::runtime::replay::{Replay, Sample};
@@ -17,7 +17,7 @@ use crate::runtime::seeds::{Purpose, Stream};
 use crate::runtime::shard;
 use crate::tensor::losses::TdBatch;
 use crate::tensor::mlp::Mlp;
-use crate::tensor::{device, Dev, DeviceError};
+use crate::tensor::{device, Dev, DeviceError, T3};
 
 /// The reference's quirks that change results (young2022 spec §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +142,7 @@ struct Group {
     seeds: Vec<u64>,
     env: Batch,
     learner: DqnLearner,
-    replays: Vec<Replay>,
+    data: Data,
     action_rngs: Vec<Stream>,
     replay_rngs: Vec<Stream>,
     obs: Vec<f32>,
@@ -175,11 +175,26 @@ impl Group {
         };
         let mut obs = vec![0f32; n * d];
         env.observe_all(&mut obs);
+        let data = match plan.rollouts {
+            None => Data::Replay((0..n).map(|_| Replay::new(plan.buffer, d)).collect()),
+            Some(r) => Data::Rollouts {
+                states: (0..n).map(|_| StateBuffer::new(plan.buffer)).collect(),
+                env: Batch::new(
+                    env_config,
+                    &Layout {
+                        envs_per_seed: r.starts,
+                        ..layout(plan, seeds, Purpose::Rollout)
+                    },
+                )
+                .expect("the env was built before"),
+                action_rngs: stream(Purpose::RolloutAction),
+            },
+        };
         Group {
             seeds: seeds.to_vec(),
             env,
             learner,
-            replays: (0..n).map(|_| Replay::new(plan.buffer, d)).collect(),
+            data,
             action_rngs: stream(Purpose::Action),
             replay_rngs: stream(Purpose::Replay),
             obs,
@@ -194,6 +209,12 @@ impl Group {
     /// One env step of every seed, then the step's updates; returns non-finite losses.
     fn step(&mut self, t: u64, plan: &DqnPlan, compat: Compat, dev: &Dev) -> Vec<NonFinite> {
         let d = self.env.spaces().obs_dim;
+        if let Data::Rollouts { states, .. } = &mut self.data {
+            // The perfect model stores the env state at the top of each step.
+            for (i, buffer) in states.iter_mut().enumerate() {
+                buffer.add(self.env.state(i));
+            }
+        }
         softmax_actions(
             &self.learner.q,
             dev,
@@ -211,13 +232,15 @@ impl Group {
         self.env.observe_all(&mut self.post);
         for i in 0..self.seeds.len() {
             let row = i * d..(i + 1) * d;
-            self.replays[i].add(
-                &self.obs[row.clone()],
-                self.actions[i],
-                self.rewards[i],
-                &self.post[row.clone()],
-                self.terminals[i],
-            );
+            if let Data::Replay(replays) = &mut self.data {
+                replays[i].add(
+                    &self.obs[row.clone()],
+                    self.actions[i],
+                    self.rewards[i],
+                    &self.post[row.clone()],
+                    self.terminals[i],
+                );
+            }
             if self.terminals[i] {
                 self.env.reset(i);
                 if !compat.stale_obs_after_reset {
@@ -234,22 +257,155 @@ impl Group {
             self.learner.sync_target();
         }
         for _ in 0..plan.updates_per_step {
-            let losses = update(
-                &mut self.learner,
-                dev,
-                &self.replays,
-                &mut self.replay_rngs,
-                &mut self.sample,
-                plan,
-                d,
-            );
+            let (obs, next, batch) = match &mut self.data {
+                Data::Replay(replays) => replay_batch(
+                    dev,
+                    replays,
+                    &mut self.replay_rngs,
+                    &mut self.sample,
+                    plan,
+                    d,
+                ),
+                Data::Rollouts {
+                    states,
+                    env,
+                    action_rngs,
+                } => {
+                    let sources = RolloutSources {
+                        states,
+                        env,
+                        action_rngs,
+                        replay_rngs: &mut self.replay_rngs,
+                    };
+                    rollout_batch(&self.learner.q, dev, sources, plan, d)
+                }
+            };
+            let losses = self.learner.update(obs, next, &batch);
             failures.extend(non_finite(&self.seeds, &losses, self.learner.t - 1));
         }
         failures
     }
 }
 
-/// `a ~ softmax(Q(s) / T)`, one draw per seed from its action stream.
+/// Where Q's training transitions come from.
+enum Data {
+    /// One replay buffer per seed (ER).
+    Replay(Vec<Replay>),
+    /// Stored env states per seed, and the env batch that rolls them out (perfect model).
+    Rollouts {
+        states: Vec<StateBuffer>,
+        env: Batch,
+        action_rngs: Vec<Stream>,
+    },
+}
+
+/// A circular buffer of env states (young2022 spec §2's "state buffer").
+struct StateBuffer {
+    states: Vec<EnvState>,
+    capacity: usize,
+    location: usize,
+}
+
+impl StateBuffer {
+    fn new(capacity: usize) -> StateBuffer {
+        StateBuffer {
+            states: Vec::new(),
+            capacity,
+            location: 0,
+        }
+    }
+
+    fn add(&mut self, state: EnvState) {
+        match self.states.len() < self.capacity {
+            true => self.states.push(state),
+            false => self.states[self.location] = state,
+        }
+        self.location = (self.location + 1) % self.capacity;
+    }
+
+    fn sample(&self, rng: &mut Stream) -> &EnvState {
+        &self.states[rng.below(self.states.len())]
+    }
+}
+
+struct RolloutSources<'a> {
+    states: &'a [StateBuffer],
+    env: &'a mut Batch,
+    action_rngs: &'a mut [Stream],
+    replay_rngs: &'a mut [Stream],
+}
+
+/// `starts` stored states per seed rolled `length` steps through the true env
+/// under `softmax(Q/T)` (fresh random events, no reset). A step's weight is 0
+/// once an earlier step of its rollout was terminal (young2022 spec §3.2).
+fn rollout_batch(
+    q: &Mlp,
+    dev: &Dev,
+    src: RolloutSources,
+    plan: &DqnPlan,
+    d: usize,
+) -> (T3, T3, TdBatch) {
+    let r = plan
+        .rollouts
+        .expect("rollout batches come from rollout plans");
+    let n_seeds = src.states.len();
+    let n = n_seeds * r.starts;
+    for (s, buffer) in src.states.iter().enumerate() {
+        for j in 0..r.starts {
+            src.env
+                .set_state(s * r.starts + j, buffer.sample(&mut src.replay_rngs[s]));
+        }
+    }
+    let per_seed = r.starts * r.length;
+    let mut obs = vec![0f32; n_seeds * per_seed * d];
+    let mut next = vec![0f32; n_seeds * per_seed * d];
+    let mut actions = vec![0usize; n_seeds * per_seed];
+    let mut rewards = vec![0f32; n_seeds * per_seed];
+    let mut discounts = vec![0f32; n_seeds * per_seed];
+    let mut weights = vec![0f32; n_seeds * per_seed];
+    let mut alive = vec![true; n];
+    let (mut o, mut o2) = (vec![0f32; n * d], vec![0f32; n * d]);
+    let (mut a, mut rew, mut term) = (vec![0usize; n], vec![0f32; n], vec![false; n]);
+    for k in 0..r.length {
+        src.env.observe_all(&mut o);
+        softmax_actions_grouped(
+            q,
+            dev,
+            &o,
+            d,
+            r.starts,
+            plan.temperature,
+            src.action_rngs,
+            &mut a,
+        );
+        src.env.step(Actions::Discrete(&a), &mut rew, &mut term);
+        src.env.observe_all(&mut o2);
+        for i in 0..n {
+            let (s, j) = (i / r.starts, i % r.starts);
+            let at = s * per_seed + j * r.length + k;
+            obs[at * d..(at + 1) * d].copy_from_slice(&o[i * d..(i + 1) * d]);
+            next[at * d..(at + 1) * d].copy_from_slice(&o2[i * d..(i + 1) * d]);
+            actions[at] = a[i];
+            rewards[at] = rew[i];
+            discounts[at] = if term[i] { 0.0 } else { plan.gamma as f32 };
+            weights[at] = alive[i] as u8 as f32;
+            alive[i] &= !term[i];
+        }
+    }
+    let batch = TdBatch {
+        actions: dev.tensor_from_vec(actions, (n_seeds, per_seed)),
+        rewards: dev.tensor_from_vec(rewards, (n_seeds, per_seed)),
+        discounts: dev.tensor_from_vec(discounts, (n_seeds, per_seed)),
+        weights: dev.tensor_from_vec(weights, (n_seeds, per_seed)),
+    };
+    (
+        dev.tensor_from_vec(obs, (n_seeds, per_seed, d)),
+        dev.tensor_from_vec(next, (n_seeds, per_seed, d)),
+        batch,
+    )
+}
+
+/// `a ~ softmax(Q(s) / T)` for one observation per seed.
 fn softmax_actions(
     q: &Mlp,
     dev: &Dev,
@@ -259,10 +415,25 @@ fn softmax_actions(
     rngs: &mut [Stream],
     out: &mut [usize],
 ) {
+    softmax_actions_grouped(q, dev, obs, d, 1, temperature, rngs, out)
+}
+
+/// `a ~ softmax(Q(s) / T)` for `per_seed` observations per seed, each seed's
+/// rows through its own Q and drawn from its own stream.
+#[allow(clippy::too_many_arguments)]
+fn softmax_actions_grouped(
+    q: &Mlp,
+    dev: &Dev,
+    obs: &[f32],
+    d: usize,
+    per_seed: usize,
+    temperature: f64,
+    rngs: &mut [Stream],
+    out: &mut [usize],
+) {
     let n = out.len();
-    let values = q
-        .forward(dev.tensor_from_vec(obs.to_vec(), (n, 1, d)))
-        .as_vec();
+    let x = dev.tensor_from_vec(obs.to_vec(), (n / per_seed, per_seed, d));
+    let values = q.forward(x).as_vec();
     let k = values.len() / n;
     for (i, row) in values.chunks(k).enumerate() {
         let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
@@ -271,7 +442,7 @@ fn softmax_actions(
             .map(|v| ((*v as f64 - max) / temperature).exp())
             .collect();
         let total: f64 = weights.iter().sum();
-        let u = rngs[i].uniform() * total;
+        let u = rngs[i / per_seed].uniform() * total;
         let mut acc = 0.0;
         out[i] = k - 1;
         for (a, w) in weights.iter().enumerate() {
@@ -284,15 +455,14 @@ fn softmax_actions(
     }
 }
 
-fn update(
-    learner: &mut DqnLearner,
+fn replay_batch(
     dev: &Dev,
     replays: &[Replay],
     rngs: &mut [Stream],
     sample: &mut Sample,
     plan: &DqnPlan,
     d: usize,
-) -> Vec<f32> {
+) -> (T3, T3, TdBatch) {
     sample.clear();
     for (replay, rng) in replays.iter().zip(rngs.iter_mut()) {
         replay.sample_into(plan.batch, rng, sample);
@@ -311,7 +481,7 @@ fn update(
     };
     let obs = dev.tensor_from_vec(sample.obs.clone(), (s, b, d));
     let next = dev.tensor_from_vec(sample.next_obs.clone(), (s, b, d));
-    learner.update(obs, next, &batch)
+    (obs, next, batch)
 }
 
 /// The greedy policy of a shard's Q networks over its eval envs.

@@ -24,8 +24,10 @@ pub enum Purpose {
     Init = 5,
     /// Replay sampling.
     Replay = 6,
-    /// Model rollouts (true-env or learned).
+    /// Model rollouts (true-env or learned): env events.
     Rollout = 7,
+    /// Actions taken inside model rollouts.
+    RolloutAction = 8,
 }
 
 /// A random stream; implements `rand::RngCore`.

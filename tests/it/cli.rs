@@ -184,7 +184,7 @@ fn run_writes_metrics_and_is_deterministic() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         &file,
-        "use young2022::*\nexperiment tiny {\n  seeds: 2\n  env: panflute(pipes: 3)\n  agent: er { steps: 300 steps, eval_every: 100 steps, learning_starts: 100 steps, batch: 16, q: mlp { hidden: [16, 16] }, eval: greedy_eval { envs: 4, steps: 20 steps } }\n}\n",
+        "use young2022::*\nregime tiny_budget = overrides { steps: 300 steps, eval_every: 100 steps, learning_starts: 100 steps, q: mlp { hidden: [16, 16] }, eval: greedy_eval { envs: 4, steps: 20 steps } }\nexperiment tiny {\n  seeds: 2\n  env: panflute(pipes: 3)\n  regime: tiny_budget\n  vary agent: [er { batch: 16 }, perfect_model { planner: model_rollouts { starts: 4, length: 4 steps } }]\n}\n",
     )
     .unwrap();
     let file = file.to_str().unwrap().to_string();
@@ -208,14 +208,13 @@ fn run_writes_metrics_and_is_deterministic() {
     }
     let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = metrics.lines().skip(1).collect();
-    assert_eq!(rows.len(), 2 * 3, "{metrics}");
-    for step in [100, 200, 300] {
-        for seed in [0, 1] {
-            assert!(
-                rows.iter()
-                    .any(|r| r.starts_with(&format!("0,{seed},{step},eval,"))),
-                "{metrics}"
-            );
+    assert_eq!(rows.len(), 2 * 2 * 3, "{metrics}");
+    for cell in [0, 1] {
+        for step in [100, 200, 300] {
+            for seed in [0, 1] {
+                let prefix = format!("{cell},{seed},{step},eval,");
+                assert!(rows.iter().any(|r| r.starts_with(&prefix)), "{metrics}");
+            }
         }
     }
     assert_eq!(
@@ -237,12 +236,14 @@ fn run_writes_metrics_and_is_deterministic() {
 /// Agents that cannot run yet are refused before anything starts.
 #[test]
 fn run_refuses_agents_it_cannot_run_yet() {
+    let out = std::env::temp_dir().join(format!("mbrl-refused-{}", std::process::id()));
     let res = mbrl(&[
         "run",
-        "experiments/quickstart.exp",
+        "experiments/fig4.exp",
         "--out",
-        "/nonexistent/never-created",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(res.status.code(), Some(2));
     assert!(stderr(&res).contains("cannot run yet"), "{}", stderr(&res));
+    assert!(!out.exists(), "nothing is written when a cell cannot run");
 }

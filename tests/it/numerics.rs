@@ -785,7 +785,18 @@ fn er_cell_compiles_to_the_reference_plan() {
         (1, 100, 500)
     );
     assert_eq!(plan.seeds.len(), 30);
-    // The perfect-model agent (cell 6) is not compiled yet, and says so.
-    let err = mbrl::compile::dqn_plan(exp, &exp.cells[6]).unwrap_err();
+    assert_eq!(plan.rollouts, None);
+    // The perfect-model agent (cell 6) rolls out 32 stored states for 10 steps.
+    let perfect = mbrl::compile::dqn_plan(exp, &exp.cells[6]).unwrap();
+    assert_eq!(
+        perfect.rollouts,
+        Some(mbrl::compile::TrueRollouts {
+            starts: 32,
+            length: 10
+        })
+    );
+    assert_eq!((perfect.adam.lr, perfect.temperature), (1e-4, 0.4));
+    // The simple-model agent (cell 12) is not compiled yet, and says so.
+    let err = mbrl::compile::dqn_plan(exp, &exp.cells[12]).unwrap_err();
     assert!(err.to_string().contains("cannot run yet"), "{err}");
 }
