@@ -21,19 +21,10 @@ pub struct GraphArgs {
 }
 
 pub fn run(args: &GraphArgs) -> u8 {
-    let out = match crate::check_file(&args.file, &args.overrides) {
+    let out = match super::load_checked(&args.file, &args.overrides) {
         Ok(out) => out,
-        Err(err) => {
-            eprintln!("error: cannot read `{}`: {err}", args.file.display());
-            return 2;
-        }
+        Err(code) => return code,
     };
-    if !out.diags.is_empty() {
-        eprint!("{}", super::render(&out));
-    }
-    if out.has_errors() {
-        return 1;
-    }
     let checked = out
         .checked
         .as_ref()

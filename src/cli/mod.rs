@@ -70,3 +70,23 @@ fn render(out: &crate::CheckOutput) -> String {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     crate::diagnostics::render(&out.diags, &out.sources, 100, color)
 }
+
+/// Checks `file` for a command that needs a clean experiment: prints the
+/// diagnostics, and gives the exit code to stop with on an unreadable file (2)
+/// or errors (1).
+fn load_checked(file: &std::path::Path, overrides: &[String]) -> Result<crate::CheckOutput, u8> {
+    let out = match crate::check_file(file, overrides) {
+        Ok(out) => out,
+        Err(err) => {
+            eprintln!("error: cannot read `{}`: {err}", file.display());
+            return Err(2);
+        }
+    };
+    if !out.diags.is_empty() {
+        eprint!("{}", render(&out));
+    }
+    match out.has_errors() {
+        true => Err(1),
+        false => Ok(out),
+    }
+}

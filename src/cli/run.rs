@@ -39,19 +39,10 @@ enum Job {
 }
 
 pub fn run(args: &RunArgs) -> u8 {
-    let out = match crate::check_file(&args.file, &args.overrides) {
+    let out = match super::load_checked(&args.file, &args.overrides) {
         Ok(out) => out,
-        Err(err) => {
-            eprintln!("error: cannot read `{}`: {err}", args.file.display());
-            return 2;
-        }
+        Err(code) => return code,
     };
-    if !out.diags.is_empty() {
-        eprint!("{}", super::render(&out));
-    }
-    if out.has_errors() {
-        return 1;
-    }
     if !(args.scale > 0.0) {
         eprintln!("error: `--scale` must be positive, found {}", args.scale);
         return 2;

@@ -68,9 +68,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 .unit(Unit::Steps)
                 .min(1.0),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "slbo",
@@ -111,9 +109,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("noise", Ty::Ref(Kind::Noise), D::Ctor("ou"), "exploration noise when collecting"),
             Field::new("eval", Ty::Ref(Kind::Eval), D::Ctor("policy_eval"), "evaluation protocol"),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "random",
@@ -124,8 +120,6 @@ pub(super) static CTORS: &[Ctor] = &[
             eval_every(500),
             Field::new("eval", Ty::Ref(Kind::Eval), D::Ctor("greedy_eval"), "evaluation protocol"),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
 ];

@@ -95,12 +95,11 @@ pub(super) static CTORS: &[Ctor] = &[
                 "a spontaneous event moves the agent onto the goal (terminating next step)",
             ),
         ],
-        positional: &[],
-        open: false,
         spaces: Some(|get| {
             let g = get("grid_size") as usize;
             grid_spaces(4 * g * g, 5, true)
         }),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "buttongrid",
@@ -122,12 +121,11 @@ pub(super) static CTORS: &[Ctor] = &[
                 "a spontaneous event switches every button on (reward next step)",
             ),
         ],
-        positional: &[],
-        open: false,
         spaces: Some(|get| {
             let g = get("grid_size") as usize;
             grid_spaces(3 * g * g, 5, false)
         }),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "panflute",
@@ -144,12 +142,11 @@ pub(super) static CTORS: &[Ctor] = &[
                 "with p = 1/N^2 per step every pipe's last cell is set (reward next step)",
             ),
         ],
-        positional: &[],
-        open: false,
         spaces: Some(|get| {
             let n = get("pipes") as usize;
             grid_spaces(n * (n + 1) / 2, n, false)
         }),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "opengrid",
@@ -164,48 +161,43 @@ pub(super) static CTORS: &[Ctor] = &[
                 "teleport to the goal with p = 0.1/g each step",
             ),
         ],
-        positional: &[],
-        open: false,
         spaces: Some(|get| {
             let g = get("grid_size") as usize;
             grid_spaces(g * g, 5, true)
         }),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "pendulum",
         kind: Kind::Env,
         doc: "MBBL pendulum swing-up: obs [cos, sin, velocity], torque in [-2, 2], never terminates",
         fields: &[HORIZON_200],
-        positional: &[],
-        open: false,
         spaces: Some(|get| control_spaces(3, 1, get("horizon"))),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "cartpole",
         kind: Kind::Env,
         doc: "MBBL continuous cart-pole: action thresholded to +-10 N, reward cos(theta) - 0.01 x^2",
         fields: &[HORIZON_200],
-        positional: &[],
-        open: false,
         spaces: Some(|get| control_spaces(4, 1, get("horizon"))),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "acrobot",
         kind: Kind::Env,
         doc: "MBBL acrobot: action discretised to torque {-1, 0, 1}, RK4 book dynamics",
         fields: &[HORIZON_200],
-        positional: &[],
-        open: false,
         spaces: Some(|get| control_spaces(6, 1, get("horizon"))),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "mountaincar",
         kind: Kind::Env,
         doc: "MBBL continuous mountain car: power 0.0015, reward = position",
         fields: &[HORIZON_200],
-        positional: &[],
-        open: false,
         spaces: Some(|get| control_spaces(2, 1, get("horizon"))),
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "halfcheetah",
@@ -214,9 +206,8 @@ pub(super) static CTORS: &[Ctor] = &[
         fields: &[Field::new("horizon", Ty::Int, D::Int(1000), "episode length L")
             .unit(Unit::Steps)
             .min(1.0)],
-        positional: &[],
-        open: false,
         spaces: Some(|get| control_spaces(24, 6, get("horizon"))),
+        ..Ctor::PLAIN
     },
 ];
 

@@ -21,9 +21,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 "Q and model share one bias-correction step counter",
             ),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "adam",
@@ -36,9 +34,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("l2", Ty::Float, D::Float(0.0), "L2 regulariser coefficient").min(0.0),
             Field::new("grad_clip", Ty::Float, D::Absent, "global gradient-norm clip").above(0.0),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "greedy_eval",
@@ -54,9 +50,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 "auto = episode return on episodic envs, reward rate on continuing ones",
             ),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "policy_eval",
@@ -67,9 +61,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("steps", Ty::Int, D::Int(2500), "steps per eval env").unit(Unit::Steps).min(1.0),
             Field::new("stochastic", Ty::Bool, D::Bool(true), "sample actions instead of the mean"),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "ou",
@@ -79,18 +71,14 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("theta", Ty::Float, D::Float(0.15), "mean reversion").min(0.0),
             Field::new("sigma", Ty::Float, D::Float(0.3), "noise scale").min(0.0),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "no_noise",
         kind: Kind::Noise,
         doc: "collect with the policy's own sampling only",
         fields: &[],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "trpo",
@@ -113,9 +101,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("vf_batch", Ty::Int, D::Int(64), "value minibatch").min(1.0),
             Field::new("vf_grad_clip", Ty::Float, D::Float(2.0), "value global-norm clip").above(0.0),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "report",
@@ -133,9 +119,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("facet", Ty::List(&Ty::Name), D::Names(&["env", "regime"]), "one panel per value of these axes"),
             Field::new("smooth", Ty::Int, D::Int(1), "moving-average window in evaluations").min(1.0),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "bootstrap",
@@ -146,26 +130,22 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("resamples", Ty::Int, D::Int(1000), "bootstrap resamples").min(1.0),
         ],
         positional: &["level"],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "stderr",
         kind: Kind::Band,
         doc: "mean +- one standard error over seeds",
         fields: &[],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "overrides",
         kind: Kind::Regime,
         doc: "a named set of agent fields (a data regime); checked against each agent it is applied to",
         fields: &[],
-        positional: &[],
         open: true,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "tuned",
@@ -176,9 +156,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("set", Ty::List(&Ty::Name), D::Required, "the agent fields each row sets"),
             Field::new("rows", Ty::List(&Ty::Any), D::Required, "one `[key..., value...]` list per cell"),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
 ];
 

@@ -303,6 +303,19 @@ pub struct Ctor {
 }
 
 impl Ctor {
+    /// The defaults of a constructor literal: no positional arguments, closed,
+    /// no env spaces. Every table entry names its own `name`, `kind`, `doc`
+    /// and `fields` and takes the rest from here with `..Ctor::PLAIN`.
+    pub const PLAIN: Ctor = Ctor {
+        name: "",
+        kind: Kind::Env,
+        doc: "",
+        fields: &[],
+        positional: &[],
+        open: false,
+        spaces: None,
+    };
+
     pub fn field(&self, name: &str) -> Option<&'static Field> {
         self.fields.iter().find(|f| f.name == name)
     }

@@ -74,9 +74,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 .min(1.0),
             Field::new("normalize", Ty::Enum(NORMALIZE), D::Enum("none"), "input normalizer"),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "gaussian_policy",
@@ -92,9 +90,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 .above(0.0),
             Field::new("normalize", Ty::Enum(NORMALIZE), D::Enum("running"), "state normalizer"),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "dynamics",
@@ -116,18 +112,14 @@ pub(super) static CTORS: &[Ctor] = &[
                 .above(0.0),
             Field::new("action_clip", Ty::Float, D::Float(1.0), "actions are clipped to +-this").above(0.0),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "factored_model",
         kind: Kind::Model,
         doc: "three MLPs on [obs, one_hot(a)]: reward mean, continuation logit, next-obs head (Young et al. simple model)",
         fields: &[hidden(&[200, 200, 200]), activation("elu"), obs_head()],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "latent_model",
@@ -154,17 +146,14 @@ pub(super) static CTORS: &[Ctor] = &[
             obs_head(),
         ],
         positional: &["latent"],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "true_env",
         kind: Kind::Model,
         doc: "the environment itself, rolled out from stored states (the perfect model)",
         fields: &[],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     // -------------------------------------------------------------- losses
     Ctor {
@@ -172,9 +161,7 @@ pub(super) static CTORS: &[Ctor] = &[
         kind: Kind::Loss,
         doc: "maximum likelihood: NLL of each model head (MSE on the next state for deterministic dynamics)",
         fields: &LOSS_WEIGHTS,
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "multi_step",
@@ -190,9 +177,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 "over state dims: sum (VA-SLBO) or mean (upstream SLBO)",
             ),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "value_aware",
@@ -204,8 +189,7 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("horizon", Ty::Int, D::Int(1), "steps H of the multi-step batch").min(1.0),
         ],
         positional: &["norm"],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "latent_kl",
@@ -220,9 +204,7 @@ pub(super) static CTORS: &[Ctor] = &[
             LOSS_WEIGHTS[1],
             LOSS_WEIGHTS[2],
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     // ------------------------------------------------------------ planners
     Ctor {
@@ -239,9 +221,7 @@ pub(super) static CTORS: &[Ctor] = &[
                 "weight steps by predicted continuation; auto = only on episodic envs",
             ),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
     Ctor {
         name: "virtual_rollouts",
@@ -259,8 +239,6 @@ pub(super) static CTORS: &[Ctor] = &[
                 "start from real reset states or from buffer states",
             ),
         ],
-        positional: &[],
-        open: false,
-        spaces: None,
+        ..Ctor::PLAIN
     },
 ];
