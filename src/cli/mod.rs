@@ -32,6 +32,11 @@ enum Command {
     Check(check::CheckArgs),
     /// Run an experiment's cells (ER DQN and random agents so far) into a run directory.
     Run(run::RunArgs),
+    /// Draw a run's evaluation curves (mean, 95% bootstrap band over seeds) into RUN/plots.
+    Plot {
+        /// The run directory.
+        run: std::path::PathBuf,
+    },
     /// Print the dataflow graph of an experiment cell (text or DOT).
     Graph(graph::GraphArgs),
     /// Evaluate the cells whose agent needs no training (`random`) with their protocol.
@@ -55,6 +60,16 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Plot { run } => match crate::report::plots::plot_run(&run) {
+            Ok(paths) => {
+                paths.iter().for_each(|p| println!("{}", p.display()));
+                0
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                2
+            }
+        },
         Command::Graph(args) => graph::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Envs => describe::envs(),

@@ -121,6 +121,7 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
         seeds: exp.seeds,
         scale: args.scale,
         cells,
+        coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
     };
     if let Err(err) = report::write_manifest(&dir, &manifest) {
         eprintln!("error: cannot write the manifest: {err}");
@@ -170,7 +171,17 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
             return 2;
         }
     }
-    0
+    match report::plots::plot_run(&dir) {
+        Ok(paths) => {
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            println!("plots: {}", names.join(", "));
+            0
+        }
+        Err(err) => {
+            eprintln!("error: cannot plot: {err}");
+            2
+        }
+    }
 }
 
 /// `base`, or `base-2`, `base-3`, ... : the first that does not exist yet.

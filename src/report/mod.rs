@@ -9,10 +9,12 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub mod plots;
 
 /// What a run directory records about its run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub experiment: String,
     pub source: String,
@@ -26,6 +28,8 @@ pub struct Manifest {
     pub scale: f64,
     /// One line per cell: its coordinates and every resolved agent and env field.
     pub cells: Vec<String>,
+    /// Each cell's grid coordinates, `(axis, value)`.
+    pub coords: Vec<Vec<(String, String)>>,
 }
 
 /// One row of `metrics.csv`.

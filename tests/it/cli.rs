@@ -227,6 +227,14 @@ fn run_writes_metrics_and_is_deterministic() {
         manifest.contains("hash:") && manifest.contains("lr=5e-5"),
         "{manifest}"
     );
+    for plot in ["eval.png", "eval.svg"] {
+        let meta = std::fs::metadata(a.join("plots").join(plot)).unwrap();
+        assert!(meta.len() > 1000, "{plot} is drawn");
+    }
+    std::fs::remove_dir_all(a.join("plots")).unwrap();
+    let replot = mbrl(&["plot", a.to_str().unwrap()]);
+    assert_eq!(replot.status.code(), Some(0), "{}", stderr(&replot));
+    assert!(a.join("plots/eval.svg").exists());
     let again = mbrl(&["run", &file, "--out", a.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("already holds a run"));
