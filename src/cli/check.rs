@@ -15,6 +15,9 @@ pub struct CheckArgs {
     /// Override a field, checked like the file: `--set experiment.seeds=5`, `--set er.lr=1e-4`.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+    /// Also state each experiment's compute (FLOPs of its updates) and memory.
+    #[arg(long)]
+    pub cost: bool,
 }
 
 pub fn run(args: &CheckArgs) -> u8 {
@@ -54,6 +57,11 @@ pub fn run(args: &CheckArgs) -> u8 {
             summary(checked),
             warnings(n_warnings)
         );
+        if args.cost {
+            for exp in &checked.experiments {
+                println!("  {}", cost_line(exp));
+            }
+        }
     }
     status
 }
@@ -93,4 +101,18 @@ fn big(n: u64) -> String {
         true => n.to_string(),
         false => format!("{:.2e}", n as f64),
     }
+}
+
+/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2 threads).
+const CPU_GFLOPS: f64 = 37.0;
+
+fn cost_line(exp: &crate::check::CheckedExperiment) -> String {
+    let cost = exp.cost();
+    let hours = cost.flops / (CPU_GFLOPS * 1e9) / 3600.0;
+    format!(
+        "cost of `{}`: {:.2e} FLOP of gradient updates (~{hours:.1} h at {CPU_GFLOPS} GFLOP/s, a 2-core CPU), {:.2} GiB of replay and parameters for the largest cell",
+        exp.name,
+        cost.flops,
+        cost.bytes / (1u64 << 30) as f64
+    )
 }

@@ -63,6 +63,17 @@ fn fig4_summary_counts_cells_seeds_and_steps() {
 }
 
 #[test]
+fn check_states_the_cost() {
+    let out = mbrl(&["check", "--cost", "experiments/fig4.exp"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("cost of `fig4`: 7.61e17 FLOP"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn overrides_change_the_experiment() {
     let out = mbrl(&[
         "check",

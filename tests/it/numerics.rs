@@ -800,3 +800,18 @@ fn er_cell_compiles_to_the_reference_plan() {
     let err = mbrl::compile::dqn_plan(exp, &exp.cells[12]).unwrap_err();
     assert!(err.to_string().contains("cannot run yet"), "{err}");
 }
+
+/// `mbrl check --cost`: ER on ProcMaze g=4 costs 8 x 320 x 93,800 FLOP per update for
+/// 999,000 updates, and its replay holds 100k transitions of 2 x 64 + 3 floats.
+#[test]
+fn cost_of_the_er_cell() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/fig4.exp"));
+    let checked = mbrl::check_file(path, &[]).unwrap().checked.unwrap();
+    let cost = mbrl::check::cell_cost(&checked.experiments[0].cells[0]);
+    assert_eq!(cost.flops, 8.0 * 320.0 * 93_800.0 * 999_000.0);
+    let params = 2.0 * 94_405.0;
+    assert_eq!(
+        cost.bytes,
+        100_000.0 * (2.0 * 64.0 + 3.0) * 4.0 + params * 16.0
+    );
+}
