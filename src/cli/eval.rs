@@ -6,10 +6,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::envs::{Batch, EnvConfig, Layout};
-use crate::runtime::evaluate::{self, Protocol, RandomPolicy};
-use crate::runtime::seeds::Purpose;
-
 #[derive(Args)]
 pub struct EvalArgs {
     pub file: PathBuf,
@@ -38,34 +34,14 @@ pub fn run(args: &EvalArgs) -> u8 {
                 );
                 continue;
             }
-            let config = EnvConfig::from_obj(&cell.env);
-            let layout = Layout {
-                root_seed: exp.root_seed,
-                seeds: (0..exp.seeds).collect(),
-                envs_per_seed: 1,
-                purpose: Purpose::EvalEnv,
-                round: 0,
-            };
-            let probe = match Batch::new(config, &layout) {
-                Ok(b) => b,
+            let (protocol, scores) = match super::run::evaluate_random(exp, cell) {
+                Ok(res) => res,
                 Err(err) => {
-                    eprintln!("error: {}", err.0);
+                    eprintln!("error: {err}");
                     return 2;
                 }
             };
-            let Some(eval) = cell.agent.obj("eval") else {
-                continue;
-            };
-            let protocol = Protocol::from_obj(eval, &probe);
-            let mut make = |l: &Layout| Box::new(RandomPolicy::new(l)) as Box<dyn evaluate::Policy>;
-            let scores = match evaluate::evaluate(config, protocol, &layout, &mut make) {
-                Ok(s) => s,
-                Err(err) => {
-                    eprintln!("error: {}", err.0);
-                    return 2;
-                }
-            };
-            let (mean, sd) = mean_sd(&scores);
+            let (mean, sd) = super::mean_sd(&scores);
             println!(
                 "{} [{}]: {:?} {mean:.4} ± {sd:.4} (sd over {} seeds; {} envs x {} steps each)",
                 exp.name,
@@ -87,11 +63,4 @@ pub fn run(args: &EvalArgs) -> u8 {
         }
         _ => 0,
     }
-}
-
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }

@@ -105,3 +105,14 @@ fn load_checked(file: &std::path::Path, overrides: &[String]) -> Result<crate::C
         false => Ok(out),
     }
 }
+
+/// Mean and sample standard deviation (NaN for no values).
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}

@@ -152,7 +152,7 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
             .filter(|p| p.step == last)
             .map(|p| p.value)
             .collect();
-        let (mean, sd) = mean_sd(&finals);
+        let (mean, sd) = super::mean_sd(&finals);
         println!(
             "cell {} [{}]: final eval {mean:.4} ± {sd:.4} at step {last} ({:.1} s)",
             cell.index,
@@ -215,12 +215,11 @@ fn job(exp: &CheckedExperiment, cell: &Cell, scale: f64) -> Result<Job, String> 
     }
 }
 
-fn run_cell(
+/// The cell's env and evaluation protocol (probing the env's spaces).
+pub(super) fn env_and_protocol(
     exp: &CheckedExperiment,
     cell: &Cell,
-    job: &Job,
-    threads: usize,
-) -> Result<Vec<EvalPoint>, String> {
+) -> Result<(EnvConfig, Layout, Protocol), String> {
     let env = EnvConfig::from_obj(&cell.env);
     let layout = Layout {
         root_seed: exp.root_seed,
@@ -235,10 +234,29 @@ fn run_cell(
         .obj("eval")
         .ok_or("the agent has no evaluation protocol")?;
     let protocol = Protocol::from_obj(eval, &probe);
+    Ok((env, layout, protocol))
+}
+
+/// The random agent's score per seed under the cell's protocol.
+pub(super) fn evaluate_random(
+    exp: &CheckedExperiment,
+    cell: &Cell,
+) -> Result<(Protocol, Vec<f64>), String> {
+    let (env, layout, protocol) = env_and_protocol(exp, cell)?;
+    let mut make = |l: &Layout| Box::new(RandomPolicy::new(l)) as Box<dyn evaluate::Policy>;
+    let values = evaluate::evaluate(env, protocol, &layout, &mut make).map_err(|e| e.0)?;
+    Ok((protocol, values))
+}
+
+fn run_cell(
+    exp: &CheckedExperiment,
+    cell: &Cell,
+    job: &Job,
+    threads: usize,
+) -> Result<Vec<EvalPoint>, String> {
     match job {
         Job::Random => {
-            let mut make = |l: &Layout| Box::new(RandomPolicy::new(l)) as Box<dyn evaluate::Policy>;
-            let values = evaluate::evaluate(env, protocol, &layout, &mut make).map_err(|e| e.0)?;
+            let (_, values) = evaluate_random(exp, cell)?;
             Ok(values
                 .into_iter()
                 .enumerate()
@@ -250,6 +268,7 @@ fn run_cell(
                 .collect())
         }
         Job::Er(plan) => {
+            let (env, _, protocol) = env_and_protocol(exp, cell)?;
             let compat = Compat {
                 stale_obs_after_reset: exp.compat == "young2022",
             };
@@ -304,7 +323,7 @@ impl Progress {
             .collect();
         for step in complete {
             let values = pending.remove(&step).unwrap_or_default();
-            let (mean, _) = mean_sd(&values);
+            let (mean, _) = super::mean_sd(&values);
             let secs = self.start.elapsed().as_secs_f64();
             let rate = step as f64 / secs;
             let eta = (self.steps - step) as f64 / rate.max(1e-9);
@@ -314,14 +333,4 @@ impl Progress {
             );
         }
     }
-}
-
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }
