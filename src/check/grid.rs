@@ -516,7 +516,7 @@ fn cells<'p>(
         let get = |name: &str| {
             env_ref
                 .int(name)
-                .unwrap_or_else(|| default_int(env_ref.ctor, name))
+                .unwrap_or_else(|| env_ref.ctor.default_int(name))
         };
         let spaces = spaces_fn(&get);
         let nets = shapes::infer(&agent, &spaces);
@@ -544,13 +544,6 @@ fn relabel(ev: &mut Evaluator, agent: &Rc<Obj>, assigns: Vec<Assign>) -> Rc<Obj>
         agent.key.clone(),
     );
     Rc::new(obj)
-}
-
-fn default_int(ctor: &schema::Ctor, name: &str) -> i64 {
-    match ctor.field(name).map(|f| f.default) {
-        Some(schema::Default::Int(i)) => i,
-        _ => 0,
-    }
 }
 
 /// The value of each axis in cell `index`; the first axis varies slowest.

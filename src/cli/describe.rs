@@ -88,11 +88,7 @@ pub fn explain(code: &str) -> u8 {
 
 fn default_spaces(ctor: &Ctor) -> Option<schema::EnvSpaces> {
     let spaces = ctor.spaces?;
-    let get = |name: &str| match ctor.field(name).map(|f| f.default) {
-        Some(Default::Int(i)) => i,
-        _ => 0,
-    };
-    Some(spaces(&get))
+    Some(spaces(&|name| ctor.default_int(name)))
 }
 
 fn default_text(d: Default) -> String {

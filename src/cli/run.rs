@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::check::{Cell, CheckedExperiment};
 use crate::compile::{self, DqnPlan};
-use crate::envs::{Batch, EnvConfig, Layout};
+use crate::envs::{EnvConfig, Layout};
 use crate::report::{self, Manifest, MetricRow};
 use crate::runtime::er::{self, Compat, EvalPoint};
 use crate::runtime::evaluate::{self, Protocol, RandomPolicy};
@@ -215,7 +215,7 @@ fn job(exp: &CheckedExperiment, cell: &Cell, scale: f64) -> Result<Job, String> 
     }
 }
 
-/// The cell's env and evaluation protocol (probing the env's spaces).
+/// The cell's env and evaluation protocol (on the spaces `check` inferred).
 pub(super) fn env_and_protocol(
     exp: &CheckedExperiment,
     cell: &Cell,
@@ -228,12 +228,11 @@ pub(super) fn env_and_protocol(
         purpose: Purpose::EvalEnv,
         round: 0,
     };
-    let probe = Batch::new(env, &layout).map_err(|e| e.0)?;
     let eval = cell
         .agent
         .obj("eval")
         .ok_or("the agent has no evaluation protocol")?;
-    let protocol = Protocol::from_obj(eval, &probe);
+    let protocol = Protocol::from_obj(eval, &cell.spaces);
     Ok((env, layout, protocol))
 }
 

@@ -116,16 +116,16 @@ impl Control {
 /// (the next observation is not used by these tasks).
 pub fn reward(task: Task, obs: &[f32], action: &[f32], _next_obs: &[f32]) -> f32 {
     let a = action[0].clamp(-1.0, 1.0) as f64;
-    let o: Vec<f64> = obs.iter().map(|x| *x as f64).collect();
+    let o = |i: usize| obs[i] as f64;
     let r = match task {
         Task::Pendulum => {
             let u = 2.0 * a;
-            -(o[0] + 0.1 * o[1].abs() + 0.1 * o[2] * o[2] + 0.001 * u * u)
+            -(o(0) + 0.1 * o(1).abs() + 0.1 * o(2) * o(2) + 0.001 * u * u)
         }
-        Task::CartPole => o[2].cos() - 0.01 * o[0] * o[0],
+        Task::CartPole => o(2).cos() - 0.01 * o(0) * o(0),
         // -cos(theta1) - cos(theta1 + theta2) = -(h1 + h2) in observation terms.
-        Task::Acrobot => -o[0] - (o[0] * o[2] - o[1] * o[3]),
-        Task::MountainCar => o[0],
+        Task::Acrobot => -o(0) - (o(0) * o(2) - o(1) * o(3)),
+        Task::MountainCar => o(0),
     };
     r as f32
 }

@@ -10,7 +10,7 @@
 use crate::check::Obj;
 use crate::envs::{Actions, Batch, EnvConfig, Layout, Unavailable};
 use crate::runtime::seeds::{Purpose, Stream};
-use crate::schema::ActionSpace;
+use crate::schema::{ActionSpace, EnvSpaces};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -28,9 +28,8 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// The protocol of a checked `eval` block for an env.
-    pub fn from_obj(eval: &Obj, batch: &Batch) -> Protocol {
-        let spaces = batch.spaces();
+    /// The protocol of a checked `eval` block for an env with these spaces.
+    pub fn from_obj(eval: &Obj, spaces: &EnvSpaces) -> Protocol {
         let envs = eval.int("envs").unwrap_or(1).max(1) as usize;
         let steps = eval.int("steps").unwrap_or(1).max(1) as usize;
         let metric = match (eval.enum_("metric"), spaces.horizon, spaces.episodic) {

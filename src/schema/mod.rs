@@ -316,6 +316,15 @@ impl Ctor {
         spaces: None,
     };
 
+    /// The schema default of an integer field (0 when it has none): what an
+    /// env's spaces are computed from when a field is not set.
+    pub fn default_int(&self, name: &str) -> i64 {
+        match self.field(name).map(|f| f.default) {
+            Some(Default::Int(i)) => i,
+            _ => 0,
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&'static Field> {
         self.fields.iter().find(|f| f.name == name)
     }
