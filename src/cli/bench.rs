@@ -1,7 +1,16 @@
-//! `mbrl bench dqn`: throughput of the seed-batched ER DQN update.
+//! `mbrl bench`: throughput of the seed-batched ER DQN update, or with
+//! `--agent NAME` the steady-state env steps/s of a whole Figure 4 agent
+//! (acting, replay or rollouts, model and Q updates) on ProcMaze grid 4 in
+//! the high-data regime.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use clap::Args;
 
+use crate::compile;
+use crate::runtime::agent::{self, Compat, EvalPoint, Metric, Session};
 use crate::runtime::bench::DqnBench;
 
 #[derive(Args)]
@@ -18,9 +27,25 @@ pub struct BenchArgs {
     /// Seeds per batched update within a worker (1 is fastest on the CPU).
     #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
+    /// Time the whole loop of this young2022 agent instead (`er`,
+    /// `perfect_model`, `simple_model`, `categorical_latent`, `gaussian_latent`).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Env steps to time in the agent loop, after a warm-up of 50 steps.
+    #[arg(long, default_value_t = 50)]
+    pub steps: u64,
 }
 
 pub fn run(args: &BenchArgs) -> u8 {
+    if let Some(agent) = &args.agent {
+        return match bench_agent(args, agent) {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("error: {err}");
+                2
+            }
+        };
+    }
     let warmup = DqnBench {
         micro_batch: args.micro_batch,
         ..DqnBench::reference(args.seeds, args.threads, 1)
@@ -53,4 +78,79 @@ pub fn run(args: &BenchArgs) -> u8 {
         res.seconds
     );
     0
+}
+
+/// Env steps per second of `agent` for all seeds together, between the end
+/// of a 50-step warm-up (replay filling, first updates) and the end of the run.
+fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
+    const WARMUP: u64 = 50;
+    let text = format!(
+        "use young2022::*\nexperiment bench {{\n  seeds: {}\n  env: maze\n  agent: {agent}\n  regime: high_data\n  compat: young2022\n}}\n",
+        args.seeds
+    );
+    let out = crate::check_source(
+        crate::source::Origin::Inline("bench".into()),
+        text,
+        &[],
+        &crate::resolve::FsLoader,
+    );
+    if out.has_errors() {
+        eprint!("{}", super::render(&out));
+        return Err(format!("`{agent}` is not an agent of the young2022 module"));
+    }
+    let checked = out.checked.as_ref().expect("no errors");
+    let exp = &checked.experiments[0];
+    let cell = &exp.cells[0];
+    let mut plan = compile::dqn_plan(exp, cell).map_err(|e| e.to_string())?;
+    plan.learning_starts = WARMUP / 2;
+    plan.eval_every = WARMUP;
+    plan.steps = WARMUP + args.steps;
+    let (env, _, protocol) = super::run::env_and_protocol(exp, cell)?;
+    let stop = AtomicBool::new(false);
+    let session = Session {
+        checkpoints: None,
+        stop: &stop,
+        stop_at: None,
+    };
+    let reported = Mutex::new((0usize, None::<Instant>));
+    let n_seeds = plan.seeds.len();
+    let progress = |points: &[EvalPoint]| {
+        let mut r = reported.lock().expect("bench lock");
+        for p in points
+            .iter()
+            .filter(|p| p.step == WARMUP && p.metric == Metric::Eval)
+        {
+            let _ = p;
+            r.0 += 1;
+        }
+        if r.0 == n_seeds && r.1.is_none() {
+            r.1 = Some(Instant::now());
+        }
+    };
+    let compat = Compat::named(&exp.compat);
+    agent::run(
+        &plan,
+        env,
+        protocol,
+        compat,
+        args.threads,
+        session,
+        &progress,
+    )
+    .map_err(|e| e.to_string())?;
+    let start = reported
+        .lock()
+        .expect("bench lock")
+        .1
+        .ok_or("the warm-up never finished")?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{agent} on ProcMaze g4 (high data): {} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
+        n_seeds,
+        args.threads,
+        args.steps as f64 / secs,
+        secs / args.steps as f64,
+        args.steps
+    );
+    Ok(())
 }

@@ -1,9 +1,12 @@
 //! `mbrl run FILE [--out DIR] [--scale F] [--threads N] [--set P=V]`: runs
-//! every cell of every experiment whose agent can run so far (ER DQN and the
-//! random agent), seeds batched and sharded, into a run directory.
+//! every cell of every experiment (the DQN family and the random agent),
+//! seeds batched and sharded, into a run directory with checkpoints. Running
+//! again on the same directory resumes; a changed experiment is refused.
+//! Ctrl-C checkpoints every seed at its next evaluation and exits.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -13,7 +16,7 @@ use crate::check::{Cell, CheckedExperiment};
 use crate::compile::{self, DqnPlan};
 use crate::envs::{EnvConfig, Layout};
 use crate::report::{self, Manifest, MetricRow};
-use crate::runtime::er::{self, Compat, EvalPoint};
+use crate::runtime::agent::{self, Checkpoints, Compat, EvalPoint, Metric, Session};
 use crate::runtime::evaluate::{self, Protocol, RandomPolicy};
 use crate::runtime::seeds::Purpose;
 
@@ -31,6 +34,59 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+    /// Behave as if Ctrl-C were pressed when a seed reaches env step N (for testing resume).
+    #[arg(long, hide = true, value_name = "N")]
+    pub stop_at: Option<u64>,
+}
+
+/// Set by Ctrl-C: checkpoint and stop.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The first Ctrl-C asks the workers to checkpoint and stop; the second exits at once.
+fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: checkpointing every seed at its next evaluation (Ctrl-C again to exit now)");
+    });
+}
+
+/// Checkpoints of one cell under `RUN/checkpoints/cell-N/`, written atomically.
+struct CellCheckpoints {
+    dir: PathBuf,
+}
+
+impl Checkpoints for CellCheckpoints {
+    fn load(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.dir.join(format!("{key}.bin"))) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        report::write_atomic(&self.dir.join(format!("{key}.bin")), bytes)
+    }
+}
+
+/// Rerunning on a directory that holds a run of another experiment.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{dir}` holds a run of a different experiment")]
+#[diagnostic(
+    code(mbrl::run::changed_experiment),
+    help("resuming needs the experiment the run started with; choose another `--out` to run this one, or restore the file ({what})")
+)]
+struct ChangedExperiment {
+    dir: String,
+    what: String,
+    #[source_code]
+    source_code: miette::NamedSource<String>,
+    #[label("this experiment differs from the one in `{dir}`")]
+    span: miette::SourceSpan,
 }
 
 enum Job {
@@ -51,13 +107,9 @@ pub fn run(args: &RunArgs) -> u8 {
         .checked
         .as_ref()
         .expect("no errors means the file parsed");
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    install_interrupt_handler();
     for exp in &checked.experiments {
-        let status = run_experiment(args, exp, threads);
+        let status = run_experiment(args, &out, exp);
         if status != 0 {
             return status;
         }
@@ -65,7 +117,7 @@ pub fn run(args: &RunArgs) -> u8 {
     0
 }
 
-fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8 {
+fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperiment) -> u8 {
     let mut jobs = Vec::new();
     let mut failed = false;
     for cell in &exp.cells {
@@ -100,10 +152,36 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
         Some(dir) => dir.clone(),
         None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
     };
-    if dir.join("manifest.ron").exists() {
-        eprintln!("error: `{}` already holds a run; resuming is not supported yet, choose another `--out`", dir.display());
-        return 2;
+    let previous = match report::read_manifest(&dir) {
+        Ok(previous) => previous,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 2;
+        }
+    };
+    if let Some(previous) = &previous {
+        if previous.hash != hash {
+            let what = changed_part(previous, &cells, exp, args.scale);
+            let file = out.sources.get(exp.span.file);
+            let report = miette::Report::new(ChangedExperiment {
+                dir: dir.display().to_string(),
+                what,
+                source_code: miette::NamedSource::new(file.name(), file.text.clone()),
+                span: exp.span.range().into(),
+            });
+            eprintln!("{report:?}");
+            return 1;
+        }
     }
+    // A resumed run keeps its thread count: on the GPU it decides how seeds are grouped.
+    let threads = args
+        .threads
+        .or(previous.as_ref().map(|p| p.threads))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
     if let Err(err) = std::fs::create_dir_all(&dir) {
         eprintln!("error: cannot create `{}`: {err}", dir.display());
         return 2;
@@ -128,28 +206,63 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
         return 2;
     }
     println!(
-        "run `{}`: {} cells x {} seeds on {} ({} threads) -> {}",
+        "run `{}`: {} cells x {} seeds on {} ({} threads) -> {}{}",
         exp.name,
         exp.cells.len(),
         exp.seeds,
         manifest.device,
         threads,
-        dir.display()
+        dir.display(),
+        if previous.is_some() {
+            " (resuming from its checkpoints)"
+        } else {
+            ""
+        }
     );
     let mut rows = Vec::new();
     for (cell, job) in exp.cells.iter().zip(&jobs) {
         let start = Instant::now();
-        let points = match run_cell(exp, cell, job, threads) {
-            Ok(points) => points,
+        let session = Session {
+            checkpoints: None,
+            stop: &STOP,
+            stop_at: args.stop_at,
+        };
+        let store = CellCheckpoints {
+            dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),
+        };
+        let (points, interrupted) = match run_cell(
+            exp,
+            cell,
+            job,
+            threads,
+            Session {
+                checkpoints: Some(&store),
+                ..session
+            },
+        ) {
+            Ok(result) => result,
             Err(err) => {
                 eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
                 return 2;
             }
         };
+        if interrupted {
+            rows.extend(points.iter().map(|p| metric_row(cell, p)));
+            if let Err(err) = report::write_metrics(&dir, &rows) {
+                eprintln!("error: cannot write metrics: {err}");
+                return 2;
+            }
+            println!(
+                "stopped: every seed is checkpointed in `{}`; run the same command with `--out {}` to resume",
+                dir.join("checkpoints").display(),
+                dir.display()
+            );
+            return 130;
+        }
         let last = points.iter().map(|p| p.step).max().unwrap_or(0);
         let finals: Vec<f64> = points
             .iter()
-            .filter(|p| p.step == last)
+            .filter(|p| p.step == last && p.metric == Metric::Eval)
             .map(|p| p.value)
             .collect();
         let (mean, sd) = super::mean_sd(&finals);
@@ -159,13 +272,7 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
             cell.label(),
             start.elapsed().as_secs_f64()
         );
-        rows.extend(points.iter().map(|p| MetricRow {
-            cell: cell.index,
-            seed: p.seed,
-            step: p.step,
-            metric: "eval",
-            value: p.value,
-        }));
+        rows.extend(points.iter().map(|p| metric_row(cell, p)));
         if let Err(err) = report::write_metrics(&dir, &rows) {
             eprintln!("error: cannot write metrics: {err}");
             return 2;
@@ -182,6 +289,49 @@ fn run_experiment(args: &RunArgs, exp: &CheckedExperiment, threads: usize) -> u8
             2
         }
     }
+}
+
+fn metric_row(cell: &Cell, p: &EvalPoint) -> MetricRow {
+    MetricRow {
+        cell: cell.index,
+        seed: p.seed,
+        step: p.step,
+        metric: p.metric.name(),
+        value: p.value,
+    }
+}
+
+/// What differs between a run directory's experiment and this one, in words.
+fn changed_part(
+    previous: &Manifest,
+    cells: &[String],
+    exp: &CheckedExperiment,
+    scale: f64,
+) -> String {
+    if previous.seeds != exp.seeds {
+        return format!("seeds were {}, now {}", previous.seeds, exp.seeds);
+    }
+    if previous.scale != scale {
+        return format!("`--scale` was {}, now {scale}", previous.scale);
+    }
+    if previous.cells.len() != cells.len() {
+        return format!("{} cells, now {}", previous.cells.len(), cells.len());
+    }
+    for (i, (was, now)) in previous.cells.iter().zip(cells).enumerate() {
+        if was != now {
+            let split = |s: &str| -> Vec<String> {
+                s.split([' ', ',', '{', '}'])
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            let (a, b) = (split(was), split(now));
+            let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            let token = |t: &[String]| t.get(at).cloned().unwrap_or_default();
+            return format!("in cell {i}, `{}` is now `{}`", token(&a), token(&b));
+        }
+    }
+    "the root seed or compatibility mode changed".to_string()
 }
 
 /// `base`, or `base-2`, `base-3`, ... : the first that does not exist yet.
@@ -247,35 +397,37 @@ pub(super) fn evaluate_random(
     Ok((protocol, values))
 }
 
+/// The cell's evaluations, and whether it stopped early.
 fn run_cell(
     exp: &CheckedExperiment,
     cell: &Cell,
     job: &Job,
     threads: usize,
-) -> Result<Vec<EvalPoint>, String> {
+    session: Session,
+) -> Result<(Vec<EvalPoint>, bool), String> {
     match job {
         Job::Random => {
             let (_, values) = evaluate_random(exp, cell)?;
-            Ok(values
+            let points = values
                 .into_iter()
                 .enumerate()
                 .map(|(s, value)| EvalPoint {
                     seed: s as u64,
                     step: 0,
+                    metric: Metric::Eval,
                     value,
                 })
-                .collect())
+                .collect();
+            Ok((points, false))
         }
         Job::Er(plan) => {
             let (env, _, protocol) = env_and_protocol(exp, cell)?;
-            let compat = Compat {
-                stale_obs_after_reset: exp.compat == "young2022",
-            };
+            let compat = Compat::named(&exp.compat);
             let progress = Progress::new(plan.seeds.len(), plan.steps, cell);
             let report = |points: &[EvalPoint]| progress.record(points);
-            let (points, failures) = er::run(plan, env, protocol, compat, threads, &report)
+            let outcome = agent::run(plan, env, protocol, compat, threads, session, &report)
                 .map_err(|e| e.to_string())?;
-            for f in failures.iter().take(5) {
+            for f in outcome.failures.iter().take(5) {
                 eprintln!(
                     "warning: cell {} [{}] seed {}: non-finite loss at update {}",
                     cell.index,
@@ -284,7 +436,7 @@ fn run_cell(
                     f.update
                 );
             }
-            Ok(points)
+            Ok((outcome.points, outcome.interrupted))
         }
     }
 }
@@ -312,7 +464,7 @@ impl Progress {
 
     fn record(&self, points: &[EvalPoint]) {
         let mut pending = self.pending.lock().expect("progress lock");
-        for p in points {
+        for p in points.iter().filter(|p| p.metric == Metric::Eval) {
             pending.entry(p.step).or_default().push(p.value);
         }
         let complete: Vec<u64> = pending

@@ -8,6 +8,7 @@
 //! configuration types but runs nothing.
 
 use crate::check::{Cell, CheckedExperiment, Obj};
+use crate::schema::ActionSpace;
 use crate::tensor::mlp::Activation;
 use crate::tensor::optim::AdamConfig;
 
@@ -22,12 +23,93 @@ pub enum CompileError {
     },
 }
 
-/// Q's training data from rollouts of the true env from stored states (the
-/// perfect model, young2022 spec §3.2): `starts` states x `length` steps.
+/// Q's training data from model rollouts: `starts` start states x `length`
+/// steps per update (young2022 spec §3.2-3.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrueRollouts {
+pub struct Rollouts {
     pub starts: usize,
     pub length: usize,
+}
+
+/// The model Q's rollouts run in.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelPlan {
+    /// The env itself from stored states (the perfect model, spec §3.2).
+    TrueEnv,
+    /// A model fitted to replay (spec §3.3-3.4).
+    Learned(LearnedPlan),
+}
+
+/// A learned model: its networks, its loss and its optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnedPlan {
+    pub kind: ModelKind,
+    pub obs_dim: usize,
+    pub n_actions: usize,
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// The model's Adam (its step size is `model_lr`; the step counter is Q's).
+    pub adam: AdamConfig,
+    pub loss: ModelLoss,
+    /// Rollout step k is weighted by the product of the predicted
+    /// continuations before it (on episodic envs under `weighting: auto`).
+    pub continuation_weights: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ModelKind {
+    /// Reward, continuation and next-obs MLPs on `[obs, one_hot(a)]` (spec §3.3).
+    Factored { obs: ObsHead },
+    /// Encoder, transition prior, reward, continuation and decoder (spec §3.4).
+    Latent(Latent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObsHead {
+    /// Per-bit logits; rollouts sample bits.
+    Bernoulli,
+    /// The mean of a unit-variance Gaussian; rollouts use the mean.
+    Gaussian,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Latent {
+    /// `features` one-hot features of `width` classes, straight-through samples.
+    Categorical { features: usize, width: usize },
+    /// `features` reparameterised Gaussians; the encoder's std gets `min_std` added.
+    Gaussian {
+        features: usize,
+        min_std: f32,
+        sigmoid2: bool,
+    },
+}
+
+impl Latent {
+    /// The size of a latent sample (Q's input).
+    pub fn dim(&self) -> usize {
+        match *self {
+            Latent::Categorical { features, width } => features * width,
+            Latent::Gaussian { features, .. } => features,
+        }
+    }
+
+    /// The size of the encoder's and the transition's output.
+    pub fn params_dim(&self) -> usize {
+        match *self {
+            Latent::Categorical { features, width } => features * width,
+            Latent::Gaussian { features, .. } => 2 * features,
+        }
+    }
+}
+
+/// Weights of the model loss's terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelLoss {
+    pub reward: f32,
+    pub continuation: f32,
+    pub obs: f32,
+    pub kl_prior: f32,
+    pub kl_posterior: f32,
 }
 
 /// A DQN cell trained on replay (ER, young2022 spec §3.1) or on true-env rollouts (§3.2).
@@ -48,8 +130,12 @@ pub struct DqnPlan {
     pub updates_per_step: u64,
     pub target_update_every: u64,
     pub eval_every: u64,
-    /// `None`: replay batches of `batch` transitions.
-    pub rollouts: Option<TrueRollouts>,
+    /// Env steps between checkpoints (taken at the next evaluation).
+    pub save_every: u64,
+    /// `None`: Q trains on replay batches of `batch` transitions.
+    pub model: Option<ModelPlan>,
+    /// Present exactly when `model` is.
+    pub rollouts: Option<Rollouts>,
 }
 
 pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, CompileError> {
@@ -62,20 +148,32 @@ pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, Compile
     if agent.ctor.name != "dqn" {
         return Err(unsupported("only `dqn` agents compile so far"));
     }
-    let rollouts = match (agent.obj("model"), agent.obj("planner")) {
-        (None, None) => None,
-        (Some(model), Some(planner))
-            if model.ctor.name == "true_env" && planner.ctor.name == "model_rollouts" =>
-        {
-            Some(TrueRollouts {
+    let optimizer = agent
+        .obj("optimizer")
+        .ok_or_else(|| unsupported("no optimizer"))?;
+    let (model, rollouts) = match (agent.obj("model"), agent.obj("planner")) {
+        (None, None) => (None, None),
+        (Some(model), Some(planner)) if planner.ctor.name == "model_rollouts" => {
+            let rollouts = Rollouts {
                 starts: count(planner, "starts"),
                 length: count(planner, "length"),
-            })
+            };
+            let model = match model.ctor.name {
+                "true_env" => ModelPlan::TrueEnv,
+                _ => ModelPlan::Learned(
+                    learned_plan(cell, model, planner, optimizer)
+                        .map_err(|why| unsupported(&why))?,
+                ),
+            };
+            (Some(model), Some(rollouts))
         }
-        _ => {
-            return Err(unsupported(
-                "learned-model DQN agents land with the rest of Figure 4",
-            ))
+        (Some(_), None) => return Err(unsupported("a model needs a `planner` to train Q on")),
+        (None, Some(_)) => return Err(unsupported("a planner needs a `model` to roll out")),
+        (Some(_), Some(p)) => {
+            return Err(unsupported(&format!(
+                "DQN agents plan with `model_rollouts`, not `{}`",
+                p.ctor.name
+            )))
         }
     };
     let q = cell
@@ -86,9 +184,6 @@ pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, Compile
     let mut q_dims = vec![q.input];
     q_dims.extend(&q.hidden);
     q_dims.push(q.output);
-    let optimizer = agent
-        .obj("optimizer")
-        .ok_or_else(|| unsupported("no optimizer"))?;
     Ok(DqnPlan {
         root_seed: exp.root_seed,
         seeds: (0..exp.seeds).collect(),
@@ -104,7 +199,77 @@ pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, Compile
         updates_per_step: count(agent, "updates_per_step") as u64,
         target_update_every: count(agent, "target_update_every") as u64,
         eval_every: count(agent, "eval_every") as u64,
+        save_every: count(agent, "save_every").max(1) as u64,
+        model,
         rollouts,
+    })
+}
+
+fn learned_plan(
+    cell: &Cell,
+    model: &Obj,
+    planner: &Obj,
+    optimizer: &Obj,
+) -> Result<LearnedPlan, String> {
+    let agent = &cell.agent;
+    let loss = agent
+        .obj("model_loss")
+        .ok_or("a learned model needs a `model_loss`")?;
+    let n_actions = match cell.spaces.action {
+        ActionSpace::Discrete(n) => n,
+        ActionSpace::Continuous(_) => return Err("DQN needs discrete actions".into()),
+    };
+    let weight = |f: &str| loss.float(f).unwrap_or(1.0) as f32;
+    let obs_head = match model.enum_("obs") {
+        Some("gaussian") => ObsHead::Gaussian,
+        _ => ObsHead::Bernoulli,
+    };
+    let kind = match (model.ctor.name, loss.ctor.name) {
+        ("factored_model", "mle") => ModelKind::Factored { obs: obs_head },
+        ("latent_model", "latent_kl") => {
+            if obs_head != ObsHead::Bernoulli {
+                return Err("latent models decode Bernoulli observations only".into());
+            }
+            let features = count(model, "features");
+            ModelKind::Latent(match model.enum_("latent") {
+                Some("categorical") => Latent::Categorical {
+                    features,
+                    width: count(model, "width"),
+                },
+                _ => Latent::Gaussian {
+                    features,
+                    min_std: model.float("min_std").unwrap_or(0.0) as f32,
+                    sigmoid2: model.enum_("std_act") == Some("sigmoid2"),
+                },
+            })
+        }
+        (m, l) => return Err(format!("a `{m}` model cannot be fitted with a `{l}` loss")),
+    };
+    let continuation_weights = match planner.enum_("weighting") {
+        Some("continuation") => true,
+        Some("none") => false,
+        _ => cell.spaces.episodic,
+    };
+    Ok(LearnedPlan {
+        kind,
+        obs_dim: cell.spaces.obs_dim,
+        n_actions,
+        hidden: model
+            .ints("hidden")
+            .unwrap_or_default()
+            .iter()
+            .map(|h| (*h).max(0) as usize)
+            .collect(),
+        activation: Activation::from_name(model.enum_("activation").unwrap_or("elu")),
+        adam: adam_config(optimizer, agent.float("model_lr").unwrap_or(2e-4)),
+        loss: ModelLoss {
+            reward: weight("reward_weight"),
+            continuation: weight("continuation_weight"),
+            obs: weight("obs_weight"),
+            kl_prior: loss.float("kl_prior").unwrap_or(0.8) as f32,
+            kl_posterior: loss.float("kl_posterior").unwrap_or(0.2) as f32,
+        },
+        continuation_weights,
     })
 }
 

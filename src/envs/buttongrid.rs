@@ -14,7 +14,7 @@ pub struct Params {
     pub activate_on_reset: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub pos: Cell,
     pub buttons: Vec<Cell>,
@@ -113,6 +113,11 @@ impl ButtonGrid {
 
     pub fn state(&self, i: usize) -> &State {
         &self.states[i]
+    }
+
+    /// The instances' random streams (for checkpoints).
+    pub fn streams_mut(&mut self) -> &mut Vec<Stream> {
+        &mut self.rngs
     }
 
     pub fn set_state(&mut self, i: usize, state: &State) {

@@ -43,7 +43,7 @@ impl Task {
 }
 
 /// The physical state of one instance (unused entries are 0).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub x: [f64; 4],
 }
@@ -105,6 +105,11 @@ impl Control {
 
     pub fn state(&self, i: usize) -> &State {
         &self.states[i]
+    }
+
+    /// The instances' random streams (for checkpoints).
+    pub fn streams_mut(&mut self) -> &mut Vec<Stream> {
+        &mut self.rngs
     }
 
     pub fn set_state(&mut self, i: usize, state: &State) {

@@ -25,7 +25,7 @@ const XML: &str = include_str!("assets/half_cheetah.xml");
 pub const OBS_DIM: usize = 24;
 pub const ACT_DIM: usize = 6;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub qpos: Vec<f64>,
     pub qvel: Vec<f64>,
@@ -126,6 +126,11 @@ impl HalfCheetah {
             qpos: self.data[i].qpos().to_vec(),
             qvel: self.data[i].qvel().to_vec(),
         }
+    }
+
+    /// The instances' random streams (for checkpoints).
+    pub fn streams_mut(&mut self) -> &mut Vec<Stream> {
+        &mut self.rngs
     }
 
     pub fn set_state(&mut self, i: usize, state: &State) {

@@ -112,7 +112,7 @@ impl EnvConfig {
 }
 
 /// A saved instance state of any env.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EnvState {
     ProcMaze(procmaze::State),
     ButtonGrid(buttongrid::State),
@@ -124,6 +124,14 @@ pub enum EnvState {
 }
 
 /// A batch of instances of one env.
+/// The states and random streams of a [`Batch`]: restoring it continues the
+/// batch exactly where it was.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EnvSnapshot {
+    pub states: Vec<EnvState>,
+    pub streams: Vec<Stream>,
+}
+
 pub enum Batch {
     ProcMaze(ProcMaze),
     ButtonGrid(ButtonGrid),
@@ -223,6 +231,22 @@ impl Batch {
     }
 
     /// Restores a state saved from an env of the same kind and parameters.
+    /// Every instance's state and random stream, for a checkpoint.
+    pub fn snapshot(&mut self) -> EnvSnapshot {
+        EnvSnapshot {
+            states: (0..self.len()).map(|i| self.state(i)).collect(),
+            streams: each!(self, env => env.streams_mut().clone()),
+        }
+    }
+
+    /// Puts back a [`Batch::snapshot`] of a batch with the same layout.
+    pub fn restore(&mut self, snapshot: &EnvSnapshot) {
+        for (i, state) in snapshot.states.iter().enumerate() {
+            self.set_state(i, state);
+        }
+        each!(self, env => *env.streams_mut() = snapshot.streams.clone());
+    }
+
     pub fn set_state(&mut self, i: usize, state: &EnvState) {
         match (self, state) {
             (Batch::ProcMaze(env), EnvState::ProcMaze(s)) => env.set_state(i, s),

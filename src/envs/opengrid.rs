@@ -12,7 +12,7 @@ pub struct Params {
     pub spontaneous_termination: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub pos: Cell,
 }
@@ -95,6 +95,11 @@ impl OpenGrid {
 
     pub fn state(&self, i: usize) -> &State {
         &self.states[i]
+    }
+
+    /// The instances' random streams (for checkpoints).
+    pub fn streams_mut(&mut self) -> &mut Vec<Stream> {
+        &mut self.rngs
     }
 
     pub fn set_state(&mut self, i: usize, state: &State) {

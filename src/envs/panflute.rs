@@ -14,7 +14,7 @@ pub struct Params {
 }
 
 /// The concatenated pipes: pipe i occupies `offset(i)..offset(i) + i + 1`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub bits: Vec<bool>,
 }
@@ -101,6 +101,11 @@ impl PanFlute {
 
     pub fn state(&self, i: usize) -> &State {
         &self.states[i]
+    }
+
+    /// The instances' random streams (for checkpoints).
+    pub fn streams_mut(&mut self) -> &mut Vec<Stream> {
+        &mut self.rngs
     }
 
     pub fn set_state(&mut self, i: usize, state: &State) {

@@ -15,7 +15,7 @@ pub struct Params {
 }
 
 /// One maze: goal, walls, and the agent's position.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub goal: Cell,
     pub walls: Vec<bool>,
@@ -110,6 +110,11 @@ impl ProcMaze {
 
     pub fn state(&self, i: usize) -> &State {
         &self.states[i]
+    }
+
+    /// The instances' random streams (for checkpoints).
+    pub fn streams_mut(&mut self) -> &mut Vec<Stream> {
+        &mut self.rngs
     }
 
     pub fn set_state(&mut self, i: usize, state: &State) {

@@ -58,6 +58,18 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
     write_atomic(&dir.join("manifest.ron"), text.as_bytes())
 }
 
+/// The manifest of an existing run directory, if it has one.
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, String> {
+    let path = dir.join("manifest.ron");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ron::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("`{}` is not a manifest: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
 pub fn write_metrics(dir: &Path, rows: &[MetricRow]) -> std::io::Result<()> {
     let mut text = String::from("cell,seed,step,metric,value\n");
     for r in rows {

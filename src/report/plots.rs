@@ -186,6 +186,9 @@ fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, String> {
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
+        if f.get(3) != Some(&"eval") {
+            continue;
+        }
         let parse = || -> Option<MetricRow> {
             Some(MetricRow {
                 cell: f.first()?.parse().ok()?,

@@ -4,16 +4,16 @@
 
 use dfdx::prelude::*;
 
+use crate::runtime::seeds::Stream;
 use crate::tensor::losses::{td_loss, TdBatch};
 use crate::tensor::mlp::{Activation, Init, Mlp, NetId};
-use crate::tensor::optim::{AdamConfig, Moments};
+use crate::tensor::optim::{AdamConfig, MlpMoments};
 use crate::tensor::{Dev, T3};
 
 pub struct DqnLearner {
     pub q: Mlp,
     pub target: Mlp,
-    weight_moments: Vec<Moments<(usize, usize, usize)>>,
-    bias_moments: Vec<Moments<(usize, usize)>>,
+    pub moments: MlpMoments,
     pub adam: AdamConfig,
     /// The Adam step counter (shared with a model optimizer in model-based agents).
     pub t: u64,
@@ -30,13 +30,10 @@ impl DqnLearner {
     ) -> DqnLearner {
         let q = Mlp::new(dev, root, seeds, NetId(0), dims, activation, Init::Haiku);
         let target = q.clone();
-        let weight_moments = q.weights.iter().map(Moments::zeros).collect();
-        let bias_moments = q.biases.iter().map(Moments::zeros).collect();
         DqnLearner {
+            moments: MlpMoments::zeros(&q),
             q,
             target,
-            weight_moments,
-            bias_moments,
             adam,
             t: 0,
         }
@@ -48,14 +45,7 @@ impl DqnLearner {
         let q = self.q.forward(obs.traced(Gradients::leaky()));
         let (loss, per_seed) = td_loss(q, q_next, batch);
         let grads = loss.backward();
-        for (w, m) in self.q.weights.iter_mut().zip(&mut self.weight_moments) {
-            let g = grads.get(&*w);
-            m.step(&self.adam, self.t, w, &g);
-        }
-        for (b, m) in self.q.biases.iter_mut().zip(&mut self.bias_moments) {
-            let g = grads.get(&*b);
-            m.step(&self.adam, self.t, b, &g);
-        }
+        self.moments.step(&self.adam, self.t, &mut self.q, &grads);
         self.t += 1;
         per_seed
     }
@@ -67,7 +57,7 @@ impl DqnLearner {
 
 /// A seed whose loss stopped being finite, for the report: the other seeds'
 /// parameters never see its gradient, so they carry on unaffected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NonFinite {
     pub seed: u64,
     pub update: u64,
@@ -84,4 +74,41 @@ pub fn non_finite(seeds: &[u64], losses: &[f32], update: u64) -> Vec<NonFinite> 
             update,
         })
         .collect()
+}
+
+/// `a ~ softmax(Q(s) / T)` for `per_seed` observations per seed, each seed's
+/// rows through its own Q and drawn from its own stream.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_actions(
+    q: &Mlp,
+    dev: &Dev,
+    obs: &[f32],
+    d: usize,
+    per_seed: usize,
+    temperature: f64,
+    rngs: &mut [Stream],
+    out: &mut [usize],
+) {
+    let n = out.len();
+    let x = dev.tensor_from_vec(obs.to_vec(), (n / per_seed, per_seed, d));
+    let values = q.forward(x).as_vec();
+    let k = values.len() / n;
+    for (i, row) in values.chunks(k).enumerate() {
+        let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let weights: Vec<f64> = row
+            .iter()
+            .map(|v| ((*v as f64 - max) / temperature).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let u = rngs[i / per_seed].uniform() * total;
+        let mut acc = 0.0;
+        out[i] = k - 1;
+        for (a, w) in weights.iter().enumerate() {
+            acc += w;
+            if u < acc {
+                out[i] = a;
+                break;
+            }
+        }
+    }
 }

@@ -5,10 +5,11 @@
 //! Invariants: never sees the AST; all randomness comes from
 //! [`seeds::Stream`]; prints nothing (progress and results go to the caller).
 
+pub mod agent;
 pub mod bench;
 pub mod dqn;
-pub mod er;
 pub mod evaluate;
+pub mod model;
 pub mod replay;
 pub mod seeds;
 pub mod shard;

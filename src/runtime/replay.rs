@@ -4,7 +4,7 @@
 use crate::runtime::seeds::Stream;
 
 /// Transitions of one seed, stored flat.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Replay {
     capacity: usize,
     obs_dim: usize,

@@ -28,10 +28,12 @@ pub enum Purpose {
     Rollout = 7,
     /// Actions taken inside model rollouts.
     RolloutAction = 8,
+    /// Draws of a learned model's training step (latent samples).
+    Model = 9,
 }
 
 /// A random stream; implements `rand::RngCore`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stream(ChaCha8Rng);
 
 impl Stream {

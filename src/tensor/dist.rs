@@ -86,12 +86,26 @@ pub fn gaussian_head<T: Tape<f32, Dev> + Merge<NoneTape>>(
     out: T3<T>,
     min_std: f32,
 ) -> (T3<T>, T3<T>) {
+    gaussian_params(out, min_std, true)
+}
+
+/// [`gaussian_head`] with the std activation chosen: sigmoid2, or softplus
+/// (`ln(1 + e^x)`, the reference latent agent's default `std_act`).
+pub fn gaussian_params<T: Tape<f32, Dev> + Merge<NoneTape>>(
+    out: T3<T>,
+    min_std: f32,
+    sigmoid2: bool,
+) -> (T3<T>, T3<T>) {
     let (s, b, two_f) = *out.shape();
     let f = two_f / 2;
     let mean = out.retaped::<T>().slice((.., .., 0..f));
     let pre = out.slice((.., .., f..two_f));
     debug_assert_eq!(*mean.shape(), (s, b, f));
-    let std = ((pre * 0.5).sigmoid() * 2.0).clamp(1e-6, f32::MAX) + min_std;
+    let raw = match sigmoid2 {
+        true => (pre * 0.5).sigmoid() * 2.0,
+        false => pre.retaped::<T>().relu() + (pre.abs().negate().exp() + 1.0).ln(),
+    };
+    let std = raw.clamp(1e-6, f32::MAX) + min_std;
     (mean, std)
 }
 

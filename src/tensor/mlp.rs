@@ -109,6 +109,33 @@ impl Mlp {
         out
     }
 
+    /// Every parameter tensor's values (weights, then biases), for a checkpoint.
+    pub fn save(&self) -> Vec<Vec<f32>> {
+        let weights = self.weights.iter().map(|w| w.as_vec());
+        weights
+            .chain(self.biases.iter().map(|b| b.as_vec()))
+            .collect()
+    }
+
+    /// Puts back [`Mlp::save`]'s values into a network of the same shape.
+    pub fn load(&mut self, values: &[Vec<f32>]) -> Result<(), String> {
+        let n = self.weights.len();
+        if values.len() != 2 * n {
+            return Err(format!(
+                "{} tensors saved, the network has {}",
+                values.len(),
+                2 * n
+            ));
+        }
+        for (w, v) in self.weights.iter_mut().zip(&values[..n]) {
+            load_into(w, v)?;
+        }
+        for (b, v) in self.biases.iter_mut().zip(&values[n..]) {
+            load_into(b, v)?;
+        }
+        Ok(())
+    }
+
     /// Copies another network's parameters (a target-network sync).
     pub fn copy_from(&mut self, other: &Mlp) {
         for (dst, src) in self.weights.iter_mut().zip(&other.weights) {
@@ -240,4 +267,17 @@ fn truncated_normal(rng: &mut Stream) -> f64 {
             return x;
         }
     }
+}
+
+/// Copies `values` into `tensor` when the sizes agree.
+pub fn load_into<S: Shape>(tensor: &mut Tensor<S, f32, Dev>, values: &[f32]) -> Result<(), String> {
+    if tensor.shape().num_elements() != values.len() {
+        return Err(format!(
+            "a saved tensor has {} values, the network's has {}",
+            values.len(),
+            tensor.shape().num_elements()
+        ));
+    }
+    tensor.copy_from(values);
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 use dfdx::prelude::*;
 
+use crate::tensor::mlp::{load_into, Mlp};
 use crate::tensor::Dev;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,5 +63,69 @@ impl<S: Shape> Moments<S> {
         let denom = (self.v.clone() * (1.0 / bc2) as f32).sqrt() + cfg.eps as f32;
         let update = self.m.clone() / denom;
         param.axpy(1.0 - cfg.weight_decay, &update, -cfg.lr / bc1);
+    }
+}
+
+/// The Adam moments of every parameter of an [`Mlp`].
+#[derive(Clone, Debug)]
+pub struct MlpMoments {
+    pub weights: Vec<Moments<(usize, usize, usize)>>,
+    pub biases: Vec<Moments<(usize, usize)>>,
+}
+
+impl MlpMoments {
+    pub fn zeros(net: &Mlp) -> MlpMoments {
+        MlpMoments {
+            weights: net.weights.iter().map(Moments::zeros).collect(),
+            biases: net.biases.iter().map(Moments::zeros).collect(),
+        }
+    }
+
+    /// Both moments of every tensor, for a checkpoint.
+    pub fn save(&self) -> Vec<Vec<f32>> {
+        let w = self
+            .weights
+            .iter()
+            .flat_map(|m| [m.m.as_vec(), m.v.as_vec()]);
+        w.chain(
+            self.biases
+                .iter()
+                .flat_map(|m| [m.m.as_vec(), m.v.as_vec()]),
+        )
+        .collect()
+    }
+
+    /// Puts back [`MlpMoments::save`]'s values.
+    pub fn load(&mut self, values: &[Vec<f32>]) -> Result<(), String> {
+        let n = 2 * (self.weights.len() + self.biases.len());
+        if values.len() != n {
+            return Err(format!(
+                "{} moment tensors saved, expected {n}",
+                values.len()
+            ));
+        }
+        let mut values = values.iter();
+        let mut next = || values.next().expect("counted above");
+        for m in &mut self.weights {
+            load_into(&mut m.m, next())?;
+            load_into(&mut m.v, next())?;
+        }
+        for m in &mut self.biases {
+            load_into(&mut m.m, next())?;
+            load_into(&mut m.v, next())?;
+        }
+        Ok(())
+    }
+
+    /// One Adam step of every parameter of `net` from `grads`.
+    pub fn step(&mut self, cfg: &AdamConfig, t: u64, net: &mut Mlp, grads: &Gradients<f32, Dev>) {
+        for (w, m) in net.weights.iter_mut().zip(&mut self.weights) {
+            let g = grads.get(&*w);
+            m.step(cfg, t, w, &g);
+        }
+        for (b, m) in net.biases.iter_mut().zip(&mut self.biases) {
+            let g = grads.get(&*b);
+            m.step(cfg, t, b, &g);
+        }
     }
 }

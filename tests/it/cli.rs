@@ -219,7 +219,16 @@ fn run_writes_metrics_and_is_deterministic() {
     }
     let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = metrics.lines().skip(1).collect();
-    assert_eq!(rows.len(), 2 * 2 * 3, "{metrics}");
+    let evals = rows.iter().filter(|r| r.contains(",eval,")).count();
+    assert_eq!(evals, 2 * 2 * 3, "{metrics}");
+    // Q's mean TD loss is recorded for every evaluation interval with updates.
+    for step in [200, 300] {
+        assert!(
+            rows.iter()
+                .any(|r| r.starts_with(&format!("0,1,{step},q_loss,"))),
+            "{metrics}"
+        );
+    }
     for cell in [0, 1] {
         for step in [100, 200, 300] {
             for seed in [0, 1] {
@@ -246,19 +255,189 @@ fn run_writes_metrics_and_is_deterministic() {
     let replot = mbrl(&["plot", a.to_str().unwrap()]);
     assert_eq!(replot.status.code(), Some(0), "{}", stderr(&replot));
     assert!(a.join("plots/eval.svg").exists());
+    // The same command on a finished run resumes it: nothing to do, same numbers.
     let again = mbrl(&["run", &file, "--out", a.to_str().unwrap()]);
-    assert_eq!(again.status.code(), Some(2));
-    assert!(stderr(&again).contains("already holds a run"));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stdout(&again).contains("resuming"), "{}", stdout(&again));
+    assert_eq!(
+        metrics,
+        std::fs::read_to_string(a.join("metrics.csv")).unwrap()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Agents that cannot run yet are refused before anything starts.
+/// Every agent of Figure 4 at toy sizes: 3 pipes, 16-unit networks, short rollouts.
+const ALL_AGENTS: &str = "use young2022::*
+planner short = model_rollouts { starts: 4, length: 3 steps }
+regime toy_budget = overrides {
+    steps: 400 steps, eval_every: 100 steps, learning_starts: 100 steps, save_every: 100 steps
+    q: mlp { hidden: [16, 16] }, eval: greedy_eval { envs: 4, steps: 20 steps }
+}
+experiment toy {
+  seeds: 2
+  env: panflute(pipes: 3)
+  regime: toy_budget
+  vary agent: [
+    er { batch: 12 },
+    perfect_model { planner: short },
+    simple_model { planner: short, batch: 4, model: factored_model { hidden: [16] } },
+    categorical_latent { planner: short, batch: 4, model: latent_model { latent: categorical, features: 4, width: 3, hidden: [16] } },
+    gaussian_latent { planner: short, batch: 4, model: latent_model { latent: gaussian, features: 4, min_std: 0.1, std_act: sigmoid2, hidden: [16] } },
+  ]
+}
+";
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mbrl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A run stopped in every cell in turn (as Ctrl-C would stop it) and resumed
+/// each time ends with exactly the numbers of an uninterrupted run: every
+/// evaluation, Q loss and model loss, for all five agents.
+#[test]
+fn resumed_runs_equal_uninterrupted_runs() {
+    let dir = temp_dir("resume");
+    let file = dir.join("toy.exp");
+    std::fs::write(&file, ALL_AGENTS).unwrap();
+    let file = file.to_str().unwrap();
+    let (whole, pieces) = (dir.join("whole"), dir.join("pieces"));
+    let res = mbrl(&["run", file, "--out", whole.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
+    let mut stops = 0;
+    loop {
+        let res = mbrl(&[
+            "run",
+            file,
+            "--out",
+            pieces.to_str().unwrap(),
+            "--stop-at",
+            "150",
+        ]);
+        match res.status.code() {
+            Some(130) => stops += 1,
+            Some(0) => break,
+            other => panic!("exit {other:?}: {}", stderr(&res)),
+        }
+        assert!(stdout(&res).contains("to resume"), "{}", stdout(&res));
+        assert!(stops <= 5, "every stop makes progress");
+    }
+    assert_eq!(stops, 5, "each of the five training cells stopped once");
+    let expected = std::fs::read_to_string(whole.join("metrics.csv")).unwrap();
+    assert!(expected.contains(",model_loss,"), "{expected}");
+    assert_eq!(
+        expected,
+        std::fs::read_to_string(pieces.join("metrics.csv")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run killed outright (SIGKILL, no chance to save) resumes from its last
+/// periodic checkpoint and still gives the uninterrupted run's numbers.
+#[test]
+fn killed_runs_resume_from_their_last_checkpoint() {
+    let dir = temp_dir("kill");
+    let file = dir.join("er.exp");
+    std::fs::write(
+        &file,
+        "use young2022::*\nexperiment er_only {\n  seeds: 2\n  env: panflute(pipes: 3)\n  agent: er { batch: 16, steps: 3000 steps, eval_every: 100 steps, save_every: 100 steps, learning_starts: 100 steps, q: mlp { hidden: [16, 16] }, eval: greedy_eval { envs: 4, steps: 20 steps } }\n}\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (whole, killed) = (dir.join("whole"), dir.join("killed"));
+    let res = mbrl(&["run", file, "--out", whole.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mbrl"))
+        .args([
+            "run",
+            file,
+            "--out",
+            killed.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the first checkpoints exist, well before the end.
+    let ckpt = killed.join("checkpoints/cell-0/seed-1.bin");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let metrics = killed.join("metrics.csv");
+    assert!(!metrics.exists(), "killed before the cell finished");
+    let res = mbrl(&["run", file, "--out", killed.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
+    assert!(stdout(&res).contains("resuming"));
+    assert_eq!(
+        std::fs::read_to_string(whole.join("metrics.csv")).unwrap(),
+        std::fs::read_to_string(metrics).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rerunning a directory with a changed experiment is refused with a
+/// diagnostic that says what changed, and nothing in the run is touched.
+#[test]
+fn a_changed_experiment_is_refused() {
+    let dir = temp_dir("changed");
+    let file = dir.join("toy.exp");
+    let small = ALL_AGENTS.replace("er { batch: 12 },\n    perfect", "perfect");
+    let small = small.replace("steps: 400 steps", "steps: 200 steps");
+    std::fs::write(&file, &small).unwrap();
+    let file = file.to_str().unwrap();
+    let out = dir.join("run");
+    let res = mbrl(&[
+        "run",
+        file,
+        "--out",
+        out.to_str().unwrap(),
+        "--stop-at",
+        "100",
+    ]);
+    assert_eq!(res.status.code(), Some(130), "{}", stderr(&res));
+    let before = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    std::fs::write(
+        file,
+        small.replace("starts: 4, length: 3", "starts: 4, length: 5"),
+    )
+    .unwrap();
+    let res = mbrl(&["run", file, "--out", out.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(1));
+    let err = stderr(&res);
+    assert!(err.contains("mbrl::run::changed_experiment"), "{err}");
+    assert!(
+        err.contains("holds a run of a different experiment"),
+        "{err}"
+    );
+    let flat = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("in cell 0, `length=3` is now `length=5`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("experiment toy"),
+        "the span points at the experiment: {err}"
+    );
+    assert_eq!(
+        before,
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Agents that cannot run yet (SLBO) are refused before anything starts.
 #[test]
 fn run_refuses_agents_it_cannot_run_yet() {
     let out = std::env::temp_dir().join(format!("mbrl-refused-{}", std::process::id()));
     let res = mbrl(&[
         "run",
-        "experiments/fig4.exp",
+        "experiments/va_slbo.exp",
         "--out",
         out.to_str().unwrap(),
     ]);

@@ -785,20 +785,60 @@ fn er_cell_compiles_to_the_reference_plan() {
         (1, 100, 500)
     );
     assert_eq!(plan.seeds.len(), 30);
-    assert_eq!(plan.rollouts, None);
+    assert_eq!((plan.rollouts, plan.model.clone()), (None, None));
     // The perfect-model agent (cell 6) rolls out 32 stored states for 10 steps.
+    use mbrl::compile::{Latent, ModelKind, ModelPlan, ObsHead, Rollouts};
     let perfect = mbrl::compile::dqn_plan(exp, &exp.cells[6]).unwrap();
+    let dyna = Some(Rollouts {
+        starts: 32,
+        length: 10,
+    });
+    assert_eq!(perfect.rollouts, dyna);
+    assert_eq!(perfect.model, Some(ModelPlan::TrueEnv));
+    assert_eq!((perfect.adam.lr, perfect.temperature), (1e-4, 0.4));
+    // The learned models (cells 12, 18, 24) with their own step size, the
+    // shared Adam constants and continuation weights on the episodic maze.
+    let learned = |cell: usize| {
+        let plan = mbrl::compile::dqn_plan(exp, &exp.cells[cell]).unwrap();
+        assert_eq!(plan.rollouts, dyna);
+        let Some(ModelPlan::Learned(model)) = plan.model else {
+            panic!("cell {cell} has a learned model")
+        };
+        assert_eq!(model.hidden, vec![200, 200, 200]);
+        assert_eq!((model.adam.lr, model.adam.weight_decay), (2e-4, 1e-6));
+        assert!(model.continuation_weights);
+        assert_eq!((model.obs_dim, model.n_actions), (64, 5));
+        (plan.q_dims, model.kind, model.loss)
+    };
+    let (q, kind, loss) = learned(12);
+    assert_eq!(q[0], 64);
     assert_eq!(
-        perfect.rollouts,
-        Some(mbrl::compile::TrueRollouts {
-            starts: 32,
-            length: 10
+        kind,
+        ModelKind::Factored {
+            obs: ObsHead::Bernoulli
+        }
+    );
+    assert_eq!((loss.reward, loss.continuation, loss.obs), (1.0, 1.0, 1.0));
+    let (q, kind, loss) = learned(18);
+    assert_eq!(q[0], 1024, "Q reads 32 one-hot features of width 32");
+    assert_eq!(
+        kind,
+        ModelKind::Latent(Latent::Categorical {
+            features: 32,
+            width: 32
         })
     );
-    assert_eq!((perfect.adam.lr, perfect.temperature), (1e-4, 0.4));
-    // The simple-model agent (cell 12) is not compiled yet, and says so.
-    let err = mbrl::compile::dqn_plan(exp, &exp.cells[12]).unwrap_err();
-    assert!(err.to_string().contains("cannot run yet"), "{err}");
+    assert_eq!((loss.kl_prior, loss.kl_posterior), (0.8, 0.2));
+    let (q, kind, _) = learned(24);
+    assert_eq!(q[0], 32);
+    assert_eq!(
+        kind,
+        ModelKind::Latent(Latent::Gaussian {
+            features: 32,
+            min_std: 0.1,
+            sigmoid2: true
+        })
+    );
 }
 
 /// `mbrl check --cost`: ER on ProcMaze g=4 costs 8 x 320 x 93,800 FLOP per update for
@@ -814,4 +854,106 @@ fn cost_of_the_er_cell() {
         cost.bytes,
         100_000.0 * (2.0 * 64.0 + 3.0) * 4.0 + params * 16.0
     );
+}
+
+/// A replay-like minibatch of `b` binary transitions per seed, each seed's from its own stream.
+fn model_sample(
+    seeds: &[u64],
+    b: usize,
+    d: usize,
+    actions: usize,
+) -> mbrl::runtime::replay::Sample {
+    let mut sample = mbrl::runtime::replay::Sample::default();
+    for seed in seeds {
+        let mut rng = Stream::new(11, *seed, Purpose::Replay, 0);
+        for _ in 0..b {
+            let obs: Vec<f32> = (0..d).map(|_| rng.below(2) as f32).collect();
+            let a = rng.below(actions);
+            // The next obs flips the bit the action names: a learnable model.
+            let mut next = obs.clone();
+            next[a] = 1.0 - next[a];
+            sample.obs.extend(&obs);
+            sample.next_obs.extend(&next);
+            sample.actions.push(a);
+            sample.rewards.push(obs[0] * 2.0 - 1.0);
+            sample.terminals.push(rng.below(8) == 0);
+        }
+    }
+    sample
+}
+
+/// Every learned model (simple, categorical and Gaussian latent) fits a
+/// fixed minibatch, and a seed's parameters after 150 updates are
+/// bit-identical whether it trains alone or beside another seed.
+#[test]
+fn learned_models_fit_and_each_seed_trains_alone() {
+    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
+    use mbrl::runtime::model::LearnedModel;
+    let dev = mbrl::tensor::device().unwrap();
+    let kinds = [
+        ModelKind::Factored {
+            obs: ObsHead::Bernoulli,
+        },
+        ModelKind::Latent(Latent::Categorical {
+            features: 4,
+            width: 3,
+        }),
+        ModelKind::Latent(Latent::Gaussian {
+            features: 4,
+            min_std: 0.1,
+            sigmoid2: true,
+        }),
+    ];
+    for kind in kinds {
+        let plan = LearnedPlan {
+            kind,
+            obs_dim: 6,
+            n_actions: 3,
+            hidden: vec![32],
+            activation: Activation::Elu,
+            adam: AdamConfig::young(3e-3),
+            loss: ModelLoss {
+                reward: 1.0,
+                continuation: 1.0,
+                obs: 1.0,
+                kl_prior: 0.8,
+                kl_posterior: 0.2,
+            },
+            continuation_weights: true,
+        };
+        let rngs = |seeds: &[u64]| -> Vec<Stream> {
+            seeds
+                .iter()
+                .map(|s| Stream::new(3, *s, Purpose::Model, 0))
+                .collect()
+        };
+        let (both, alone) = ([0u64, 1], [1u64]);
+        let mut pair = LearnedModel::new(&dev, 3, &both, &plan);
+        let mut single = LearnedModel::new(&dev, 3, &alone, &plan);
+        let (mut pair_rngs, mut single_rngs) = (rngs(&both), rngs(&alone));
+        let (pair_batch, single_batch) = (
+            model_sample(&both, 16, 6, 3),
+            model_sample(&alone, 16, 6, 3),
+        );
+        let mut first = Vec::new();
+        let mut last = Vec::new();
+        for t in 0..150 {
+            last = pair.update(&dev, &pair_batch, 2, t, &mut pair_rngs);
+            single.update(&dev, &single_batch, 1, t, &mut single_rngs);
+            if t == 0 {
+                first = last.clone();
+            }
+        }
+        for s in 0..2 {
+            assert!(
+                last[s] < 0.7 * first[s],
+                "{kind:?} seed {s}: loss {} -> {}",
+                first[s],
+                last[s]
+            );
+        }
+        for (p, q) in pair.nets.iter().zip(&single.nets) {
+            assert_eq!(p.params_of_seed(1), q.params_of_seed(0), "{kind:?}");
+        }
+    }
 }
