@@ -14,7 +14,7 @@ use dfdx::prelude::*;
 
 use crate::compile::{DqnPlan, ModelPlan};
 use crate::envs::{Actions, Batch, EnvConfig, EnvSnapshot, EnvState, Layout, Unavailable};
-use crate::runtime::dqn::{non_finite, softmax_actions, DqnLearner, NonFinite};
+use crate::runtime::dqn::{non_finite, softmax_actions, DqnLearner, LearnerState, NonFinite};
 use crate::runtime::evaluate::{self, ActionBuf, Policy, Protocol};
 use crate::runtime::model::{BitSampling, LearnedModel};
 use crate::runtime::replay::{Replay, Sample};
@@ -349,10 +349,8 @@ struct GroupState {
     obs: Vec<f32>,
     action_rngs: Vec<Stream>,
     replay_rngs: Vec<Stream>,
-    q: Vec<Vec<f32>>,
-    target: Vec<Vec<f32>>,
-    q_moments: Vec<Vec<f32>>,
-    adam_t: u64,
+    /// Q, its target, its Adam moments and the step counter ([`LearnerState`]).
+    learner: (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>, u64),
     data: DataState,
 }
 
@@ -442,10 +440,10 @@ impl Group {
             obs: self.obs.clone(),
             action_rngs: self.action_rngs.clone(),
             replay_rngs: self.replay_rngs.clone(),
-            q: self.learner.q.save(),
-            target: self.learner.target.save(),
-            q_moments: self.learner.moments.save(),
-            adam_t: self.learner.t,
+            learner: {
+                let state = self.learner.state();
+                (state.q, state.target, state.moments, state.t)
+            },
             data,
         }
     }
@@ -465,10 +463,13 @@ impl Group {
         self.obs = state.obs;
         self.action_rngs = state.action_rngs;
         self.replay_rngs = state.replay_rngs;
-        self.learner.q.load(&state.q)?;
-        self.learner.target.load(&state.target)?;
-        self.learner.moments.load(&state.q_moments)?;
-        self.learner.t = state.adam_t;
+        let (q, target, moments, t) = state.learner;
+        self.learner.restore(&LearnerState {
+            q,
+            target,
+            moments,
+            t,
+        })?;
         match (&mut self.data, state.data) {
             (Data::Replay(replays), DataState::Replay(saved)) => *replays = saved,
             (

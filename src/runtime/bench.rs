@@ -71,21 +71,29 @@ impl DqnBench {
         let start = Instant::now();
         shard::run(&seeds, self.threads, |shard| {
             let dev = crate::tensor::device().expect("the device opened above");
-            let mut learner = DqnLearner::new(
-                &dev,
-                0,
-                shard,
-                &dims,
-                Activation::Elu,
-                AdamConfig::young(5e-5),
-            );
-            let (obs, next, batch) =
-                random_batch(&dev, shard, self.batch, self.obs_dim, self.actions);
+            // One learner per micro-batch of seeds, as the agent loop groups them.
+            let mut groups: Vec<_> = shard
+                .chunks(self.micro_batch.max(1))
+                .map(|seeds| {
+                    let learner = DqnLearner::new(
+                        &dev,
+                        0,
+                        seeds,
+                        &dims,
+                        Activation::Elu,
+                        AdamConfig::young(5e-5),
+                    );
+                    let data = random_batch(&dev, seeds, self.batch, self.obs_dim, self.actions);
+                    (learner, data)
+                })
+                .collect();
             for u in 0..self.updates {
-                if u % 100 == 0 {
-                    learner.sync_target();
+                for (learner, (obs, next, batch)) in &mut groups {
+                    if u % 100 == 0 {
+                        learner.sync_target();
+                    }
+                    learner.update(obs.clone(), next.clone(), batch);
                 }
-                learner.update(obs.clone(), next.clone(), &batch);
             }
         });
         let seconds = start.elapsed().as_secs_f64();

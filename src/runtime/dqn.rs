@@ -1,21 +1,49 @@
 //! The seed-batched DQN update (young2022 spec §3.1): TD loss on a batch per
 //! seed, target network on `s'`, reference Adam. Each seed's parameters only
 //! ever see that seed's gradient.
+//!
+//! On the CPU the update runs fused ([`crate::tensor::fused`]) on flat
+//! per-seed parameters, which are then the source of truth and are mirrored
+//! into the dfdx networks `q` and `target` that acting and evaluation read;
+//! on the GPU it runs taped on the dfdx networks.
 
 use dfdx::prelude::*;
 
 use crate::runtime::seeds::Stream;
+use crate::tensor::fused;
 use crate::tensor::losses::{td_loss, TdBatch};
 use crate::tensor::mlp::{Activation, Init, Mlp, NetId};
 use crate::tensor::optim::{AdamConfig, MlpMoments};
 use crate::tensor::{Dev, T3};
 
 pub struct DqnLearner {
+    /// Q and its target network (on the CPU, mirrors of `flat`).
     pub q: Mlp,
     pub target: Mlp,
-    pub moments: MlpMoments,
+    moments: MlpMoments,
     pub adam: AdamConfig,
     /// The Adam step counter (shared with a model optimizer in model-based agents).
+    pub t: u64,
+    flat: Option<Flat>,
+}
+
+/// The CPU learner's state: `[S, P]` flat parameters, target and Adam moments.
+struct Flat {
+    layout: fused::Layout,
+    params: Vec<f32>,
+    target: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// Reused buffer for mirroring several seeds into one tensor.
+    gather: Vec<f32>,
+}
+
+/// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
+#[derive(Clone, Debug)]
+pub struct LearnerState {
+    pub q: Vec<Vec<f32>>,
+    pub target: Vec<Vec<f32>>,
+    pub moments: Vec<Vec<f32>>,
     pub t: u64,
 }
 
@@ -30,17 +58,122 @@ impl DqnLearner {
     ) -> DqnLearner {
         let q = Mlp::new(dev, root, seeds, NetId(0), dims, activation, Init::Haiku);
         let target = q.clone();
-        DqnLearner {
+        let mut learner = DqnLearner {
             moments: MlpMoments::zeros(&q),
             q,
             target,
             adam,
             t: 0,
+            flat: None,
+        };
+        if !cfg!(feature = "cuda") {
+            learner.flat = Some(learner.flat_from_networks());
         }
+        learner
+    }
+
+    /// The flat state read from the dfdx networks and moments.
+    fn flat_from_networks(&self) -> Flat {
+        let layout = fused::Layout::new(&self.dims());
+        let n = self.q.n_seeds();
+        let moments = self.moments.save();
+        // `MlpMoments::save` lists (m, v) per weight tensor, then per bias tensor.
+        let m: Vec<Vec<f32>> = moments.iter().step_by(2).cloned().collect();
+        let v: Vec<Vec<f32>> = moments.iter().skip(1).step_by(2).cloned().collect();
+        Flat {
+            params: to_flat(&layout, n, &self.q.save()),
+            target: to_flat(&layout, n, &self.target.save()),
+            m: to_flat(&layout, n, &m),
+            v: to_flat(&layout, n, &v),
+            layout,
+            gather: Vec::new(),
+        }
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        let mut dims: Vec<usize> = self.q.weights.iter().map(|w| w.shape().1).collect();
+        dims.push(self.q.weights.last().expect("layers").shape().2);
+        dims
+    }
+
+    /// Everything a checkpoint needs to continue this learner exactly.
+    pub fn state(&self) -> LearnerState {
+        let moments = match &self.flat {
+            None => self.moments.save(),
+            Some(flat) => {
+                let n = self.q.n_seeds();
+                let m = from_flat(&flat.layout, n, &flat.m);
+                let v = from_flat(&flat.layout, n, &flat.v);
+                m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect()
+            }
+        };
+        LearnerState {
+            q: self.q.save(),
+            target: self.target.save(),
+            moments,
+            t: self.t,
+        }
+    }
+
+    /// Continues from a [`DqnLearner::state`] of a learner of the same shape.
+    pub fn restore(&mut self, state: &LearnerState) -> Result<(), String> {
+        self.q.load(&state.q)?;
+        self.target.load(&state.target)?;
+        self.moments.load(&state.moments)?;
+        self.t = state.t;
+        if self.flat.is_some() {
+            self.flat = Some(self.flat_from_networks());
+        }
+        Ok(())
     }
 
     /// One update on `obs -> next_obs` transitions (`[S, B, d]` each); returns each seed's loss.
     pub fn update(&mut self, obs: T3, next_obs: T3, batch: &TdBatch) -> Vec<f32> {
+        if self.flat.is_none() {
+            return self.update_taped(obs, next_obs, batch);
+        }
+        let (n, b, _) = *obs.shape();
+        let (obs, next_obs) = (obs.as_vec(), next_obs.as_vec());
+        let (actions, rewards) = (batch.actions.as_vec(), batch.rewards.as_vec());
+        let (discounts, weights) = (batch.discounts.as_vec(), batch.weights.as_vec());
+        let activation = self.q.activation;
+        let flat = self.flat.as_mut().expect("checked above");
+        let p = flat.layout.n_params;
+        let d = obs.len() / (n * b);
+        let mut losses = Vec::with_capacity(n);
+        for s in 0..n {
+            let rows = s * b..(s + 1) * b;
+            let inputs = fused::TdInputs {
+                obs: &obs[s * b * d..(s + 1) * b * d],
+                next_obs: &next_obs[s * b * d..(s + 1) * b * d],
+                actions: &actions[rows.clone()],
+                rewards: &rewards[rows.clone()],
+                discounts: &discounts[rows.clone()],
+                weights: &weights[rows],
+            };
+            let params = s * p..(s + 1) * p;
+            let seed = fused::SeedState {
+                params: &mut flat.params[params.clone()],
+                target: &flat.target[params.clone()],
+                m: &mut flat.m[params.clone()],
+                v: &mut flat.v[params],
+            };
+            losses.push(fused::train_step(
+                &flat.layout,
+                activation,
+                &self.adam,
+                self.t,
+                seed,
+                &inputs,
+            ));
+        }
+        mirror(&flat.layout, n, &flat.params, &mut self.q, &mut flat.gather);
+        self.t += 1;
+        losses
+    }
+
+    /// [`DqnLearner::update`] through dfdx's tape (the GPU path, and the CPU reference in tests).
+    pub fn update_taped(&mut self, obs: T3, next_obs: T3, batch: &TdBatch) -> Vec<f32> {
         let q_next = self.target.forward(next_obs);
         let q = self.q.forward(obs.traced(Gradients::leaky()));
         let (loss, per_seed) = td_loss(q, q_next, batch);
@@ -52,7 +185,76 @@ impl DqnLearner {
 
     pub fn sync_target(&mut self) {
         self.target.copy_from(&self.q);
+        if let Some(flat) = &mut self.flat {
+            flat.target.copy_from_slice(&flat.params);
+        }
     }
+
+    /// Runs the taped update from now on (tests compare it with the fused one).
+    pub fn use_taped(&mut self) {
+        if let Some(flat) = self.flat.take() {
+            let n = self.q.n_seeds();
+            let m = from_flat(&flat.layout, n, &flat.m);
+            let v = from_flat(&flat.layout, n, &flat.v);
+            let pairs: Vec<Vec<f32>> = m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect();
+            self.moments.load(&pairs).expect("the same shapes");
+        }
+    }
+}
+
+/// Per-tensor values (`[S, in, out]` weights of every layer, then `[S, out]`
+/// biases, as [`Mlp::save`] lists them) to `[S, P]` flat parameters.
+fn to_flat(layout: &fused::Layout, n_seeds: usize, tensors: &[Vec<f32>]) -> Vec<f32> {
+    let layers = layout.dims.len() - 1;
+    let mut out = Vec::with_capacity(n_seeds * layout.n_params);
+    for s in 0..n_seeds {
+        for l in 0..layers {
+            let (i, o) = (layout.dims[l], layout.dims[l + 1]);
+            out.extend_from_slice(&tensors[l][s * i * o..(s + 1) * i * o]);
+            out.extend_from_slice(&tensors[layers + l][s * o..(s + 1) * o]);
+        }
+    }
+    out
+}
+
+/// Writes `[S, P]` flat parameters into `net` without allocating (one seed's
+/// layer is a contiguous slice; several seeds are gathered into `buf`).
+fn mirror(layout: &fused::Layout, n_seeds: usize, flat: &[f32], net: &mut Mlp, buf: &mut Vec<f32>) {
+    let layers = layout.dims.len() - 1;
+    let p = layout.n_params;
+    let mut at = 0;
+    for l in 0..layers {
+        let (i, o) = (layout.dims[l], layout.dims[l + 1]);
+        let (w, b) = (at..at + i * o, at + i * o..at + i * o + o);
+        at += i * o + o;
+        if n_seeds == 1 {
+            net.weights[l].copy_from(&flat[w]);
+            net.biases[l].copy_from(&flat[b]);
+            continue;
+        }
+        buf.clear();
+        (0..n_seeds).for_each(|s| buf.extend_from_slice(&flat[s * p + w.start..s * p + w.end]));
+        net.weights[l].copy_from(buf);
+        buf.clear();
+        (0..n_seeds).for_each(|s| buf.extend_from_slice(&flat[s * p + b.start..s * p + b.end]));
+        net.biases[l].copy_from(buf);
+    }
+}
+
+/// The inverse of [`to_flat`].
+fn from_flat(layout: &fused::Layout, n_seeds: usize, flat: &[f32]) -> Vec<Vec<f32>> {
+    let layers = layout.dims.len() - 1;
+    let mut tensors = vec![Vec::new(); 2 * layers];
+    for s in 0..n_seeds {
+        let mut at = s * layout.n_params;
+        for l in 0..layers {
+            let (i, o) = (layout.dims[l], layout.dims[l + 1]);
+            tensors[l].extend_from_slice(&flat[at..at + i * o]);
+            tensors[layers + l].extend_from_slice(&flat[at + i * o..at + i * o + o]);
+            at += i * o + o;
+        }
+    }
+    tensors
 }
 
 /// A seed whose loss stopped being finite, for the report: the other seeds'

@@ -200,6 +200,7 @@ pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
 /// degree-6 Taylor polynomial (relative error below 2e-7), and `2^n` built
 /// from the exponent bits. Inputs below -87 return 0 (e^-87 is below f32's
 /// normal range).
+#[inline(always)]
 pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;

@@ -8,6 +8,7 @@
 //! numbers do not depend on the rest of its batch.
 
 pub mod dist;
+pub mod fused;
 pub mod losses;
 pub mod mlp;
 pub mod optim;

@@ -1,0 +1,359 @@
+//! The DQN update on the CPU as one fused pass per seed: Q forward with the
+//! bias folded into the GEMM's output, the activation in place, the target
+//! forward, the weighted TD loss and its gradient, the backward GEMMs (no
+//! gradient for the input), and the reference Adam, all on buffers reused
+//! from update to update.
+//!
+//! The taped dfdx path ([`crate::runtime::dqn::DqnLearner::update_taped`])
+//! computes the same update and is what the GPU runs; on the CPU its per-op
+//! allocations, broadcasts and copies cost more than the GEMMs themselves
+//! (README, "Tensor runtime"). Tests compare the two.
+//!
+//! Invariants: each seed is computed alone from its own slices, so a seed's
+//! numbers do not depend on its batch; GEMMs are single-threaded (the seed
+//! shards are the parallelism).
+
+use crate::tensor::mlp::{exp_nonpositive, Activation};
+use crate::tensor::optim::AdamConfig;
+
+/// One seed's network as flat parameters: per layer the `[in, out]` weights
+/// (row-major), then the `[out]` bias.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub dims: Vec<usize>,
+    /// Offset of each layer's weights; its bias follows them.
+    offsets: Vec<usize>,
+    pub n_params: usize,
+}
+
+impl Layout {
+    pub fn new(dims: &[usize]) -> Layout {
+        let mut offsets = Vec::new();
+        let mut at = 0;
+        for w in dims.windows(2) {
+            offsets.push(at);
+            at += w[0] * w[1] + w[1];
+        }
+        Layout {
+            dims: dims.to_vec(),
+            offsets,
+            n_params: at,
+        }
+    }
+
+    fn layers(&self) -> usize {
+        self.dims.len() - 1
+    }
+
+    /// `(weights, bias)` ranges of `layer`.
+    fn ranges(&self, layer: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (i, o) = (self.dims[layer], self.dims[layer + 1]);
+        let w = self.offsets[layer];
+        (w..w + i * o, w + i * o..w + i * o + o)
+    }
+}
+
+/// A seed's TD minibatch, flat: `B` rows of `d` observations.
+pub struct TdInputs<'a> {
+    pub obs: &'a [f32],
+    pub next_obs: &'a [f32],
+    pub actions: &'a [usize],
+    pub rewards: &'a [f32],
+    pub discounts: &'a [f32],
+    pub weights: &'a [f32],
+}
+
+/// Scratch buffers of one seed's update, kept between updates.
+#[derive(Default)]
+pub struct Scratch {
+    /// Post-activation outputs of every layer (the last one is Q).
+    acts: Vec<Vec<f32>>,
+    next: Vec<Vec<f32>>,
+    /// Gradient with respect to the current layer's output / input.
+    d_out: Vec<f32>,
+    d_in: Vec<f32>,
+    grads: Vec<f32>,
+}
+
+/// `c = a b` (`beta` = 1 adds to `c`) for row-major `a: [m, k]` or its
+/// transpose (`a_t`: `a` stored `[k, m]`) and `b: [k, n]` or its transpose.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // (row stride, column stride) of each operand as a logical matrix.
+    let (a_rs, a_cs) = if a_t { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if b_t { (1, k) } else { (n, 1) };
+    // SAFETY: the asserts above bound every element the strides reach.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// The forward pass of one seed's network on `rows` inputs, every layer's
+/// output kept in `acts`.
+pub fn forward(
+    layout: &Layout,
+    params: &[f32],
+    activation: Activation,
+    x: &[f32],
+    rows: usize,
+    acts: &mut Vec<Vec<f32>>,
+) {
+    acts.resize_with(layout.layers(), Vec::new);
+    for layer in 0..layout.layers() {
+        let (i, o) = (layout.dims[layer], layout.dims[layer + 1]);
+        let (w, b) = layout.ranges(layer);
+        let (before, rest) = acts.split_at_mut(layer);
+        let input: &[f32] = if layer == 0 { x } else { &before[layer - 1] };
+        let out = &mut rest[0];
+        out.clear();
+        for _ in 0..rows {
+            out.extend_from_slice(&params[b.clone()]);
+        }
+        matmul(rows, i, o, input, false, &params[w], false, out, true);
+        if layer + 1 < layout.layers() {
+            activate(out, activation);
+        }
+    }
+}
+
+fn activate(z: &mut [f32], activation: Activation) {
+    match activation {
+        Activation::Elu => elu(z),
+        Activation::Relu => z.iter_mut().for_each(|x| *x = x.max(0.0)),
+        Activation::Tanh => z.iter_mut().for_each(|x| *x = x.tanh()),
+    }
+}
+
+/// ELU in place, in 8-wide AVX2 lanes where the CPU has them (checked at
+/// run time; the portable build vectorizes 4-wide).
+fn elu(z: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected.
+        return unsafe { elu_avx2(z) };
+    }
+    elu_portable(z)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn elu_avx2(z: &mut [f32]) {
+    elu_portable(z)
+}
+
+#[inline(always)]
+fn elu_portable(z: &mut [f32]) {
+    for x in z.iter_mut() {
+        let negative = exp_nonpositive(x.min(0.0)) - 1.0;
+        *x = if *x > 0.0 { *x } else { negative };
+    }
+}
+
+/// Multiplies `d` by the activation's slope, read from its output `y`.
+fn activation_backward(d: &mut [f32], y: &[f32], activation: Activation) {
+    match activation {
+        Activation::Elu => {
+            for (g, y) in d.iter_mut().zip(y) {
+                *g *= if *y > 0.0 { 1.0 } else { y + 1.0 };
+            }
+        }
+        Activation::Relu => {
+            for (g, y) in d.iter_mut().zip(y) {
+                *g *= if *y > 0.0 { 1.0 } else { 0.0 };
+            }
+        }
+        Activation::Tanh => {
+            for (g, y) in d.iter_mut().zip(y) {
+                *g *= 1.0 - y * y;
+            }
+        }
+    }
+}
+
+/// One seed's TD loss `mean w (Q(s)[a] - (r + discount max Q'(s')))^2` and its
+/// gradient with respect to the parameters (written to `scratch.grads`).
+pub fn td_loss_and_grad(
+    layout: &Layout,
+    params: &[f32],
+    target: &[f32],
+    activation: Activation,
+    batch: &TdInputs,
+    scratch: &mut Scratch,
+) -> f32 {
+    let rows = batch.actions.len();
+    let k = *layout.dims.last().expect("a network has layers");
+    forward(
+        layout,
+        target,
+        activation,
+        batch.next_obs,
+        rows,
+        &mut scratch.next,
+    );
+    forward(
+        layout,
+        params,
+        activation,
+        batch.obs,
+        rows,
+        &mut scratch.acts,
+    );
+    let q_next = scratch.next.last().expect("layers");
+    let q = scratch.acts.last().expect("layers");
+    scratch.d_out.clear();
+    scratch.d_out.resize(rows * k, 0.0);
+    let mut loss = 0.0f32;
+    for r in 0..rows {
+        let row_next = &q_next[r * k..(r + 1) * k];
+        let max_next = row_next.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let a = batch.actions[r];
+        let err = q[r * k + a] - (batch.rewards[r] + batch.discounts[r] * max_next);
+        loss += batch.weights[r] * err * err;
+        scratch.d_out[r * k + a] = 2.0 * batch.weights[r] * err / rows as f32;
+    }
+    scratch.grads.clear();
+    scratch.grads.resize(layout.n_params, 0.0);
+    for layer in (0..layout.layers()).rev() {
+        let (i, o) = (layout.dims[layer], layout.dims[layer + 1]);
+        let (w, b) = layout.ranges(layer);
+        if layer + 1 < layout.layers() {
+            activation_backward(&mut scratch.d_out, &scratch.acts[layer], activation);
+        }
+        let input: &[f32] = if layer == 0 {
+            batch.obs
+        } else {
+            &scratch.acts[layer - 1]
+        };
+        // dW = input^T d_out; db = column sums of d_out.
+        matmul(
+            i,
+            rows,
+            o,
+            input,
+            true,
+            &scratch.d_out,
+            false,
+            &mut scratch.grads[w.clone()],
+            false,
+        );
+        let db = &mut scratch.grads[b];
+        for row in scratch.d_out.chunks(o) {
+            for (g, d) in db.iter_mut().zip(row) {
+                *g += d;
+            }
+        }
+        if layer > 0 {
+            // d_input = d_out W^T.
+            scratch.d_in.clear();
+            scratch.d_in.resize(rows * i, 0.0);
+            matmul(
+                rows,
+                o,
+                i,
+                &scratch.d_out,
+                false,
+                &params[w],
+                true,
+                &mut scratch.d_in,
+                false,
+            );
+            std::mem::swap(&mut scratch.d_out, &mut scratch.d_in);
+        }
+    }
+    loss / rows as f32
+}
+
+/// The reference Adam (young2022 spec §2) on one seed's flat parameters,
+/// with the same arithmetic as [`crate::tensor::optim::Moments::step`].
+pub fn adam_step(
+    cfg: &AdamConfig,
+    t: u64,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    let b1 = cfg.b1 as f32;
+    let b2 = cfg.b2 as f32;
+    let (c1, c2) = ((1.0 - cfg.b1) as f32, (1.0 - cfg.b2) as f32);
+    let bc1 = 1.0 - cfg.b1.powi(t as i32 + 1);
+    let bc2 = 1.0 - cfg.b2.powi(t as i32 + 1);
+    let inv_bc2 = (1.0 / bc2) as f32;
+    let eps = cfg.eps as f32;
+    let keep = (1.0 - cfg.weight_decay) as f32;
+    let step = (-cfg.lr / bc1) as f32;
+    for (((x, g), m), v) in params
+        .iter_mut()
+        .zip(grads)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        *m = b1 * *m + c1 * g;
+        *v = b2 * *v + c2 * (g * g);
+        let update = *m / ((*v * inv_bc2).sqrt() + eps);
+        *x = keep * *x + step * update;
+    }
+}
+
+thread_local! {
+    /// One set of scratch buffers per worker thread: every learner on the
+    /// thread reuses them, so they stay in cache from seed to seed.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// One seed's parameters, target and Adam moments, all `[P]` flat.
+pub struct SeedState<'a> {
+    pub params: &'a mut [f32],
+    pub target: &'a [f32],
+    pub m: &'a mut [f32],
+    pub v: &'a mut [f32],
+}
+
+/// One DQN update of one seed: TD loss and gradient, then an Adam step
+/// (`t` is the 0-based step counter). Returns the loss before the step.
+pub fn train_step(
+    layout: &Layout,
+    activation: Activation,
+    adam: &AdamConfig,
+    t: u64,
+    seed: SeedState,
+    batch: &TdInputs,
+) -> f32 {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let loss = td_loss_and_grad(layout, seed.params, seed.target, activation, batch, scratch);
+        adam_step(adam, t, seed.params, &scratch.grads, seed.m, seed.v);
+        loss
+    })
+}
