@@ -514,6 +514,7 @@ impl Group {
                 for (m, saved) in model.moments.iter_mut().zip(&moments) {
                     m.load(saved)?;
                 }
+                model.refresh();
                 *replays = r;
                 *action_rngs = a;
                 *model_rngs = m;
@@ -608,11 +609,9 @@ impl Group {
             Data::Learned { model, .. } => model.features(dev, &self.obs, 1, &mut self.action_rngs),
             _ => self.obs.clone(),
         };
+        let values = self.learner.q_values(dev, &features, 1);
         softmax_actions(
-            &self.learner.q,
-            dev,
-            &features,
-            plan.q_dims[0],
+            &values,
             1,
             plan.temperature,
             &mut self.action_rngs,
@@ -671,7 +670,7 @@ impl Group {
                         action_rngs,
                         replay_rngs: &mut self.replay_rngs,
                     };
-                    rollout_batch(&self.learner.q, dev, sources, plan, d)
+                    rollout_batch(&self.learner, dev, sources, plan, d)
                 }
                 Data::Learned {
                     replays,
@@ -699,7 +698,7 @@ impl Group {
                     };
                     model.rollouts(
                         dev,
-                        &self.learner.q,
+                        &self.learner,
                         starts,
                         r.starts,
                         r.length,
@@ -814,7 +813,7 @@ struct RolloutSources<'a> {
 /// under `softmax(Q/T)` (fresh random events, no reset). A step's weight is 0
 /// once an earlier step of its rollout was terminal (young2022 spec §3.2).
 fn rollout_batch(
-    q: &Mlp,
+    learner: &DqnLearner,
     dev: &Dev,
     src: RolloutSources,
     plan: &DqnPlan,
@@ -843,16 +842,8 @@ fn rollout_batch(
     let (mut a, mut rew, mut term) = (vec![0usize; n], vec![0f32; n], vec![false; n]);
     for k in 0..r.length {
         src.env.observe_all(&mut o);
-        softmax_actions(
-            q,
-            dev,
-            &o,
-            d,
-            r.starts,
-            plan.temperature,
-            src.action_rngs,
-            &mut a,
-        );
+        let values = learner.q_values(dev, &o, r.starts);
+        softmax_actions(&values, r.starts, plan.temperature, src.action_rngs, &mut a);
         src.env.step(Actions::Discrete(&a), &mut rew, &mut term);
         src.env.observe_all(&mut o2);
         for i in 0..n {
@@ -912,7 +903,7 @@ fn replay_batch(
 /// The greedy policy of a shard's Q networks over its eval envs; a latent
 /// agent takes the argmax at a fresh sample of its encoder (spec §3.4).
 struct Greedy<'q> {
-    q: &'q Mlp,
+    q: &'q DqnLearner,
     model: Option<&'q LearnedModel>,
     rngs: Vec<Stream>,
     dev: Dev,
@@ -924,14 +915,11 @@ impl Policy for Greedy<'_> {
         let ActionBuf::Discrete(out, k) = actions else {
             unreachable!("DQN acts in discrete spaces")
         };
-        let n_seeds = out.len() / self.envs;
         let features = match self.model {
             Some(model) => model.features(&self.dev, obs, self.envs, &mut self.rngs),
             None => obs.to_vec(),
         };
-        let z = features.len() / out.len();
-        let x = self.dev.tensor_from_vec(features, (n_seeds, self.envs, z));
-        let values = self.q.forward(x).as_vec();
+        let values = self.q.q_values(&self.dev, &features, self.envs);
         for (a, row) in out.iter_mut().zip(values.chunks(*k)) {
             *a = row
                 .iter()
@@ -959,7 +947,7 @@ fn evaluate_greedy(
         .map(|s| Stream::new(plan.root_seed, *s, Purpose::EvalAction, round))
         .collect();
     let mut policy = Some(Greedy {
-        q: &group.learner.q,
+        q: &group.learner,
         model: group.data.model(),
         rngs,
         dev,

@@ -81,19 +81,32 @@ impl DqnLearner {
         let m: Vec<Vec<f32>> = moments.iter().step_by(2).cloned().collect();
         let v: Vec<Vec<f32>> = moments.iter().skip(1).step_by(2).cloned().collect();
         Flat {
-            params: to_flat(&layout, n, &self.q.save()),
-            target: to_flat(&layout, n, &self.target.save()),
-            m: to_flat(&layout, n, &m),
-            v: to_flat(&layout, n, &v),
+            params: fused::flatten(&layout, n, &self.q.save()),
+            target: fused::flatten(&layout, n, &self.target.save()),
+            m: fused::flatten(&layout, n, &m),
+            v: fused::flatten(&layout, n, &v),
             layout,
             gather: Vec::new(),
         }
     }
 
     fn dims(&self) -> Vec<usize> {
-        let mut dims: Vec<usize> = self.q.weights.iter().map(|w| w.shape().1).collect();
-        dims.push(self.q.weights.last().expect("layers").shape().2);
-        dims
+        self.q.dims()
+    }
+
+    /// Q's values for `per_seed` rows of features per seed (no gradient).
+    pub fn q_values(&self, dev: &Dev, x: &[f32], per_seed: usize) -> Vec<f32> {
+        match &self.flat {
+            Some(flat) => {
+                fused::predict(&flat.layout, &flat.params, self.q.activation, x, per_seed)
+            }
+            None => {
+                let d = self.q.weights[0].shape().1;
+                let n_seeds = x.len() / (per_seed * d);
+                let x = dev.tensor_from_vec(x.to_vec(), (n_seeds, per_seed, d));
+                self.q.forward(x).as_vec()
+            }
+        }
     }
 
     /// Everything a checkpoint needs to continue this learner exactly.
@@ -202,21 +215,6 @@ impl DqnLearner {
     }
 }
 
-/// Per-tensor values (`[S, in, out]` weights of every layer, then `[S, out]`
-/// biases, as [`Mlp::save`] lists them) to `[S, P]` flat parameters.
-fn to_flat(layout: &fused::Layout, n_seeds: usize, tensors: &[Vec<f32>]) -> Vec<f32> {
-    let layers = layout.dims.len() - 1;
-    let mut out = Vec::with_capacity(n_seeds * layout.n_params);
-    for s in 0..n_seeds {
-        for l in 0..layers {
-            let (i, o) = (layout.dims[l], layout.dims[l + 1]);
-            out.extend_from_slice(&tensors[l][s * i * o..(s + 1) * i * o]);
-            out.extend_from_slice(&tensors[layers + l][s * o..(s + 1) * o]);
-        }
-    }
-    out
-}
-
 /// Writes `[S, P]` flat parameters into `net` without allocating (one seed's
 /// layer is a contiguous slice; several seeds are gathered into `buf`).
 fn mirror(layout: &fused::Layout, n_seeds: usize, flat: &[f32], net: &mut Mlp, buf: &mut Vec<f32>) {
@@ -278,22 +276,16 @@ pub fn non_finite(seeds: &[u64], losses: &[f32], update: u64) -> Vec<NonFinite> 
         .collect()
 }
 
-/// `a ~ softmax(Q(s) / T)` for `per_seed` observations per seed, each seed's
-/// rows through its own Q and drawn from its own stream.
-#[allow(clippy::too_many_arguments)]
+/// `a ~ softmax(Q(s) / T)` per row of `values` (`per_seed` rows per seed),
+/// each seed's draws from its own stream.
 pub fn softmax_actions(
-    q: &Mlp,
-    dev: &Dev,
-    obs: &[f32],
-    d: usize,
+    values: &[f32],
     per_seed: usize,
     temperature: f64,
     rngs: &mut [Stream],
     out: &mut [usize],
 ) {
     let n = out.len();
-    let x = dev.tensor_from_vec(obs.to_vec(), (n / per_seed, per_seed, d));
-    let values = q.forward(x).as_vec();
     let k = values.len() / n;
     for (i, row) in values.chunks(k).enumerate() {
         let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;

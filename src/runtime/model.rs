@@ -11,13 +11,14 @@
 use dfdx::prelude::*;
 
 use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
-use crate::runtime::dqn::softmax_actions;
+use crate::runtime::dqn::{softmax_actions, DqnLearner};
 use crate::runtime::replay::Sample;
 use crate::runtime::seeds::Stream;
 use crate::tensor::dist::{
     bernoulli_nll, categorical_kl, categorical_kl_to, categorical_straight_through, gaussian_kl,
     gaussian_kl_to, gaussian_nll_unit, gaussian_params, reparameterize,
 };
+use crate::tensor::fused;
 use crate::tensor::losses::TdBatch;
 use crate::tensor::mlp::{Init, Mlp, NetId};
 use crate::tensor::optim::MlpMoments;
@@ -38,6 +39,9 @@ pub struct LearnedModel {
     /// encoder and transition prior.
     pub nets: Vec<Mlp>,
     pub moments: Vec<MlpMoments>,
+    /// On the CPU, flat copies of `nets` for the no-grad forward passes of
+    /// encoding and rollouts, refreshed after every update.
+    flat: Option<Vec<(fused::Layout, Vec<f32>)>>,
 }
 
 /// What Q trains on: rollout features, next features and the TD inputs.
@@ -83,10 +87,45 @@ impl LearnedModel {
                 Mlp::new(dev, root, seeds, id, dims, plan.activation, Init::Haiku)
             })
             .collect();
-        LearnedModel {
+        let mut model = LearnedModel {
             plan: plan.clone(),
             moments: nets.iter().map(MlpMoments::zeros).collect(),
             nets,
+            flat: None,
+        };
+        model.refresh();
+        model
+    }
+
+    /// Re-reads the flat copies after the networks changed (CPU only).
+    pub fn refresh(&mut self) {
+        if cfg!(feature = "cuda") {
+            return;
+        }
+        let flat = self
+            .nets
+            .iter()
+            .map(|net| {
+                let layout = fused::Layout::new(&net.dims());
+                let params = fused::flatten(&layout, net.n_seeds(), &net.save());
+                (layout, params)
+            })
+            .collect();
+        self.flat = Some(flat);
+    }
+
+    /// Network `net` on `per_seed` rows per seed, no gradient.
+    fn predict(&self, dev: &Dev, net: usize, x: &[f32], per_seed: usize) -> Vec<f32> {
+        let activation = self.plan.activation;
+        match &self.flat {
+            Some(flat) => fused::predict(&flat[net].0, &flat[net].1, activation, x, per_seed),
+            None => {
+                let mlp = &self.nets[net];
+                let d = mlp.weights[0].shape().1;
+                let n_seeds = x.len() / (per_seed * d);
+                mlp.forward(dev.tensor_from_vec(x.to_vec(), (n_seeds, per_seed, d)))
+                    .as_vec()
+            }
         }
     }
 
@@ -116,6 +155,7 @@ impl LearnedModel {
         for (net, moments) in self.nets.iter_mut().zip(&mut self.moments) {
             moments.step(&self.plan.adam, t, net, &grads);
         }
+        self.refresh();
         per_seed
     }
 
@@ -253,10 +293,7 @@ impl LearnedModel {
         match self.plan.kind {
             ModelKind::Factored { .. } => obs.to_vec(),
             ModelKind::Latent(latent) => {
-                let d = self.plan.obs_dim;
-                let n_seeds = obs.len() / (per_seed * d);
-                let x = dev.tensor_from_vec(obs.to_vec(), (n_seeds, per_seed, d));
-                let out = self.nets[ENCODER].forward(x).as_vec();
+                let out = self.predict(dev, ENCODER, obs, per_seed);
                 sample_latent(latent, &out, per_seed, true, rngs)
             }
         }
@@ -271,7 +308,7 @@ impl LearnedModel {
     pub fn rollouts(
         &self,
         dev: &Dev,
-        q: &Mlp,
+        q: &DqnLearner,
         start_features: Vec<f32>,
         starts: usize,
         length: usize,
@@ -297,26 +334,24 @@ impl LearnedModel {
         let mut weight = vec![1f32; n];
         let mut a = vec![0usize; n];
         for k in 0..length {
-            softmax_actions(q, dev, &state, z, starts, temperature, action_rngs, &mut a);
-            let x =
-                dev.tensor_from_vec(with_one_hot(&state, z, &a, a_n), (n_seeds, starts, z + a_n));
-            let r = self.nets[REWARD].forward(x.clone()).as_vec();
-            let c = self.nets[CONTINUATION]
-                .forward(x.clone())
-                .sigmoid()
-                .as_vec();
+            let values = q.q_values(dev, &state, starts);
+            softmax_actions(&values, starts, temperature, action_rngs, &mut a);
+            let x = with_one_hot(&state, z, &a, a_n);
+            let r = self.predict(dev, REWARD, &x, starts);
+            let mut c = self.predict(dev, CONTINUATION, &x, starts);
+            c.iter_mut().for_each(|l| *l = 1.0 / (1.0 + (-*l).exp()));
             let next = match self.plan.kind {
                 ModelKind::Factored {
                     obs: ObsHead::Bernoulli,
                 } => {
-                    let logits = self.nets[OBS].forward(x).as_vec();
+                    let logits = self.predict(dev, OBS, &x, starts);
                     sample_bits(&logits, z * starts, bits, rngs)
                 }
                 ModelKind::Factored {
                     obs: ObsHead::Gaussian,
-                } => self.nets[OBS].forward(x).as_vec(),
+                } => self.predict(dev, OBS, &x, starts),
                 ModelKind::Latent(latent) => {
-                    let out = self.nets[TRANSITION].forward(x).as_vec();
+                    let out = self.predict(dev, TRANSITION, &x, starts);
                     sample_latent(latent, &out, starts, false, rngs)
                 }
             };

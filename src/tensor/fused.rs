@@ -157,7 +157,7 @@ fn activate(z: &mut [f32], activation: Activation) {
 
 /// ELU in place, in 8-wide AVX2 lanes where the CPU has them (checked at
 /// run time; the portable build vectorizes 4-wide).
-fn elu(z: &mut [f32]) {
+pub fn elu(z: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the features were just detected.
@@ -330,6 +330,51 @@ thread_local! {
     /// One set of scratch buffers per worker thread: every learner on the
     /// thread reuses them, so they stay in cache from seed to seed.
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// A no-grad forward pass of `S` seeds' networks (`params`: `[S, P]` flat),
+/// `per_seed` input rows each; returns the `[S, per_seed, out]` outputs.
+pub fn predict(
+    layout: &Layout,
+    params: &[f32],
+    activation: Activation,
+    x: &[f32],
+    per_seed: usize,
+) -> Vec<f32> {
+    let (d, p) = (layout.dims[0], layout.n_params);
+    let n_seeds = params.len() / p;
+    let mut out = Vec::with_capacity(n_seeds * per_seed * layout.dims[layout.layers()]);
+    SCRATCH.with(|scratch| {
+        let acts = &mut scratch.borrow_mut().next;
+        for s in 0..n_seeds {
+            let input = &x[s * per_seed * d..(s + 1) * per_seed * d];
+            forward(
+                layout,
+                &params[s * p..(s + 1) * p],
+                activation,
+                input,
+                per_seed,
+                acts,
+            );
+            out.extend_from_slice(acts.last().expect("layers"));
+        }
+    });
+    out
+}
+
+/// Per-tensor values (`[S, in, out]` weights of every layer, then `[S, out]`
+/// biases, as [`crate::tensor::mlp::Mlp::save`] lists them) to `[S, P]` flat parameters.
+pub fn flatten(layout: &Layout, n_seeds: usize, tensors: &[Vec<f32>]) -> Vec<f32> {
+    let layers = layout.layers();
+    let mut out = Vec::with_capacity(n_seeds * layout.n_params);
+    for s in 0..n_seeds {
+        for l in 0..layers {
+            let (i, o) = (layout.dims[l], layout.dims[l + 1]);
+            out.extend_from_slice(&tensors[l][s * i * o..(s + 1) * i * o]);
+            out.extend_from_slice(&tensors[layers + l][s * o..(s + 1) * o]);
+        }
+    }
+    out
 }
 
 /// One seed's parameters, target and Adam moments, all `[P]` flat.

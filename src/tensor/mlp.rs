@@ -109,6 +109,13 @@ impl Mlp {
         out
     }
 
+    /// The `[in, hidden..., out]` sizes.
+    pub fn dims(&self) -> Vec<usize> {
+        let mut dims: Vec<usize> = self.weights.iter().map(|w| w.shape().1).collect();
+        dims.push(self.weights.last().expect("an MLP has layers").shape().2);
+        dims
+    }
+
     /// Every parameter tensor's values (weights, then biases), for a checkpoint.
     pub fn save(&self) -> Vec<Vec<f32>> {
         let weights = self.weights.iter().map(|w| w.as_vec());
@@ -172,12 +179,8 @@ pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
     let n = shape.0 * shape.1 * shape.2;
     let mut xs = vec![0f32; n];
     z.copy_into(&mut xs);
-    let mut ys = vec![0f32; n];
-    for (y, &x) in ys.iter_mut().zip(&xs) {
-        // Branch-free so that the loop vectorizes.
-        let negative = exp_nonpositive(x.min(0.0)) - 1.0;
-        *y = if x > 0.0 { x } else { negative };
-    }
+    let mut ys = xs.clone();
+    crate::tensor::fused::elu(&mut ys);
     let mut out = z.device().zeros_like(&shape);
     out.copy_from(&ys);
     let out_id = out.clone();
