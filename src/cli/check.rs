@@ -103,10 +103,11 @@ fn big(n: u64) -> String {
     }
 }
 
-/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2 threads).
-const CPU_GFLOPS: f64 = 37.0;
+/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2
+/// threads, the fused CPU update: 62-85 GFLOP/s, typically 70).
+const CPU_GFLOPS: f64 = 70.0;
 
-fn cost_line(exp: &crate::check::CheckedExperiment) -> String {
+pub(super) fn cost_line(exp: &crate::check::CheckedExperiment) -> String {
     let cost = exp.cost();
     let hours = cost.flops / (CPU_GFLOPS * 1e9) / 3600.0;
     format!(

@@ -30,7 +30,7 @@ struct Args {
 enum Command {
     /// Check experiment files statically: every problem, before anything runs.
     Check(check::CheckArgs),
-    /// Run an experiment's cells (ER DQN and random agents so far) into a run directory.
+    /// Run an experiment's cells (the DQN family and random agents) into a resumable run directory.
     Run(run::RunArgs),
     /// Draw a run's evaluation curves (mean, 95% bootstrap band over seeds) into RUN/plots.
     Plot {

@@ -219,6 +219,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             ""
         }
     );
+    println!("  {}", super::check::cost_line(exp));
     let mut rows = Vec::new();
     for (cell, job) in exp.cells.iter().zip(&jobs) {
         let start = Instant::now();
@@ -446,7 +447,8 @@ struct Progress {
     n_seeds: usize,
     steps: u64,
     label: String,
-    start: Instant,
+    /// The step and time of the last line printed.
+    last: Mutex<(u64, Instant)>,
     pending: Mutex<BTreeMap<u64, Vec<f64>>>,
 }
 
@@ -457,7 +459,7 @@ impl Progress {
             n_seeds,
             steps,
             label,
-            start: Instant::now(),
+            last: Mutex::new((0, Instant::now())),
             pending: Mutex::new(BTreeMap::new()),
         }
     }
@@ -475,8 +477,12 @@ impl Progress {
         for step in complete {
             let values = pending.remove(&step).unwrap_or_default();
             let (mean, _) = super::mean_sd(&values);
-            let secs = self.start.elapsed().as_secs_f64();
-            let rate = step as f64 / secs;
+            // The rate of the last interval: steps before learning starts are far cheaper.
+            let mut last = self.last.lock().expect("progress lock");
+            let (since_step, since) = *last;
+            let secs = since.elapsed().as_secs_f64();
+            let rate = step.saturating_sub(since_step) as f64 / secs.max(1e-9);
+            *last = (step, Instant::now());
             let eta = (self.steps - step) as f64 / rate.max(1e-9);
             println!(
                 "  {} step {step}/{}: eval {mean:.4} ({rate:.0} steps/s, ETA {eta:.0} s)",

@@ -146,7 +146,9 @@ pub fn dqn_plan(exp: &CheckedExperiment, cell: &Cell) -> Result<DqnPlan, Compile
         why: why.to_string(),
     };
     if agent.ctor.name != "dqn" {
-        return Err(unsupported("only `dqn` agents compile so far"));
+        return Err(unsupported(
+            "only `dqn` agents compile (the SLBO loop is not built)",
+        ));
     }
     let optimizer = agent
         .obj("optimizer")
