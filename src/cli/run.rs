@@ -231,11 +231,13 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         let store = CellCheckpoints {
             dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),
         };
+        let resuming = store.dir.exists();
         let (points, interrupted) = match run_cell(
             exp,
             cell,
             job,
             threads,
+            resuming,
             Session {
                 checkpoints: Some(&store),
                 ..session
@@ -404,6 +406,7 @@ fn run_cell(
     cell: &Cell,
     job: &Job,
     threads: usize,
+    resuming: bool,
     session: Session,
 ) -> Result<(Vec<EvalPoint>, bool), String> {
     match job {
@@ -424,7 +427,7 @@ fn run_cell(
         Job::Er(plan) => {
             let (env, _, protocol) = env_and_protocol(exp, cell)?;
             let compat = Compat::named(&exp.compat);
-            let progress = Progress::new(plan.seeds.len(), plan.steps, cell);
+            let progress = Progress::new(plan.seeds.len(), plan.steps, cell, resuming);
             let report = |points: &[EvalPoint]| progress.record(points);
             let outcome = agent::run(plan, env, protocol, compat, threads, session, &report)
                 .map_err(|e| e.to_string())?;
@@ -447,19 +450,19 @@ struct Progress {
     n_seeds: usize,
     steps: u64,
     label: String,
-    /// The step and time of the last line printed.
-    last: Mutex<(u64, Instant)>,
+    /// The step and time of the last line printed (unknown when resuming).
+    last: Mutex<Option<(u64, Instant)>>,
     pending: Mutex<BTreeMap<u64, Vec<f64>>>,
 }
 
 impl Progress {
-    fn new(n_seeds: usize, steps: u64, cell: &Cell) -> Progress {
+    fn new(n_seeds: usize, steps: u64, cell: &Cell, resuming: bool) -> Progress {
         let label = format!("cell {} [{}]", cell.index, cell.label());
         Progress {
             n_seeds,
             steps,
             label,
-            last: Mutex::new((0, Instant::now())),
+            last: Mutex::new((!resuming).then(|| (0, Instant::now()))),
             pending: Mutex::new(BTreeMap::new()),
         }
     }
@@ -478,14 +481,20 @@ impl Progress {
             let values = pending.remove(&step).unwrap_or_default();
             let (mean, _) = super::mean_sd(&values);
             // The rate of the last interval: steps before learning starts are far cheaper.
+            // A resumed run's first line has no interval to measure.
             let mut last = self.last.lock().expect("progress lock");
-            let (since_step, since) = *last;
-            let secs = since.elapsed().as_secs_f64();
-            let rate = step.saturating_sub(since_step) as f64 / secs.max(1e-9);
-            *last = (step, Instant::now());
-            let eta = (self.steps - step) as f64 / rate.max(1e-9);
+            let speed = match *last {
+                Some((since_step, since)) => {
+                    let secs = since.elapsed().as_secs_f64();
+                    let rate = step.saturating_sub(since_step) as f64 / secs.max(1e-9);
+                    let eta = (self.steps - step) as f64 / rate.max(1e-9);
+                    format!("{rate:.0} steps/s, ETA {eta:.0} s")
+                }
+                None => "resumed".to_string(),
+            };
+            *last = Some((step, Instant::now()));
             println!(
-                "  {} step {step}/{}: eval {mean:.4} ({rate:.0} steps/s, ETA {eta:.0} s)",
+                "  {} step {step}/{}: eval {mean:.4} ({speed})",
                 self.label, self.steps
             );
         }
