@@ -114,7 +114,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     };
     let reported = Mutex::new((0usize, None::<Instant>));
     let n_seeds = plan.seeds.len();
-    let progress = |points: &[EvalPoint]| {
+    let progress = |points: &[EvalPoint], _restored: bool| {
         let mut r = reported.lock().expect("bench lock");
         for p in points
             .iter()

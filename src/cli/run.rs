@@ -242,6 +242,11 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
                 checkpoints: Some(&store),
                 ..session
             },
+            Record {
+                dir: dir.clone(),
+                done: rows.clone(),
+                cell: cell.index,
+            },
         ) {
             Ok(result) => result,
             Err(err) => {
@@ -408,6 +413,7 @@ fn run_cell(
     threads: usize,
     resuming: bool,
     session: Session,
+    record: Record,
 ) -> Result<(Vec<EvalPoint>, bool), String> {
     match job {
         Job::Random => {
@@ -427,8 +433,8 @@ fn run_cell(
         Job::Er(plan) => {
             let (env, _, protocol) = env_and_protocol(exp, cell)?;
             let compat = Compat::named(&exp.compat);
-            let progress = Progress::new(plan.seeds.len(), plan.steps, cell, resuming);
-            let report = |points: &[EvalPoint]| progress.record(points);
+            let progress = Progress::new(plan.seeds.len(), plan.steps, cell, resuming, record);
+            let report = |points: &[EvalPoint], restored: bool| progress.record(points, restored);
             let outcome = agent::run(plan, env, protocol, compat, threads, session, &report)
                 .map_err(|e| e.to_string())?;
             for f in outcome.failures.iter().take(5) {
@@ -445,29 +451,72 @@ fn run_cell(
     }
 }
 
-/// Prints a line when every seed has reported an evaluation.
+/// The run's `metrics.csv` while a cell runs: the finished cells' rows and
+/// the cell's index.
+struct Record {
+    dir: PathBuf,
+    done: Vec<MetricRow>,
+    cell: usize,
+}
+
+/// How often a running cell's points are written to `metrics.csv`.
+const WRITE_EVERY_S: f64 = 30.0;
+
+/// Prints a line when every seed has reported an evaluation, and keeps
+/// `metrics.csv` current during long cells.
 struct Progress {
     n_seeds: usize,
     steps: u64,
     label: String,
     /// The step and time of the last line printed (unknown when resuming).
     last: Mutex<Option<(u64, Instant)>>,
+    /// Where the metrics go, the cell's points so far, and when they were last written.
+    record: Mutex<(Record, Vec<EvalPoint>, Instant)>,
     pending: Mutex<BTreeMap<u64, Vec<f64>>>,
 }
 
 impl Progress {
-    fn new(n_seeds: usize, steps: u64, cell: &Cell, resuming: bool) -> Progress {
+    /// Adds `points` to the cell's record; rewrites `metrics.csv` (finished
+    /// cells and this cell so far) at most every [`WRITE_EVERY_S`] seconds.
+    fn write_now_and_then(&self, points: &[EvalPoint]) {
+        let mut guard = self.record.lock().expect("progress lock");
+        let (record, all, last) = &mut *guard;
+        all.extend_from_slice(points);
+        if last.elapsed().as_secs_f64() < WRITE_EVERY_S {
+            return;
+        }
+        *last = Instant::now();
+        let mut sorted = all.clone();
+        sorted.sort_by_key(|p| (p.step, p.seed, p.metric as u8));
+        let mut rows = record.done.clone();
+        rows.extend(sorted.iter().map(|p| MetricRow {
+            cell: record.cell,
+            seed: p.seed,
+            step: p.step,
+            metric: p.metric.name(),
+            value: p.value,
+        }));
+        // A failed write leaves the previous file; the checkpoints hold the points.
+        let _ = report::write_metrics(&record.dir, &rows);
+    }
+
+    fn new(n_seeds: usize, steps: u64, cell: &Cell, resuming: bool, record: Record) -> Progress {
         let label = format!("cell {} [{}]", cell.index, cell.label());
         Progress {
             n_seeds,
             steps,
             label,
             last: Mutex::new((!resuming).then(|| (0, Instant::now()))),
+            record: Mutex::new((record, Vec::new(), Instant::now())),
             pending: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn record(&self, points: &[EvalPoint]) {
+    fn record(&self, points: &[EvalPoint], restored: bool) {
+        self.write_now_and_then(points);
+        if restored {
+            return;
+        }
         let mut pending = self.pending.lock().expect("progress lock");
         for p in points.iter().filter(|p| p.metric == Metric::Eval) {
             pending.entry(p.step).or_default().push(p.value);

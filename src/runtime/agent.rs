@@ -116,7 +116,7 @@ pub struct Outcome {
 
 /// Runs every seed of `plan` over `threads` workers, resuming from the
 /// session's checkpoints where there are any; `progress` hears each worker's
-/// new evaluations.
+/// points: those restored from checkpoints (`true`) and new ones (`false`).
 pub fn run(
     plan: &DqnPlan,
     env: EnvConfig,
@@ -124,7 +124,7 @@ pub fn run(
     compat: Compat,
     threads: usize,
     session: Session,
-    progress: &(dyn Fn(&[EvalPoint]) + Sync),
+    progress: &(dyn Fn(&[EvalPoint], bool) + Sync),
 ) -> Result<Outcome, RunError> {
     device()?;
     Batch::new(env, &layout(plan, &plan.seeds[..1], Purpose::Env)).map_err(RunError::Env)?;
@@ -202,7 +202,7 @@ impl Worker<'_> {
     fn run(
         &self,
         seeds: &[u64],
-        progress: &(dyn Fn(&[EvalPoint]) + Sync),
+        progress: &(dyn Fn(&[EvalPoint], bool) + Sync),
     ) -> Result<Outcome, RunError> {
         let plan = self.plan;
         let dev = device().expect("the device opened before the workers started");
@@ -212,6 +212,7 @@ impl Worker<'_> {
             let key = group_key(chunk);
             let mut group = match self.load(&key)? {
                 Some(Checkpoint::Done { points, failures }) => {
+                    progress(&points, true);
                     outcome.points.extend(points);
                     outcome.failures.extend(failures);
                     continue;
@@ -240,7 +241,7 @@ impl Worker<'_> {
                 let values = evaluate_greedy(group, plan, self.env, self.protocol, group.round);
                 group.round += 1;
                 let new = group.points_at_eval(values);
-                progress(&new);
+                progress(&new, false);
                 group.points.extend(new);
                 let stop = self.session.stop.load(Ordering::Relaxed)
                     || self
@@ -349,8 +350,7 @@ struct GroupState {
     obs: Vec<f32>,
     action_rngs: Vec<Stream>,
     replay_rngs: Vec<Stream>,
-    /// Q, its target, its Adam moments and the step counter ([`LearnerState`]).
-    learner: (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>, u64),
+    learner: LearnerState,
     data: DataState,
 }
 
@@ -440,10 +440,7 @@ impl Group {
             obs: self.obs.clone(),
             action_rngs: self.action_rngs.clone(),
             replay_rngs: self.replay_rngs.clone(),
-            learner: {
-                let state = self.learner.state();
-                (state.q, state.target, state.moments, state.t)
-            },
+            learner: self.learner.state(),
             data,
         }
     }
@@ -463,13 +460,7 @@ impl Group {
         self.obs = state.obs;
         self.action_rngs = state.action_rngs;
         self.replay_rngs = state.replay_rngs;
-        let (q, target, moments, t) = state.learner;
-        self.learner.restore(&LearnerState {
-            q,
-            target,
-            moments,
-            t,
-        })?;
+        self.learner.restore(&state.learner)?;
         match (&mut self.data, state.data) {
             (Data::Replay(replays), DataState::Replay(saved)) => *replays = saved,
             (

@@ -39,7 +39,7 @@ struct Flat {
 }
 
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LearnerState {
     pub q: Vec<Vec<f32>>,
     pub target: Vec<Vec<f32>>,
