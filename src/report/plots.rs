@@ -147,6 +147,8 @@ where
         chart
             .configure_mesh()
             .x_desc("env steps")
+            .x_labels(6)
+            .x_label_formatter(&|x| steps_label(*x))
             .y_desc("eval")
             .label_style(("sans-serif", 12))
             .draw()?;
@@ -179,6 +181,17 @@ where
     }
     root.present()?;
     Ok(())
+}
+
+/// `2500` -> `2.5k`, `1000000` -> `1M`: short tick labels.
+fn steps_label(x: f64) -> String {
+    let (value, unit) = match x.abs() {
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "k"),
+        _ => (x, ""),
+    };
+    let text = format!("{value:.1}");
+    format!("{}{unit}", text.trim_end_matches(".0"))
 }
 
 fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, String> {
