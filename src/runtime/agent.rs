@@ -10,8 +10,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dfdx::prelude::*;
-
 use crate::compile::{DqnPlan, ModelPlan};
 use crate::envs::{Actions, Batch, EnvConfig, EnvSnapshot, EnvState, Layout, Unavailable};
 use crate::runtime::dqn::{non_finite, softmax_actions, DqnLearner, LearnerState, NonFinite};
@@ -849,16 +847,8 @@ fn rollout_batch(
             alive[i] &= !term[i];
         }
     }
-    let batch = TdBatch {
-        actions: dev.tensor_from_vec(actions, (n_seeds, per_seed)),
-        rewards: dev.tensor_from_vec(rewards, (n_seeds, per_seed)),
-        discounts: dev.tensor_from_vec(discounts, (n_seeds, per_seed)),
-        weights: dev.tensor_from_vec(weights, (n_seeds, per_seed)),
-    };
-    (
-        dev.tensor_from_vec(obs, (n_seeds, per_seed, d)),
-        dev.tensor_from_vec(next, (n_seeds, per_seed, d)),
-        batch,
+    TdBatch::from_rows(
+        dev, n_seeds, d, obs, next, actions, rewards, discounts, weights,
     )
 }
 
@@ -880,15 +870,17 @@ fn replay_batch(
         .iter()
         .map(|t| if *t { 0.0 } else { plan.gamma as f32 })
         .collect();
-    let batch = TdBatch {
-        actions: dev.tensor_from_vec(sample.actions.clone(), (s, b)),
-        rewards: dev.tensor_from_vec(sample.rewards.clone(), (s, b)),
-        discounts: dev.tensor_from_vec(discounts, (s, b)),
-        weights: dev.tensor_from_vec(vec![1.0; s * b], (s, b)),
-    };
-    let obs = dev.tensor_from_vec(sample.obs.clone(), (s, b, d));
-    let next = dev.tensor_from_vec(sample.next_obs.clone(), (s, b, d));
-    (obs, next, batch)
+    TdBatch::from_rows(
+        dev,
+        s,
+        d,
+        sample.obs.clone(),
+        sample.next_obs.clone(),
+        sample.actions.clone(),
+        sample.rewards.clone(),
+        discounts,
+        vec![1.0; s * b],
+    )
 }
 
 /// The greedy policy of a shard's Q networks over its eval envs; a latent

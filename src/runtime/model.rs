@@ -370,16 +370,8 @@ impl LearnedModel {
             }
             state = next;
         }
-        let batch = TdBatch {
-            actions: dev.tensor_from_vec(actions, (n_seeds, per_seed)),
-            rewards: dev.tensor_from_vec(rewards, (n_seeds, per_seed)),
-            discounts: dev.tensor_from_vec(discounts, (n_seeds, per_seed)),
-            weights: dev.tensor_from_vec(weights, (n_seeds, per_seed)),
-        };
-        (
-            dev.tensor_from_vec(feats, (n_seeds, per_seed, z)),
-            dev.tensor_from_vec(next_feats, (n_seeds, per_seed, z)),
-            batch,
+        TdBatch::from_rows(
+            dev, n_seeds, z, feats, next_feats, actions, rewards, discounts, weights,
         )
     }
 }

@@ -17,6 +17,36 @@ pub struct TdBatch {
     pub weights: T2,
 }
 
+impl TdBatch {
+    /// Q's training transitions from flat per-seed rows: `[S, B, d]`
+    /// observations and next observations, and the TD inputs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_rows(
+        dev: &Dev,
+        n_seeds: usize,
+        d: usize,
+        obs: Vec<f32>,
+        next_obs: Vec<f32>,
+        actions: Vec<usize>,
+        rewards: Vec<f32>,
+        discounts: Vec<f32>,
+        weights: Vec<f32>,
+    ) -> (T3, T3, TdBatch) {
+        let b = actions.len() / n_seeds;
+        let batch = TdBatch {
+            actions: dev.tensor_from_vec(actions, (n_seeds, b)),
+            rewards: dev.tensor_from_vec(rewards, (n_seeds, b)),
+            discounts: dev.tensor_from_vec(discounts, (n_seeds, b)),
+            weights: dev.tensor_from_vec(weights, (n_seeds, b)),
+        };
+        (
+            dev.tensor_from_vec(obs, (n_seeds, b, d)),
+            dev.tensor_from_vec(next_obs, (n_seeds, b, d)),
+            batch,
+        )
+    }
+}
+
 /// `mean_B w (Q(s)[a] - (r + discount * max_a' Q'(s')))^2`, summed over seeds.
 /// `q` is the online Q on `s` (traced); `q_next` the target Q on `s'` (no tape).
 pub fn td_loss(q: T3<Tape>, q_next: T3, batch: &TdBatch) -> (Tensor<(), f32, Dev, Tape>, Vec<f32>) {
