@@ -116,13 +116,10 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     let n_seeds = plan.seeds.len();
     let progress = |points: &[EvalPoint], _restored: bool| {
         let mut r = reported.lock().expect("bench lock");
-        for p in points
+        r.0 += points
             .iter()
             .filter(|p| p.step == WARMUP && p.metric == Metric::Eval)
-        {
-            let _ = p;
-            r.0 += 1;
-        }
+            .count();
         if r.0 == n_seeds && r.1.is_none() {
             r.1 = Some(Instant::now());
         }

@@ -223,11 +223,6 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
     let mut rows = Vec::new();
     for (cell, job) in exp.cells.iter().zip(&jobs) {
         let start = Instant::now();
-        let session = Session {
-            checkpoints: None,
-            stop: &STOP,
-            stop_at: args.stop_at,
-        };
         let store = CellCheckpoints {
             dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),
         };
@@ -240,7 +235,8 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             resuming,
             Session {
                 checkpoints: Some(&store),
-                ..session
+                stop: &STOP,
+                stop_at: args.stop_at,
             },
             Record {
                 dir: dir.clone(),

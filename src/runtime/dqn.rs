@@ -38,6 +38,15 @@ struct Flat {
     gather: Vec<f32>,
 }
 
+impl Flat {
+    /// The Adam moments per tensor, in [`MlpMoments::save`]'s order.
+    fn moments(&self, n_seeds: usize) -> Vec<Vec<f32>> {
+        let m = from_flat(&self.layout, n_seeds, &self.m);
+        let v = from_flat(&self.layout, n_seeds, &self.v);
+        m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect()
+    }
+}
+
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LearnerState {
@@ -74,7 +83,7 @@ impl DqnLearner {
 
     /// The flat state read from the dfdx networks and moments.
     fn flat_from_networks(&self) -> Flat {
-        let layout = fused::Layout::new(&self.dims());
+        let layout = fused::Layout::new(&self.q.dims());
         let n = self.q.n_seeds();
         let moments = self.moments.save();
         // `MlpMoments::save` lists (m, v) per weight tensor, then per bias tensor.
@@ -88,10 +97,6 @@ impl DqnLearner {
             layout,
             gather: Vec::new(),
         }
-    }
-
-    fn dims(&self) -> Vec<usize> {
-        self.q.dims()
     }
 
     /// Q's values for `per_seed` rows of features per seed (no gradient).
@@ -113,12 +118,7 @@ impl DqnLearner {
     pub fn state(&self) -> LearnerState {
         let moments = match &self.flat {
             None => self.moments.save(),
-            Some(flat) => {
-                let n = self.q.n_seeds();
-                let m = from_flat(&flat.layout, n, &flat.m);
-                let v = from_flat(&flat.layout, n, &flat.v);
-                m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect()
-            }
+            Some(flat) => flat.moments(self.q.n_seeds()),
         };
         LearnerState {
             q: self.q.save(),
@@ -206,11 +206,8 @@ impl DqnLearner {
     /// Runs the taped update from now on (tests compare it with the fused one).
     pub fn use_taped(&mut self) {
         if let Some(flat) = self.flat.take() {
-            let n = self.q.n_seeds();
-            let m = from_flat(&flat.layout, n, &flat.m);
-            let v = from_flat(&flat.layout, n, &flat.v);
-            let pairs: Vec<Vec<f32>> = m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect();
-            self.moments.load(&pairs).expect("the same shapes");
+            let moments = flat.moments(self.q.n_seeds());
+            self.moments.load(&moments).expect("the same shapes");
         }
     }
 }
