@@ -210,13 +210,23 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let x = x.max(-87.0);
     // Round to nearest by adding and subtracting 1.5 * 2^23 (no libm call).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `2^n` from the rounded value's bits: they hold `0x4B40_0000 + n`, and
+    // integer arithmetic on them vectorizes where `n as i32` (a saturating
+    // conversion) does not. `n` is in [-126, 0], so the exponent is valid.
+    let scale = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(0x4B40_0000)
+            .wrapping_add(127)
+            << 23,
+    );
     p * scale
 }
 
