@@ -19,7 +19,6 @@ use crate::runtime::replay::{Replay, Sample};
 use crate::runtime::seeds::{Purpose, Stream};
 use crate::runtime::shard;
 use crate::tensor::losses::TdBatch;
-use crate::tensor::mlp::Mlp;
 use crate::tensor::{device, Dev, DeviceError, T3};
 
 /// The reference's quirks that change results (young2022 spec §8).
@@ -419,14 +418,17 @@ impl Group {
                 action_rngs,
                 model_rngs,
                 rollout_rngs,
-            } => DataState::Learned {
-                replays: replays.clone(),
-                nets: model.nets.iter().map(Mlp::save).collect(),
-                moments: model.moments.iter().map(|m| m.save()).collect(),
-                action_rngs: action_rngs.clone(),
-                model_rngs: model_rngs.clone(),
-                rollout_rngs: rollout_rngs.clone(),
-            },
+            } => {
+                let (nets, moments) = model.state();
+                DataState::Learned {
+                    replays: replays.clone(),
+                    nets,
+                    moments,
+                    action_rngs: action_rngs.clone(),
+                    model_rngs: model_rngs.clone(),
+                    rollout_rngs: rollout_rngs.clone(),
+                }
+            }
         };
         GroupState {
             seeds: self.seeds.clone(),
@@ -494,16 +496,7 @@ impl Group {
                     rollout_rngs: o,
                 },
             ) => {
-                if nets.len() != model.nets.len() || moments.len() != model.moments.len() {
-                    return Err("it holds another model".into());
-                }
-                for (net, saved) in model.nets.iter_mut().zip(&nets) {
-                    net.load(saved)?;
-                }
-                for (m, saved) in model.moments.iter_mut().zip(&moments) {
-                    m.load(saved)?;
-                }
-                model.refresh();
+                model.restore(&(nets, moments))?;
                 *replays = r;
                 *action_rngs = a;
                 *model_rngs = m;

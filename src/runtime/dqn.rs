@@ -27,24 +27,12 @@ pub struct DqnLearner {
     flat: Option<Flat>,
 }
 
-/// The CPU learner's state: `[S, P]` flat parameters, target and Adam moments.
+/// The CPU learner's state: Q's flat parameters and moments, and the target.
 struct Flat {
-    layout: fused::Layout,
-    params: Vec<f32>,
+    net: fused::FlatNet,
     target: Vec<f32>,
-    m: Vec<f32>,
-    v: Vec<f32>,
     /// Reused buffer for mirroring several seeds into one tensor.
     gather: Vec<f32>,
-}
-
-impl Flat {
-    /// The Adam moments per tensor, in [`MlpMoments::save`]'s order.
-    fn moments(&self, n_seeds: usize) -> Vec<Vec<f32>> {
-        let m = from_flat(&self.layout, n_seeds, &self.m);
-        let v = from_flat(&self.layout, n_seeds, &self.v);
-        m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect()
-    }
 }
 
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
@@ -83,18 +71,10 @@ impl DqnLearner {
 
     /// The flat state read from the dfdx networks and moments.
     fn flat_from_networks(&self) -> Flat {
-        let layout = fused::Layout::new(&self.q.dims());
-        let n = self.q.n_seeds();
-        let moments = self.moments.save();
-        // `MlpMoments::save` lists (m, v) per weight tensor, then per bias tensor.
-        let m: Vec<Vec<f32>> = moments.iter().step_by(2).cloned().collect();
-        let v: Vec<Vec<f32>> = moments.iter().skip(1).step_by(2).cloned().collect();
+        let net = fused::FlatNet::new(&self.q, &self.moments);
         Flat {
-            params: fused::flatten(&layout, n, &self.q.save()),
-            target: fused::flatten(&layout, n, &self.target.save()),
-            m: fused::flatten(&layout, n, &m),
-            v: fused::flatten(&layout, n, &v),
-            layout,
+            target: fused::flatten(&net.layout, self.q.n_seeds(), &self.target.save()),
+            net,
             gather: Vec::new(),
         }
     }
@@ -102,9 +82,13 @@ impl DqnLearner {
     /// Q's values for `per_seed` rows of features per seed (no gradient).
     pub fn q_values(&self, dev: &Dev, x: &[f32], per_seed: usize) -> Vec<f32> {
         match &self.flat {
-            Some(flat) => {
-                fused::predict(&flat.layout, &flat.params, self.q.activation, x, per_seed)
-            }
+            Some(flat) => fused::predict(
+                &flat.net.layout,
+                &flat.net.params,
+                self.q.activation,
+                x,
+                per_seed,
+            ),
             None => {
                 let d = self.q.weights[0].shape().1;
                 let n_seeds = x.len() / (per_seed * d);
@@ -118,7 +102,7 @@ impl DqnLearner {
     pub fn state(&self) -> LearnerState {
         let moments = match &self.flat {
             None => self.moments.save(),
-            Some(flat) => flat.moments(self.q.n_seeds()),
+            Some(flat) => flat.net.moments(),
         };
         LearnerState {
             q: self.q.save(),
@@ -151,7 +135,6 @@ impl DqnLearner {
         let (discounts, weights) = (batch.discounts.as_vec(), batch.weights.as_vec());
         let activation = self.q.activation;
         let flat = self.flat.as_mut().expect("checked above");
-        let p = flat.layout.n_params;
         let d = obs.len() / (n * b);
         let mut losses = Vec::with_capacity(n);
         for s in 0..n {
@@ -164,15 +147,15 @@ impl DqnLearner {
                 discounts: &discounts[rows.clone()],
                 weights: &weights[rows],
             };
-            let params = s * p..(s + 1) * p;
+            let params = flat.net.seed(s);
             let seed = fused::SeedState {
-                params: &mut flat.params[params.clone()],
+                params: &mut flat.net.params[params.clone()],
                 target: &flat.target[params.clone()],
-                m: &mut flat.m[params.clone()],
-                v: &mut flat.v[params],
+                m: &mut flat.net.m[params.clone()],
+                v: &mut flat.net.v[params],
             };
             losses.push(fused::train_step(
-                &flat.layout,
+                &flat.net.layout,
                 activation,
                 &self.adam,
                 self.t,
@@ -180,7 +163,13 @@ impl DqnLearner {
                 &inputs,
             ));
         }
-        mirror(&flat.layout, n, &flat.params, &mut self.q, &mut flat.gather);
+        mirror(
+            &flat.net.layout,
+            n,
+            &flat.net.params,
+            &mut self.q,
+            &mut flat.gather,
+        );
         self.t += 1;
         losses
     }
@@ -199,14 +188,14 @@ impl DqnLearner {
     pub fn sync_target(&mut self) {
         self.target.copy_from(&self.q);
         if let Some(flat) = &mut self.flat {
-            flat.target.copy_from_slice(&flat.params);
+            flat.target.copy_from_slice(&flat.net.params);
         }
     }
 
     /// Runs the taped update from now on (tests compare it with the fused one).
     pub fn use_taped(&mut self) {
         if let Some(flat) = self.flat.take() {
-            let moments = flat.moments(self.q.n_seeds());
+            let moments = flat.net.moments();
             self.moments.load(&moments).expect("the same shapes");
         }
     }
@@ -234,22 +223,6 @@ fn mirror(layout: &fused::Layout, n_seeds: usize, flat: &[f32], net: &mut Mlp, b
         (0..n_seeds).for_each(|s| buf.extend_from_slice(&flat[s * p + b.start..s * p + b.end]));
         net.biases[l].copy_from(buf);
     }
-}
-
-/// The inverse of [`to_flat`].
-fn from_flat(layout: &fused::Layout, n_seeds: usize, flat: &[f32]) -> Vec<Vec<f32>> {
-    let layers = layout.dims.len() - 1;
-    let mut tensors = vec![Vec::new(); 2 * layers];
-    for s in 0..n_seeds {
-        let mut at = s * layout.n_params;
-        for l in 0..layers {
-            let (i, o) = (layout.dims[l], layout.dims[l + 1]);
-            tensors[l].extend_from_slice(&flat[at..at + i * o]);
-            tensors[layers + l].extend_from_slice(&flat[at + i * o..at + i * o + o]);
-            at += i * o + o;
-        }
-    }
-    tensors
 }
 
 /// A seed whose loss stopped being finite, for the report: the other seeds'

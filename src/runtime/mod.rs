@@ -9,6 +9,7 @@ pub mod agent;
 pub mod bench;
 pub mod dqn;
 pub mod evaluate;
+pub mod fused_model;
 pub mod model;
 pub mod replay;
 pub mod seeds;

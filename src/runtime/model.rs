@@ -12,37 +12,43 @@ use dfdx::prelude::*;
 
 use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
 use crate::runtime::dqn::{softmax_actions, DqnLearner};
+use crate::runtime::fused_model;
 use crate::runtime::replay::Sample;
 use crate::runtime::seeds::Stream;
 use crate::tensor::dist::{
     bernoulli_nll, categorical_kl, categorical_kl_to, categorical_straight_through, gaussian_kl,
-    gaussian_kl_to, gaussian_nll_unit, gaussian_params, reparameterize,
+    gaussian_kl_to, gaussian_nll_unit, gaussian_params, reparameterize, stop_gradient,
 };
-use crate::tensor::fused;
+use crate::tensor::fused::{self, FlatNet};
 use crate::tensor::losses::TdBatch;
 use crate::tensor::mlp::{Init, Mlp, NetId};
 use crate::tensor::optim::MlpMoments;
 use crate::tensor::{Dev, Tape, T2, T3};
 
 /// Indices into [`LearnedModel::nets`].
-const REWARD: usize = 0;
-const CONTINUATION: usize = 1;
+pub(crate) const REWARD: usize = 0;
+pub(crate) const CONTINUATION: usize = 1;
 /// The factored model's next-obs head; the latent model's decoder.
-const OBS: usize = 2;
-const ENCODER: usize = 3;
-const TRANSITION: usize = 4;
+pub(crate) const OBS: usize = 2;
+pub(crate) const ENCODER: usize = 3;
+pub(crate) const TRANSITION: usize = 4;
 
 /// A learned model of a batch of seeds with its optimizer state.
 pub struct LearnedModel {
     pub plan: LearnedPlan,
     /// Reward mean, continuation logit, obs head; then, for latent models,
-    /// encoder and transition prior.
-    pub nets: Vec<Mlp>,
-    pub moments: Vec<MlpMoments>,
-    /// On the CPU, flat copies of `nets` for the no-grad forward passes of
-    /// encoding and rollouts, refreshed after every update.
-    flat: Option<Vec<(fused::Layout, Vec<f32>)>>,
+    /// encoder and transition prior (on the CPU, stale: `flat` holds the
+    /// current values).
+    nets: Vec<Mlp>,
+    moments: Vec<MlpMoments>,
+    /// On the CPU, the networks as flat per-seed parameters with their Adam
+    /// moments, which the fused update trains ([`crate::runtime::fused_model`]).
+    flat: Option<Vec<FlatNet>>,
 }
+
+/// What a checkpoint keeps of a model: per network, its tensors in
+/// [`Mlp::save`]'s order and its moments in [`MlpMoments::save`]'s.
+pub type ModelState = (Vec<Vec<Vec<f32>>>, Vec<Vec<Vec<f32>>>);
 
 /// What Q trains on: rollout features, next features and the TD inputs.
 pub type QBatch = (T3, T3, TdBatch);
@@ -93,32 +99,72 @@ impl LearnedModel {
             nets,
             flat: None,
         };
-        model.refresh();
+        if !cfg!(feature = "cuda") {
+            model.flat = Some(model.flat_from_networks());
+        }
         model
     }
 
-    /// Re-reads the flat copies after the networks changed (CPU only).
-    pub fn refresh(&mut self) {
-        if cfg!(feature = "cuda") {
-            return;
-        }
-        let flat = self
-            .nets
+    fn flat_from_networks(&self) -> Vec<FlatNet> {
+        self.nets
             .iter()
-            .map(|net| {
-                let layout = fused::Layout::new(&net.dims());
-                let params = fused::flatten(&layout, net.n_seeds(), &net.save());
-                (layout, params)
-            })
-            .collect();
-        self.flat = Some(flat);
+            .zip(&self.moments)
+            .map(|(net, m)| FlatNet::new(net, m))
+            .collect()
+    }
+
+    /// Everything a checkpoint needs to continue this model exactly.
+    pub fn state(&self) -> ModelState {
+        match &self.flat {
+            Some(flat) => flat.iter().map(|f| (f.tensors(), f.moments())).unzip(),
+            None => self
+                .nets
+                .iter()
+                .zip(&self.moments)
+                .map(|(n, m)| (n.save(), m.save()))
+                .unzip(),
+        }
+    }
+
+    /// Continues from a [`LearnedModel::state`] of a model of the same shape.
+    pub fn restore(&mut self, (nets, moments): &ModelState) -> Result<(), String> {
+        if nets.len() != self.nets.len() || moments.len() != self.moments.len() {
+            return Err("it holds another model".into());
+        }
+        for (net, saved) in self.nets.iter_mut().zip(nets) {
+            net.load(saved)?;
+        }
+        for (m, saved) in self.moments.iter_mut().zip(moments) {
+            m.load(saved)?;
+        }
+        if self.flat.is_some() {
+            self.flat = Some(self.flat_from_networks());
+        }
+        Ok(())
+    }
+
+    /// Trains through dfdx's tape from now on (tests compare it with the
+    /// fused update).
+    pub fn use_taped(&mut self) {
+        if let Some(flat) = self.flat.take() {
+            for ((net, m), f) in self.nets.iter_mut().zip(&mut self.moments).zip(&flat) {
+                net.load(&f.tensors()).expect("the same shapes");
+                m.load(&f.moments()).expect("the same shapes");
+            }
+        }
     }
 
     /// Network `net` on `per_seed` rows per seed, no gradient.
     fn predict(&self, dev: &Dev, net: usize, x: &[f32], per_seed: usize) -> Vec<f32> {
         let activation = self.plan.activation;
         match &self.flat {
-            Some(flat) => fused::predict(&flat[net].0, &flat[net].1, activation, x, per_seed),
+            Some(flat) => fused::predict(
+                &flat[net].layout,
+                &flat[net].params,
+                activation,
+                x,
+                per_seed,
+            ),
             None => {
                 let mlp = &self.nets[net];
                 let d = mlp.weights[0].shape().1;
@@ -147,6 +193,9 @@ impl LearnedModel {
         t: u64,
         rngs: &mut [Stream],
     ) -> Vec<f32> {
+        if let Some(flat) = &mut self.flat {
+            return fused_update(&self.plan, flat, sample, n_seeds, t, rngs);
+        }
         let (loss, per_seed) = match self.plan.kind {
             ModelKind::Factored { obs } => self.factored_loss(dev, sample, n_seeds, obs),
             ModelKind::Latent(latent) => self.latent_loss(dev, sample, n_seeds, latent, rngs),
@@ -155,7 +204,6 @@ impl LearnedModel {
         for (net, moments) in self.nets.iter_mut().zip(&mut self.moments) {
             moments.step(&self.plan.adam, t, net, &grads);
         }
-        self.refresh();
         per_seed
     }
 
@@ -235,8 +283,8 @@ impl LearnedModel {
                 let xa = (phi.retaped::<Tape>(), one_hot.clone()).concat_along(Axis::<2>);
                 let prior = self.nets[TRANSITION].forward(xa).reshape_like(&rows);
                 let post_next = post_next.reshape_like(&rows);
-                let prior_fixed = prior.retaped::<NoneTape>();
-                let post_fixed = post_next.retaped::<NoneTape>();
+                let prior_fixed = stop_gradient(&prior);
+                let post_fixed = stop_gradient(&post_next);
                 let per_feature = (n_seeds, b, f);
                 let kl_post = categorical_kl(post_next, &prior_fixed)
                     .reshape_like(&per_feature)
@@ -257,8 +305,8 @@ impl LearnedModel {
                 let xa = (phi.retaped::<Tape>(), one_hot.clone()).concat_along(Axis::<2>);
                 let (pm, ps) = gaussian_params(self.nets[TRANSITION].forward(xa), 0.0, sigmoid2);
                 let (qm, qs) = gaussian_params(post_next, min_std, sigmoid2);
-                let (pm_fixed, ps_fixed) = (pm.retaped::<NoneTape>(), ps.retaped::<NoneTape>());
-                let (qm_fixed, qs_fixed) = (qm.retaped::<NoneTape>(), qs.retaped::<NoneTape>());
+                let (pm_fixed, ps_fixed) = (stop_gradient(&pm), stop_gradient(&ps));
+                let (qm_fixed, qs_fixed) = (stop_gradient(&qm), stop_gradient(&qs));
                 let kl_post = gaussian_kl(qm, qs, &pm_fixed, &ps_fixed);
                 let kl_prior = gaussian_kl_to(pm, ps, &qm_fixed, &qs_fixed);
                 (phi, kl_post, kl_prior)
@@ -374,6 +422,49 @@ impl LearnedModel {
             dev, n_seeds, z, feats, next_feats, actions, rewards, discounts, weights,
         )
     }
+}
+
+/// [`LearnedModel::update`] on the CPU, seed by seed, each drawing its
+/// latent samples from its own stream as the taped loss does.
+fn fused_update(
+    plan: &LearnedPlan,
+    flat: &mut [FlatNet],
+    sample: &Sample,
+    n_seeds: usize,
+    t: u64,
+    rngs: &mut [Stream],
+) -> Vec<f32> {
+    let d = plan.obs_dim;
+    let b = sample.actions.len() / n_seeds;
+    let alive: Vec<f32> = sample.terminals.iter().map(|t| f32::from(!*t)).collect();
+    let mut draws = Vec::new();
+    (0..n_seeds)
+        .map(|s| {
+            draws.clear();
+            if let ModelKind::Latent(latent) = plan.kind {
+                let rng = &mut rngs[s];
+                let f = match latent {
+                    Latent::Categorical { features, .. } | Latent::Gaussian { features, .. } => {
+                        features
+                    }
+                };
+                let draw = match latent {
+                    Latent::Categorical { .. } => Stream::uniform,
+                    Latent::Gaussian { .. } => normal,
+                };
+                draws.extend((0..b * f).map(|_| draw(rng) as f32));
+            }
+            let rows = s * b..(s + 1) * b;
+            let batch = fused_model::SeedBatch {
+                obs: &sample.obs[rows.start * d..rows.end * d],
+                next_obs: &sample.next_obs[rows.start * d..rows.end * d],
+                actions: &sample.actions[rows.clone()],
+                rewards: &sample.rewards[rows.clone()],
+                alive: &alive[rows],
+            };
+            fused_model::train_step(plan, flat, s, t, &batch, &draws)
+        })
+        .collect()
 }
 
 /// The per-transition targets of the reward and continuation heads.

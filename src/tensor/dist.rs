@@ -13,6 +13,15 @@ use crate::tensor::{Dev, T2, T3};
 
 const HALF_LN_2PI: f32 = 0.918_938_5;
 
+/// A copy of `x` outside every tape: a stop-gradient.
+///
+/// `retaped::<NoneTape>()` alone is not one. The copy keeps `x`'s id, and
+/// dfdx's binary ops accumulate the gradient of both operands by id whatever
+/// the operand's tape, so the gradient would still reach `x`.
+pub fn stop_gradient<T: Tape<f32, Dev>>(x: &T3<T>) -> T3 {
+    x.retaped::<NoneTape>() * 1.0
+}
+
 /// `-[o ln s(l) + (1-o) ln s(-l)] = softplus(l) - o l`, summed over the last axis.
 pub fn bernoulli_nll<T: Tape<f32, Dev> + Merge<NoneTape>>(logits: T3<T>, targets: &T3) -> T2<T> {
     let linear = logits.retaped::<T>() * targets.clone();

@@ -13,8 +13,8 @@
 //! numbers do not depend on its batch; GEMMs are single-threaded (the seed
 //! shards are the parallelism).
 
-use crate::tensor::mlp::{exp_nonpositive, Activation};
-use crate::tensor::optim::AdamConfig;
+use crate::tensor::mlp::{exp_nonpositive, Activation, Mlp};
+use crate::tensor::optim::{AdamConfig, MlpMoments};
 
 /// One seed's network as flat parameters: per layer the `[in, out]` weights
 /// (row-major), then the `[out]` bias.
@@ -242,19 +242,46 @@ pub fn td_loss_and_grad(
         loss += batch.weights[r] * err * err;
         scratch.d_out[r * k + a] = 2.0 * batch.weights[r] * err / rows as f32;
     }
-    scratch.grads.clear();
     scratch.grads.resize(layout.n_params, 0.0);
+    backward(
+        layout,
+        params,
+        activation,
+        batch.obs,
+        &scratch.acts,
+        &mut scratch.d_out,
+        &mut scratch.d_in,
+        &mut scratch.grads,
+        None,
+    );
+    loss / rows as f32
+}
+
+/// The backward pass of one seed's network after [`forward`] on input `x`
+/// (its outputs in `acts`): from `d_out`, the loss's gradient with respect to
+/// the network's output, writes the parameter gradient to `grads`
+/// (overwriting it) and, when `d_x` is given, the gradient with respect to
+/// the input. `d_out` and `tmp` are consumed as scratch.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    layout: &Layout,
+    params: &[f32],
+    activation: Activation,
+    x: &[f32],
+    acts: &[Vec<f32>],
+    d_out: &mut Vec<f32>,
+    tmp: &mut Vec<f32>,
+    grads: &mut [f32],
+    d_x: Option<&mut Vec<f32>>,
+) {
+    let rows = x.len() / layout.dims[0];
     for layer in (0..layout.layers()).rev() {
         let (i, o) = (layout.dims[layer], layout.dims[layer + 1]);
         let (w, b) = layout.ranges(layer);
         if layer + 1 < layout.layers() {
-            activation_backward(&mut scratch.d_out, &scratch.acts[layer], activation);
+            activation_backward(d_out, &acts[layer], activation);
         }
-        let input: &[f32] = if layer == 0 {
-            batch.obs
-        } else {
-            &scratch.acts[layer - 1]
-        };
+        let input: &[f32] = if layer == 0 { x } else { &acts[layer - 1] };
         // dW = input^T d_out; db = column sums of d_out.
         matmul(
             i,
@@ -262,36 +289,30 @@ pub fn td_loss_and_grad(
             o,
             input,
             true,
-            &scratch.d_out,
+            d_out,
             false,
-            &mut scratch.grads[w.clone()],
+            &mut grads[w.clone()],
             false,
         );
-        let db = &mut scratch.grads[b];
-        for row in scratch.d_out.chunks(o) {
+        let db = &mut grads[b];
+        db.fill(0.0);
+        for row in d_out.chunks(o) {
             for (g, d) in db.iter_mut().zip(row) {
                 *g += d;
             }
         }
-        if layer > 0 {
-            // d_input = d_out W^T.
-            scratch.d_in.clear();
-            scratch.d_in.resize(rows * i, 0.0);
-            matmul(
-                rows,
-                o,
-                i,
-                &scratch.d_out,
-                false,
-                &params[w],
-                true,
-                &mut scratch.d_in,
-                false,
-            );
-            std::mem::swap(&mut scratch.d_out, &mut scratch.d_in);
+        if layer == 0 && d_x.is_none() {
+            break;
         }
+        // d_input = d_out W^T.
+        tmp.clear();
+        tmp.resize(rows * i, 0.0);
+        matmul(rows, o, i, d_out, false, &params[w], true, tmp, false);
+        std::mem::swap(d_out, tmp);
     }
-    loss / rows as f32
+    if let Some(d_x) = d_x {
+        std::mem::swap(d_x, d_out);
+    }
 }
 
 /// The reference Adam (young2022 spec §2) on one seed's flat parameters,
@@ -401,4 +422,80 @@ pub fn train_step(
         adam_step(adam, t, seed.params, &scratch.grads, seed.m, seed.v);
         loss
     })
+}
+
+/// One network of `S` seeds as `[S, P]` flat parameters with their Adam
+/// moments: the CPU's source of truth for a network that trains fused.
+#[derive(Clone, Debug)]
+pub struct FlatNet {
+    pub layout: Layout,
+    pub params: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl FlatNet {
+    /// The flat state of a dfdx network and its moments.
+    pub fn new(net: &Mlp, moments: &MlpMoments) -> FlatNet {
+        let layout = Layout::new(&net.dims());
+        let n = net.n_seeds();
+        let saved = moments.save();
+        // `MlpMoments::save` lists (m, v) per weight tensor, then per bias tensor.
+        let m: Vec<Vec<f32>> = saved.iter().step_by(2).cloned().collect();
+        let v: Vec<Vec<f32>> = saved.iter().skip(1).step_by(2).cloned().collect();
+        FlatNet {
+            params: flatten(&layout, n, &net.save()),
+            m: flatten(&layout, n, &m),
+            v: flatten(&layout, n, &v),
+            layout,
+        }
+    }
+
+    pub fn n_seeds(&self) -> usize {
+        self.params.len() / self.layout.n_params
+    }
+
+    /// Seed `s`'s range in `params`, `m` and `v`.
+    pub fn seed(&self, s: usize) -> std::ops::Range<usize> {
+        let p = self.layout.n_params;
+        s * p..(s + 1) * p
+    }
+
+    /// The parameters per tensor, in [`Mlp::save`]'s order.
+    pub fn tensors(&self) -> Vec<Vec<f32>> {
+        unflatten(&self.layout, self.n_seeds(), &self.params)
+    }
+
+    /// The Adam moments per tensor, in [`MlpMoments::save`]'s order.
+    pub fn moments(&self) -> Vec<Vec<f32>> {
+        let m = unflatten(&self.layout, self.n_seeds(), &self.m);
+        let v = unflatten(&self.layout, self.n_seeds(), &self.v);
+        m.into_iter().zip(v).flat_map(|(m, v)| [m, v]).collect()
+    }
+
+    /// One Adam step of seed `s` from its gradient.
+    pub fn step(&mut self, s: usize, cfg: &AdamConfig, t: u64, grads: &[f32]) {
+        let r = self.seed(s);
+        let (params, m, v) = (
+            &mut self.params[r.clone()],
+            &mut self.m[r.clone()],
+            &mut self.v[r],
+        );
+        adam_step(cfg, t, params, grads, m, v);
+    }
+}
+
+/// The inverse of [`flatten`].
+pub fn unflatten(layout: &Layout, n_seeds: usize, flat: &[f32]) -> Vec<Vec<f32>> {
+    let layers = layout.layers();
+    let mut tensors = vec![Vec::new(); 2 * layers];
+    for s in 0..n_seeds {
+        let at = s * layout.n_params;
+        for l in 0..layers {
+            let (w, b) = layout.ranges(l);
+            tensors[l].extend_from_slice(&flat[at + w.start..at + w.end]);
+            tensors[layers + l].extend_from_slice(&flat[at + b.start..at + b.end]);
+        }
+    }
+    tensors
 }

@@ -952,9 +952,114 @@ fn learned_models_fit_and_each_seed_trains_alone() {
                 last[s]
             );
         }
-        for (p, q) in pair.nets.iter().zip(&single.nets) {
-            assert_eq!(p.params_of_seed(1), q.params_of_seed(0), "{kind:?}");
+        // Per network, per tensor: seed 1 of the pair is the single seed.
+        let (pair_nets, single_nets) = (pair.state().0, single.state().0);
+        for (p, q) in pair_nets.iter().zip(&single_nets) {
+            for (p, q) in p.iter().zip(q) {
+                assert_eq!(&p[p.len() / 2..], &q[..], "{kind:?}");
+            }
         }
+    }
+}
+
+/// The CPU's fused model update (losses and gradients written out by hand)
+/// and the taped dfdx update the GPU runs compute the same losses and
+/// parameters for every learned model, and a checkpoint restores exactly.
+#[test]
+fn fused_model_update_matches_the_taped_update() {
+    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
+    use mbrl::runtime::model::LearnedModel;
+    let dev = Dev::default();
+    let kinds = [
+        ModelKind::Factored {
+            obs: ObsHead::Bernoulli,
+        },
+        ModelKind::Factored {
+            obs: ObsHead::Gaussian,
+        },
+        ModelKind::Latent(Latent::Categorical {
+            features: 4,
+            width: 3,
+        }),
+        ModelKind::Latent(Latent::Gaussian {
+            features: 4,
+            min_std: 0.1,
+            sigmoid2: true,
+        }),
+        ModelKind::Latent(Latent::Gaussian {
+            features: 3,
+            min_std: 0.0,
+            sigmoid2: false,
+        }),
+    ];
+    let seeds = [0u64, 1, 2];
+    for kind in kinds {
+        let plan = LearnedPlan {
+            kind,
+            obs_dim: 6,
+            n_actions: 3,
+            hidden: vec![16, 16],
+            activation: Activation::Elu,
+            adam: AdamConfig::young(1e-3),
+            loss: ModelLoss {
+                reward: 1.0,
+                continuation: 0.7,
+                obs: 1.3,
+                kl_prior: 0.8,
+                kl_posterior: 0.2,
+            },
+            continuation_weights: true,
+        };
+        let rngs = || -> Vec<Stream> {
+            seeds
+                .iter()
+                .map(|s| Stream::new(4, *s, Purpose::Model, 0))
+                .collect()
+        };
+        let mut fused = LearnedModel::new(&dev, 4, &seeds, &plan);
+        let mut taped = LearnedModel::new(&dev, 4, &seeds, &plan);
+        taped.use_taped();
+        let (mut fused_rngs, mut taped_rngs) = (rngs(), rngs());
+        // No all-zero observation: there an encoder at its initial (zero)
+        // biases outputs exactly 0, where dfdx's softplus, composed of relu
+        // and abs, has slope 0 instead of 1/2 (the fused update's).
+        let mut batch = model_sample(&seeds, 8, 6, 3);
+        for row in batch.obs.chunks_mut(6).chain(batch.next_obs.chunks_mut(6)) {
+            if row.iter().all(|x| *x == 0.0) {
+                row[5] = 1.0;
+            }
+        }
+        for t in 0..30 {
+            let a = fused.update(&dev, &batch, seeds.len(), t, &mut fused_rngs);
+            let b = taped.update(&dev, &batch, seeds.len(), t, &mut taped_rngs);
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * y.abs().max(1.0),
+                    "{kind:?} update {t}: loss {x} vs {y}"
+                );
+            }
+        }
+        let (x, y) = (fused.state(), taped.state());
+        for (net, (x, y)) in x.0.iter().zip(&y.0).enumerate() {
+            let worst = x
+                .iter()
+                .flatten()
+                .zip(y.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{kind:?} net {net}: parameters differ by {worst}"
+            );
+        }
+        let mut restored = LearnedModel::new(&dev, 9, &seeds, &plan);
+        restored.restore(&fused.state()).unwrap();
+        let mut again = fused_rngs.clone();
+        assert_eq!(
+            fused.update(&dev, &batch, seeds.len(), 30, &mut fused_rngs),
+            restored.update(&dev, &batch, seeds.len(), 30, &mut again),
+            "{kind:?}"
+        );
     }
 }
 
@@ -1009,4 +1114,64 @@ fn fused_update_matches_the_taped_update() {
         restored.update(obs, next, &batch)
     );
     assert_eq!(fused.q.params_of_seed(1), restored.q.params_of_seed(1));
+}
+
+/// KL balancing's stop-gradients hold on both paths: with only the
+/// posterior's KL term weighted, one update leaves the transition prior (and
+/// every head but the encoder) exactly as it was.
+#[test]
+fn the_posterior_kl_term_does_not_train_the_prior() {
+    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss};
+    use mbrl::runtime::model::LearnedModel;
+    let dev = Dev::default();
+    let seeds = [0u64, 1];
+    for kind in [
+        ModelKind::Latent(Latent::Gaussian {
+            features: 3,
+            min_std: 0.1,
+            sigmoid2: true,
+        }),
+        ModelKind::Latent(Latent::Categorical {
+            features: 2,
+            width: 3,
+        }),
+    ] {
+        let plan = LearnedPlan {
+            kind,
+            obs_dim: 6,
+            n_actions: 3,
+            hidden: vec![8],
+            activation: Activation::Elu,
+            adam: AdamConfig {
+                weight_decay: 0.0,
+                ..AdamConfig::young(1e-2)
+            },
+            loss: ModelLoss {
+                reward: 0.0,
+                continuation: 0.0,
+                obs: 0.0,
+                kl_prior: 0.0,
+                kl_posterior: 1.0,
+            },
+            continuation_weights: true,
+        };
+        for taped in [false, true] {
+            let mut model = LearnedModel::new(&dev, 2, &seeds, &plan);
+            if taped {
+                model.use_taped();
+            }
+            let before = model.state().0;
+            let mut rngs: Vec<Stream> = seeds
+                .iter()
+                .map(|s| Stream::new(2, *s, Purpose::Model, 0))
+                .collect();
+            model.update(&dev, &model_sample(&seeds, 8, 6, 3), 2, 0, &mut rngs);
+            let after = model.state().0;
+            // Networks: reward, continuation, decoder, encoder, transition.
+            for net in [0, 1, 2, 4] {
+                assert_eq!(before[net], after[net], "{kind:?} taped={taped} net {net}");
+            }
+            assert_ne!(before[3], after[3], "{kind:?} taped={taped}: the encoder trains");
+        }
+    }
 }
