@@ -4,6 +4,10 @@
 //! replay minibatch, encoding observations, and rollouts of Q's softmax
 //! policy inside the model that give Q its training batch.
 //!
+//! On the CPU the networks live as flat per-seed parameters and the update
+//! runs fused ([`crate::runtime::fused_model`]); on the GPU it runs taped
+//! through dfdx, with the same draws. Tests compare the two.
+//!
 //! Invariants: touches no env; every random draw comes from a per-seed
 //! stream, drawn in seed order, so that a seed's numbers do not depend on the
 //! other seeds of its batch.

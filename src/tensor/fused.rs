@@ -175,8 +175,11 @@ unsafe fn elu_avx2(z: &mut [f32]) {
 #[inline(always)]
 fn elu_portable(z: &mut [f32]) {
     for x in z.iter_mut() {
+        // `max(x, 0) + min(e^min(x, 0) - 1, 0)`: exactly ELU (the second
+        // term is 0 for x > 0), and a plain store for every lane where a
+        // select compiles to a masked store, which is slow on some CPUs.
         let negative = exp_nonpositive(x.min(0.0)) - 1.0;
-        *x = if *x > 0.0 { *x } else { negative };
+        *x = x.max(0.0) + negative.min(0.0);
     }
 }
 
