@@ -18,6 +18,7 @@ use crate::runtime::model::{BitSampling, LearnedModel};
 use crate::runtime::replay::{Replay, Sample};
 use crate::runtime::seeds::{Purpose, Stream};
 use crate::runtime::shard;
+use crate::tensor::fused;
 use crate::tensor::losses::TdBatch;
 use crate::tensor::{device, Dev, DeviceError, T3};
 
@@ -317,6 +318,8 @@ struct Group {
     rewards: Vec<f32>,
     terminals: Vec<bool>,
     sample: Sample,
+    /// Q's layer outputs during this update's rollouts, which its update reuses.
+    q_record: fused::Recorded,
     /// The checkpoint key.
     key: String,
     /// The next env step, the next evaluation round, the step of the last checkpoint.
@@ -564,6 +567,7 @@ impl Group {
             rewards: vec![0.0; n],
             terminals: vec![false; n],
             sample: Sample::default(),
+            q_record: fused::Recorded::default(),
             key: String::new(),
             t: 0,
             round: 0,
@@ -632,6 +636,7 @@ impl Group {
             self.learner.sync_target();
         }
         for _ in 0..plan.updates_per_step {
+            self.q_record.clear();
             let (obs, next, batch) = match &mut self.data {
                 Data::Replay(replays) => replay_batch(
                     dev,
@@ -652,7 +657,7 @@ impl Group {
                         action_rngs,
                         replay_rngs: &mut self.replay_rngs,
                     };
-                    rollout_batch(&self.learner, dev, sources, plan, d)
+                    rollout_batch(&self.learner, dev, sources, plan, d, &mut self.q_record)
                 }
                 Data::Learned {
                     replays,
@@ -689,10 +694,15 @@ impl Group {
                         bits,
                         action_rngs,
                         rollout_rngs,
+                        &mut self.q_record,
                     )
                 }
             };
-            let losses = self.learner.update(obs, next, &batch);
+            let recorded = match self.data {
+                Data::Replay(_) => None,
+                Data::Rollouts { .. } | Data::Learned { .. } => Some(&self.q_record),
+            };
+            let losses = self.learner.update_recorded(obs, next, &batch, recorded);
             failures.extend(non_finite(&self.seeds, &losses, self.learner.t - 1));
             for (sum, l) in self.q_loss.iter_mut().zip(&losses) {
                 *sum += *l as f64;
@@ -800,6 +810,7 @@ fn rollout_batch(
     src: RolloutSources,
     plan: &DqnPlan,
     d: usize,
+    q_record: &mut fused::Recorded,
 ) -> (T3, T3, TdBatch) {
     let r = plan
         .rollouts
@@ -824,13 +835,14 @@ fn rollout_batch(
     let (mut a, mut rew, mut term) = (vec![0usize; n], vec![0f32; n], vec![false; n]);
     for k in 0..r.length {
         src.env.observe_all(&mut o);
-        let values = learner.q_values(dev, &o, r.starts);
+        let values = learner.q_values_recorded(dev, &o, r.starts, Some(q_record));
         softmax_actions(&values, r.starts, plan.temperature, src.action_rngs, &mut a);
         src.env.step(Actions::Discrete(&a), &mut rew, &mut term);
         src.env.observe_all(&mut o2);
         for i in 0..n {
+            // A seed's rows step by step, as Q's passes were recorded.
             let (s, j) = (i / r.starts, i % r.starts);
-            let at = s * per_seed + j * r.length + k;
+            let at = s * per_seed + k * r.starts + j;
             obs[at * d..(at + 1) * d].copy_from_slice(&o[i * d..(i + 1) * d]);
             next[at * d..(at + 1) * d].copy_from_slice(&o2[i * d..(i + 1) * d]);
             actions[at] = a[i];

@@ -81,6 +81,19 @@ impl DqnLearner {
 
     /// Q's values for `per_seed` rows of features per seed (no gradient).
     pub fn q_values(&self, dev: &Dev, x: &[f32], per_seed: usize) -> Vec<f32> {
+        self.q_values_recorded(dev, x, per_seed, None)
+    }
+
+    /// [`DqnLearner::q_values`] that, on the CPU, also appends Q's layer
+    /// outputs to `record`, for an update on these rows before Q changes
+    /// ([`DqnLearner::update_recorded`]).
+    pub fn q_values_recorded(
+        &self,
+        dev: &Dev,
+        x: &[f32],
+        per_seed: usize,
+        record: Option<&mut fused::Recorded>,
+    ) -> Vec<f32> {
         match &self.flat {
             Some(flat) => fused::predict(
                 &flat.net.layout,
@@ -88,6 +101,7 @@ impl DqnLearner {
                 self.q.activation,
                 x,
                 per_seed,
+                record,
             ),
             None => {
                 let d = self.q.weights[0].shape().1;
@@ -126,6 +140,19 @@ impl DqnLearner {
 
     /// One update on `obs -> next_obs` transitions (`[S, B, d]` each); returns each seed's loss.
     pub fn update(&mut self, obs: T3, next_obs: T3, batch: &TdBatch) -> Vec<f32> {
+        self.update_recorded(obs, next_obs, batch, None)
+    }
+
+    /// [`DqnLearner::update`] reusing Q's layer outputs on `obs`, recorded by
+    /// [`DqnLearner::q_values_recorded`] since Q last changed, in `obs`'s row
+    /// order (the GPU path ignores them).
+    pub fn update_recorded(
+        &mut self,
+        obs: T3,
+        next_obs: T3,
+        batch: &TdBatch,
+        recorded: Option<&fused::Recorded>,
+    ) -> Vec<f32> {
         if self.flat.is_none() {
             return self.update_taped(obs, next_obs, batch);
         }
@@ -161,6 +188,7 @@ impl DqnLearner {
                 self.t,
                 seed,
                 &inputs,
+                recorded.map(|r| r.seeds[s].as_slice()),
             ));
         }
         mirror(

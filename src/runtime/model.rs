@@ -168,6 +168,7 @@ impl LearnedModel {
                 activation,
                 x,
                 per_seed,
+                None,
             ),
             None => {
                 let mlp = &self.nets[net];
@@ -355,7 +356,8 @@ impl LearnedModel {
     /// model under `softmax(Q/T)` (spec §3.3-3.4). A step stores `(x, a, r, x',
     /// c, w)` with the mean reward `r`, continuation probability `c` (which
     /// multiplies gamma), and weight `w_k = w_{k-1} c_{k-1}` when weighting by
-    /// continuation, else 1.
+    /// continuation, else 1. A seed's rows are ordered step by step, and Q's
+    /// passes that chose the actions are appended to `q_record`.
     #[allow(clippy::too_many_arguments)]
     pub fn rollouts(
         &self,
@@ -369,6 +371,7 @@ impl LearnedModel {
         bits: BitSampling,
         action_rngs: &mut [Stream],
         rngs: &mut [Stream],
+        q_record: &mut fused::Recorded,
     ) -> QBatch {
         let a_n = self.plan.n_actions;
         let z = self.feature_dim();
@@ -386,7 +389,7 @@ impl LearnedModel {
         let mut weight = vec![1f32; n];
         let mut a = vec![0usize; n];
         for k in 0..length {
-            let values = q.q_values(dev, &state, starts);
+            let values = q.q_values_recorded(dev, &state, starts, Some(q_record));
             softmax_actions(&values, starts, temperature, action_rngs, &mut a);
             let x = with_one_hot(&state, z, &a, a_n);
             let r = self.predict(dev, REWARD, &x, starts);
@@ -408,8 +411,9 @@ impl LearnedModel {
                 }
             };
             for i in 0..n {
+                // A seed's rows step by step, as Q's passes were recorded.
                 let (s, j) = (i / starts, i % starts);
-                let at = s * per_seed + j * length + k;
+                let at = s * per_seed + k * starts + j;
                 feats[at * z..(at + 1) * z].copy_from_slice(&state[i * z..(i + 1) * z]);
                 next_feats[at * z..(at + 1) * z].copy_from_slice(&next[i * z..(i + 1) * z]);
                 actions[at] = a[i];

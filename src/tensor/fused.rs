@@ -206,6 +206,9 @@ fn activation_backward(d: &mut [f32], y: &[f32], activation: Activation) {
 
 /// One seed's TD loss `mean w (Q(s)[a] - (r + discount max Q'(s')))^2` and its
 /// gradient with respect to the parameters (written to `scratch.grads`).
+///
+/// `recorded`, when given, holds Q's layer outputs on `batch.obs` with these
+/// parameters (see [`Recorded`]) and replaces the forward pass on them.
 pub fn td_loss_and_grad(
     layout: &Layout,
     params: &[f32],
@@ -213,6 +216,7 @@ pub fn td_loss_and_grad(
     activation: Activation,
     batch: &TdInputs,
     scratch: &mut Scratch,
+    recorded: Option<&[Vec<f32>]>,
 ) -> f32 {
     let rows = batch.actions.len();
     let k = *layout.dims.last().expect("a network has layers");
@@ -224,16 +228,25 @@ pub fn td_loss_and_grad(
         rows,
         &mut scratch.next,
     );
-    forward(
-        layout,
-        params,
-        activation,
-        batch.obs,
-        rows,
-        &mut scratch.acts,
-    );
+    let acts: &[Vec<f32>] = match recorded {
+        Some(acts) => {
+            assert_eq!(acts[acts.len() - 1].len(), rows * k, "recorded rows");
+            acts
+        }
+        None => {
+            forward(
+                layout,
+                params,
+                activation,
+                batch.obs,
+                rows,
+                &mut scratch.acts,
+            );
+            &scratch.acts
+        }
+    };
     let q_next = scratch.next.last().expect("layers");
-    let q = scratch.acts.last().expect("layers");
+    let q = acts.last().expect("layers");
     scratch.d_out.clear();
     scratch.d_out.resize(rows * k, 0.0);
     let mut loss = 0.0f32;
@@ -251,7 +264,7 @@ pub fn td_loss_and_grad(
         params,
         activation,
         batch.obs,
-        &scratch.acts,
+        acts,
         &mut scratch.d_out,
         &mut scratch.d_in,
         &mut scratch.grads,
@@ -356,18 +369,44 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
+/// A network's layer outputs, per seed, appended pass after pass: Q's
+/// forward passes during rollouts, which the update that trains on the same
+/// rows with the same parameters reuses instead of running them again.
+#[derive(Default, Debug)]
+pub struct Recorded {
+    /// Per seed, per layer, the rows of every recorded pass in order.
+    pub seeds: Vec<Vec<Vec<f32>>>,
+}
+
+impl Recorded {
+    pub fn clear(&mut self) {
+        self.seeds
+            .iter_mut()
+            .flatten()
+            .for_each(|layer| layer.clear());
+    }
+}
+
 /// A no-grad forward pass of `S` seeds' networks (`params`: `[S, P]` flat),
-/// `per_seed` input rows each; returns the `[S, per_seed, out]` outputs.
+/// `per_seed` input rows each; returns the `[S, per_seed, out]` outputs and,
+/// with `record`, appends every layer's outputs to it.
 pub fn predict(
     layout: &Layout,
     params: &[f32],
     activation: Activation,
     x: &[f32],
     per_seed: usize,
+    mut record: Option<&mut Recorded>,
 ) -> Vec<f32> {
     let (d, p) = (layout.dims[0], layout.n_params);
     let n_seeds = params.len() / p;
     let mut out = Vec::with_capacity(n_seeds * per_seed * layout.dims[layout.layers()]);
+    if let Some(record) = record.as_mut() {
+        record.seeds.resize_with(n_seeds, Vec::new);
+        for layers in &mut record.seeds {
+            layers.resize_with(layout.layers(), Vec::new);
+        }
+    }
     SCRATCH.with(|scratch| {
         let acts = &mut scratch.borrow_mut().next;
         for s in 0..n_seeds {
@@ -381,6 +420,11 @@ pub fn predict(
                 acts,
             );
             out.extend_from_slice(acts.last().expect("layers"));
+            if let Some(record) = record.as_mut() {
+                for (kept, layer) in record.seeds[s].iter_mut().zip(acts.iter()) {
+                    kept.extend_from_slice(layer);
+                }
+            }
         }
     });
     out
@@ -418,10 +462,19 @@ pub fn train_step(
     t: u64,
     seed: SeedState,
     batch: &TdInputs,
+    recorded: Option<&[Vec<f32>]>,
 ) -> f32 {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
-        let loss = td_loss_and_grad(layout, seed.params, seed.target, activation, batch, scratch);
+        let loss = td_loss_and_grad(
+            layout,
+            seed.params,
+            seed.target,
+            activation,
+            batch,
+            scratch,
+            recorded,
+        );
         adam_step(adam, t, seed.params, &scratch.grads, seed.m, seed.v);
         loss
     })
