@@ -856,6 +856,18 @@ fn cost_of_the_er_cell() {
     );
 }
 
+/// A Q learner of 4-16-16-3 ELU with Adam at 1e-3.
+fn small_learner(dev: &Dev, root: u64, seeds: &[u64]) -> DqnLearner {
+    DqnLearner::new(
+        dev,
+        root,
+        seeds,
+        &[4, 16, 16, 3],
+        Activation::Elu,
+        AdamConfig::young(1e-3),
+    )
+}
+
 /// An update that reuses Q's layer outputs recorded while choosing rollout
 /// actions (passes of a few rows, step after step) computes what an update
 /// running its own forward pass computes.
@@ -864,16 +876,7 @@ fn an_update_on_recorded_activations_matches_a_fresh_one() {
     use mbrl::tensor::fused::Recorded;
     let dev = Dev::default();
     let seeds = [0u64, 1];
-    let make = || {
-        DqnLearner::new(
-            &dev,
-            6,
-            &seeds,
-            &[4, 16, 16, 3],
-            Activation::Elu,
-            AdamConfig::young(1e-3),
-        )
-    };
+    let make = || small_learner(&dev, 6, &seeds);
     let (mut fresh, mut reuse) = (make(), make());
     let mut record = Recorded::default();
     for u in 0..5 {
@@ -1109,16 +1112,7 @@ fn fused_model_update_matches_the_taped_update() {
 fn fused_update_matches_the_taped_update() {
     let dev = Dev::default();
     let seeds = [0u64, 1, 2];
-    let make = || {
-        DqnLearner::new(
-            &dev,
-            5,
-            &seeds,
-            &[4, 16, 16, 3],
-            Activation::Elu,
-            AdamConfig::young(1e-3),
-        )
-    };
+    let make = || small_learner(&dev, 5, &seeds);
     let (mut fused, mut taped) = (make(), make());
     taped.use_taped();
     for u in 0..30 {
