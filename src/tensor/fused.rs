@@ -140,11 +140,43 @@ pub fn forward(
         for _ in 0..rows {
             out.extend_from_slice(&params[b.clone()]);
         }
-        matmul(rows, i, o, input, false, &params[w], false, out, true);
+        if layer == 0 && is_sparse(input) {
+            // `out[r] += sum_c x[r, c] W[c]` over the nonzero inputs only.
+            let mut nonzero = Vec::with_capacity(i);
+            for (x_row, out_row) in input.chunks(i).zip(out.chunks_mut(o)) {
+                nonzero_columns(x_row, &mut nonzero);
+                for &c in &nonzero {
+                    let (v, w_row) = (x_row[c], &params[w.start + c * o..w.start + (c + 1) * o]);
+                    out_row.iter_mut().zip(w_row).for_each(|(y, w)| *y += v * w);
+                }
+            }
+        } else {
+            matmul(rows, i, o, input, false, &params[w], false, out, true);
+        }
         if layer + 1 < layout.layers() {
             activate(out, activation);
         }
     }
+}
+
+/// Whether an input is sparse enough (fewer than 1 in 8 entries nonzero:
+/// the categorical latents' one-hot features) that the first layer is
+/// cheaper as a sum of the weight rows it selects than as a GEMM.
+fn is_sparse(x: &[f32]) -> bool {
+    x.iter().filter(|v| **v != 0.0).count() * 8 < x.len()
+}
+
+/// The columns of `row` that are nonzero, gathered without a branch per
+/// column (a one-hot row would mispredict at each of its ones).
+fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
+    out.clear();
+    out.resize(row.len() + 1, 0);
+    let mut n = 0;
+    for (c, v) in row.iter().enumerate() {
+        out[n] = c;
+        n += usize::from(*v != 0.0);
+    }
+    out.truncate(n);
 }
 
 fn activate(z: &mut [f32], activation: Activation) {
@@ -299,17 +331,30 @@ pub fn backward(
         }
         let input: &[f32] = if layer == 0 { x } else { &acts[layer - 1] };
         // dW = input^T d_out; db = column sums of d_out.
-        matmul(
-            i,
-            rows,
-            o,
-            input,
-            true,
-            d_out,
-            false,
-            &mut grads[w.clone()],
-            false,
-        );
+        if layer == 0 && is_sparse(input) {
+            let dw = &mut grads[w.clone()];
+            dw.fill(0.0);
+            let mut nonzero = Vec::with_capacity(i);
+            for (x_row, d_row) in input.chunks(i).zip(d_out.chunks(o)) {
+                nonzero_columns(x_row, &mut nonzero);
+                for &c in &nonzero {
+                    let (v, g) = (x_row[c], &mut dw[c * o..(c + 1) * o]);
+                    g.iter_mut().zip(d_row).for_each(|(g, d)| *g += v * d);
+                }
+            }
+        } else {
+            matmul(
+                i,
+                rows,
+                o,
+                input,
+                true,
+                d_out,
+                false,
+                &mut grads[w.clone()],
+                false,
+            );
+        }
         let db = &mut grads[b];
         db.fill(0.0);
         for row in d_out.chunks(o) {

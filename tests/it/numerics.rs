@@ -1024,6 +1024,11 @@ fn fused_model_update_matches_the_taped_update() {
             features: 4,
             width: 3,
         }),
+        // One-hot features sparse enough for the fused path's sparse first layers.
+        ModelKind::Latent(Latent::Categorical {
+            features: 2,
+            width: 16,
+        }),
         ModelKind::Latent(Latent::Gaussian {
             features: 4,
             min_std: 0.1,
