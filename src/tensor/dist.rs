@@ -22,10 +22,18 @@ pub fn stop_gradient<T: Tape<f32, Dev>>(x: &T3<T>) -> T3 {
     x.retaped::<NoneTape>() * 1.0
 }
 
+/// `ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|)`, with `max(x, 0)` written as
+/// `(x + |x|) / 2` (the same value) so that the slope at exactly 0 is 1/2:
+/// dfdx's `relu` and `abs` both have slope 0 there.
+pub fn softplus<T: Tape<f32, Dev> + Merge<NoneTape> + Merge<T>>(x: T3<T>) -> T3<T> {
+    let positive = (x.retaped::<T>() + x.retaped::<T>().abs()) * 0.5;
+    positive + (x.abs().negate().exp() + 1.0).ln()
+}
+
 /// `-[o ln s(l) + (1-o) ln s(-l)] = softplus(l) - o l`, summed over the last axis.
 pub fn bernoulli_nll<T: Tape<f32, Dev> + Merge<NoneTape>>(logits: T3<T>, targets: &T3) -> T2<T> {
     let linear = logits.retaped::<T>() * targets.clone();
-    let softplus = logits.retaped::<T>().relu() + (logits.abs().negate().exp() + 1.0).ln();
+    let softplus = softplus(logits);
     (softplus - linear).sum::<(usize, usize), Axis<2>>()
 }
 
@@ -112,7 +120,7 @@ pub fn gaussian_params<T: Tape<f32, Dev> + Merge<NoneTape>>(
     debug_assert_eq!(*mean.shape(), (s, b, f));
     let raw = match sigmoid2 {
         true => (pre * 0.5).sigmoid() * 2.0,
-        false => pre.retaped::<T>().relu() + (pre.abs().negate().exp() + 1.0).ln(),
+        false => softplus(pre),
     };
     let std = raw.clamp(1e-6, f32::MAX) + min_std;
     (mean, std)
