@@ -11,9 +11,8 @@
 
 use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
 use crate::runtime::model::{CONTINUATION, ENCODER, OBS, REWARD, TRANSITION};
+use crate::tensor::dist::{inverse_cdf, HALF_LN_2PI};
 use crate::tensor::fused::{self, FlatNet};
-
-const HALF_LN_2PI: f32 = 0.918_938_5;
 
 /// One seed's replay minibatch of `B` transitions.
 pub struct SeedBatch<'a> {
@@ -112,7 +111,8 @@ fn softmax_groups(logits: &[f32], width: usize, probs: &mut [f32], log_probs: &m
     }
 }
 
-fn write_with_one_hot(
+/// Rows of `[x, one_hot(a)]` into `out`.
+pub(crate) fn write_with_one_hot(
     x: &[f32],
     d: usize,
     actions: &[usize],
@@ -173,6 +173,7 @@ fn forward(
 }
 
 /// Network `i`'s backward pass from its `d_out`; with `d_x`, also the input's gradient.
+#[allow(clippy::too_many_arguments)]
 fn backward(
     plan: &LearnedPlan,
     nets: &[FlatNet],
@@ -346,15 +347,7 @@ fn latent_loss(
             let mut log_probs = vec![0f32; rows * p];
             softmax_groups(&enc[..rows * p], width, slope, &mut log_probs);
             for (probs, u) in slope.chunks(width).zip(draws) {
-                let mut acc = 0.0;
-                let mut pick = width - 1;
-                for (k, pk) in probs.iter().enumerate() {
-                    acc += pk;
-                    if *u < acc {
-                        pick = k;
-                        break;
-                    }
-                }
+                let pick = inverse_cdf(probs, *u);
                 // `p + (onehot - p)`, rounded as the taped path rounds it.
                 phi.extend(
                     probs

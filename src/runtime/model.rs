@@ -507,10 +507,7 @@ fn per_seed_mean(per_sample: T2<Tape>) -> (Tensor<(), f32, Dev, Tape>, Vec<f32>)
 /// Rows of `[x, one_hot(a)]`.
 fn with_one_hot(x: &[f32], d: usize, actions: &[usize], n_actions: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(actions.len() * (d + n_actions));
-    for (row, a) in x.chunks(d).zip(actions) {
-        out.extend_from_slice(row);
-        out.extend((0..n_actions).map(|k| f32::from(k == *a)));
-    }
+    fused_model::write_with_one_hot(x, d, actions, n_actions, &mut out);
     out
 }
 

@@ -11,7 +11,8 @@ use dfdx::prelude::*;
 
 use crate::tensor::{Dev, T2, T3};
 
-const HALF_LN_2PI: f32 = 0.918_938_5;
+/// `ln(2 pi) / 2`, the unit Gaussian NLL's constant.
+pub const HALF_LN_2PI: f32 = 0.918_938_5;
 
 /// A copy of `x` outside every tape: a stop-gradient.
 ///
@@ -68,7 +69,7 @@ pub fn categorical_straight_through<T: Tape<f32, Dev> + Merge<NoneTape>>(
 }
 
 /// The index whose cumulative probability first exceeds `u`.
-fn inverse_cdf(probs: &[f32], u: f32) -> usize {
+pub fn inverse_cdf(probs: &[f32], u: f32) -> usize {
     let mut acc = 0.0;
     for (k, p) in probs.iter().enumerate() {
         acc += p;

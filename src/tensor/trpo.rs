@@ -10,10 +10,9 @@
 
 use dfdx::prelude::*;
 
+use crate::tensor::dist::HALF_LN_2PI;
 use crate::tensor::mlp::{Activation, Mlp};
 use crate::tensor::{Dev, T2, T3};
-
-const HALF_LN_2PI: f32 = 0.918_938_5;
 
 /// `N(mean(s), diag(exp(log_std)^2))` with a state-independent `[S, A]` log-std.
 #[derive(Clone, Debug)]
