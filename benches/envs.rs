@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use mbrl::envs::{buttongrid, panflute, procmaze, Actions, Batch, EnvConfig, Layout, Task};
-use mbrl::runtime::seeds::{Purpose, Stream};
+use mbrl::seeds::{Purpose, Stream};
 
 fn configs() -> Vec<(&'static str, EnvConfig)> {
     vec![

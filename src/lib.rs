@@ -18,6 +18,7 @@ pub mod report;
 pub mod resolve;
 pub mod runtime;
 pub mod schema;
+pub mod seeds;
 pub mod source;
 pub mod stdlib;
 pub mod syntax;

@@ -18,7 +18,7 @@ use crate::envs::{EnvConfig, Layout};
 use crate::report::{self, Manifest, MetricRow};
 use crate::runtime::agent::{self, Checkpoints, Compat, EvalPoint, Metric, Session};
 use crate::runtime::evaluate::{self, Protocol, RandomPolicy};
-use crate::runtime::seeds::Purpose;
+use crate::seeds::Purpose;
 
 #[derive(Args)]
 pub struct RunArgs {

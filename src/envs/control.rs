@@ -11,7 +11,7 @@
 use std::f64::consts::PI;
 
 use crate::envs::{Actions, Layout};
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

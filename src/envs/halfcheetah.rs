@@ -18,7 +18,7 @@ use std::sync::Arc;
 use mujoco_rs::prelude::*;
 
 use crate::envs::{Actions, Layout, Unavailable};
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
 const XML: &str = include_str!("assets/half_cheetah.xml");

@@ -20,7 +20,7 @@ pub mod panflute;
 pub mod procmaze;
 
 use crate::check::Obj;
-use crate::runtime::seeds::{Purpose, Stream};
+use crate::seeds::{Purpose, Stream};
 use crate::schema::EnvSpaces;
 
 pub use buttongrid::ButtonGrid;

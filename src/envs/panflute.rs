@@ -4,7 +4,7 @@
 //! playing N-1, ..., 1, 0 cyclically earns a reward every N steps.
 
 use crate::envs::{Actions, Layout};
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
 #[derive(Clone, Copy, Debug)]

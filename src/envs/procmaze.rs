@@ -4,7 +4,7 @@
 
 use crate::envs::grid::{self, Cell, MOVES};
 use crate::envs::{Actions, Layout};
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
 #[derive(Clone, Copy, Debug)]

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::report::{Manifest, MetricRow};
-use crate::runtime::seeds::{Purpose, Stream};
+use crate::seeds::{Purpose, Stream};
 
 const FONT: &[u8] = include_bytes!("DejaVuSans.ttf");
 static REGISTER: Once = Once::new();

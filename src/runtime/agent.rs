@@ -16,7 +16,7 @@ use crate::runtime::dqn::{non_finite, softmax_actions, DqnLearner, LearnerState,
 use crate::runtime::evaluate::{self, ActionBuf, Policy, Protocol};
 use crate::runtime::model::{BitSampling, LearnedModel};
 use crate::runtime::replay::{Replay, Sample};
-use crate::runtime::seeds::{Purpose, Stream};
+use crate::seeds::{Purpose, Stream};
 use crate::runtime::shard;
 use crate::tensor::fused;
 use crate::tensor::losses::TdBatch;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use dfdx::prelude::*;
 
 use crate::runtime::dqn::DqnLearner;
-use crate::runtime::seeds::{Purpose, Stream};
+use crate::seeds::{Purpose, Stream};
 use crate::runtime::shard;
 use crate::tensor::losses::TdBatch;
 use crate::tensor::mlp::Activation;

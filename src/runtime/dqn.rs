@@ -9,7 +9,7 @@
 
 use dfdx::prelude::*;
 
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 use crate::tensor::fused;
 use crate::tensor::losses::{td_loss, TdBatch};
 use crate::tensor::mlp::{Activation, Init, Mlp, NetId};

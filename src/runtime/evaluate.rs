@@ -9,7 +9,7 @@
 
 use crate::check::Obj;
 use crate::envs::{Actions, Batch, EnvConfig, Layout, Unavailable};
-use crate::runtime::seeds::{Purpose, Stream};
+use crate::seeds::{Purpose, Stream};
 use crate::schema::{ActionSpace, EnvSpaces};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! the evaluation protocol and the random agent.
 //!
 //! Invariants: never sees the AST; all randomness comes from
-//! [`seeds::Stream`]; prints nothing (progress and results go to the caller).
+//! [`crate::seeds::Stream`]; prints nothing (progress and results go to the caller).
 
 pub mod agent;
 pub mod bench;
@@ -12,5 +12,4 @@ pub mod evaluate;
 pub mod fused_model;
 pub mod model;
 pub mod replay;
-pub mod seeds;
 pub mod shard;

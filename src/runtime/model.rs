@@ -18,7 +18,7 @@ use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
 use crate::runtime::dqn::{softmax_actions, DqnLearner};
 use crate::runtime::fused_model;
 use crate::runtime::replay::Sample;
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 use crate::tensor::dist::{
     bernoulli_nll, categorical_kl, categorical_kl_to, categorical_straight_through, gaussian_kl,
     gaussian_kl_to, gaussian_nll_unit, gaussian_params, reparameterize, stop_gradient,

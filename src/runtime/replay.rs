@@ -1,7 +1,7 @@
 //! Replay buffers, one per seed: circular, uniform sampling with replacement
 //! from the filled part (young2022 spec §2).
 
-use crate::runtime::seeds::Stream;
+use crate::seeds::Stream;
 
 /// Transitions of one seed, stored flat.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -4,7 +4,7 @@ use pest::error::{ErrorVariant, InputLocation};
 
 use crate::diagnostics::{Code, Diag};
 use crate::source::{FileId, Span};
-use crate::syntax::parser::Rule;
+use crate::syntax::grammar::Rule;
 
 /// Converts a pest error into a `mbrl::syntax::unexpected_token` diagnostic.
 pub fn parse_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> Diag {

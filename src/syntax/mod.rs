@@ -9,6 +9,7 @@
 
 pub mod ast;
 mod error;
+mod grammar;
 mod parser;
 
 use crate::diagnostics::Diag;

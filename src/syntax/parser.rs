@@ -7,10 +7,7 @@ use crate::diagnostics::{Code, Diag};
 use crate::source::{FileId, Span};
 use crate::syntax::ast;
 use crate::syntax::error::parse_error;
-
-#[derive(pest_derive::Parser)]
-#[grammar = "../grammar/mbrl.pest"]
-struct MbrlParser;
+use crate::syntax::grammar::{MbrlParser, Rule};
 
 /// Builds AST nodes for one file, collecting literal errors as it goes.
 struct Ctx<'d> {

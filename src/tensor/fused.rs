@@ -13,7 +13,8 @@
 //! numbers do not depend on its batch; GEMMs are single-threaded (the seed
 //! shards are the parallelism).
 
-use crate::tensor::mlp::{exp_nonpositive, Activation, Mlp};
+use crate::tensor::kernels::{activate, activation_backward, Activation};
+use crate::tensor::mlp::Mlp;
 use crate::tensor::optim::{AdamConfig, MlpMoments};
 
 /// One seed's network as flat parameters: per layer the `[in, out]` weights
@@ -179,62 +180,6 @@ fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
     out.truncate(n);
 }
 
-fn activate(z: &mut [f32], activation: Activation) {
-    match activation {
-        Activation::Elu => elu(z),
-        Activation::Relu => z.iter_mut().for_each(|x| *x = x.max(0.0)),
-        Activation::Tanh => z.iter_mut().for_each(|x| *x = x.tanh()),
-    }
-}
-
-/// ELU in place, in 8-wide AVX2 lanes where the CPU has them (checked at
-/// run time; the portable build vectorizes 4-wide).
-pub fn elu(z: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        return unsafe { elu_avx2(z) };
-    }
-    elu_portable(z)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn elu_avx2(z: &mut [f32]) {
-    elu_portable(z)
-}
-
-#[inline(always)]
-fn elu_portable(z: &mut [f32]) {
-    for x in z.iter_mut() {
-        // `max(x, 0) + min(e^min(x, 0) - 1, 0)`: exactly ELU (the second
-        // term is 0 for x > 0), and a plain store for every lane where a
-        // select compiles to a masked store, which is slow on some CPUs.
-        let negative = exp_nonpositive(x.min(0.0)) - 1.0;
-        *x = x.max(0.0) + negative.min(0.0);
-    }
-}
-
-/// Multiplies `d` by the activation's slope, read from its output `y`.
-fn activation_backward(d: &mut [f32], y: &[f32], activation: Activation) {
-    match activation {
-        Activation::Elu => {
-            for (g, y) in d.iter_mut().zip(y) {
-                *g *= if *y > 0.0 { 1.0 } else { y + 1.0 };
-            }
-        }
-        Activation::Relu => {
-            for (g, y) in d.iter_mut().zip(y) {
-                *g *= if *y > 0.0 { 1.0 } else { 0.0 };
-            }
-        }
-        Activation::Tanh => {
-            for (g, y) in d.iter_mut().zip(y) {
-                *g *= 1.0 - y * y;
-            }
-        }
-    }
-}
 
 /// One seed's TD loss `mean w (Q(s)[a] - (r + discount max Q'(s')))^2` and its
 /// gradient with respect to the parameters (written to `scratch.grads`).

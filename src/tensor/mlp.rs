@@ -3,25 +3,10 @@
 
 use dfdx::prelude::*;
 
-use crate::runtime::seeds::{Purpose, Stream};
+use crate::seeds::{Purpose, Stream};
+use crate::tensor::kernels;
+pub use crate::tensor::kernels::Activation;
 use crate::tensor::{Dev, T2, T3};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Elu,
-    Relu,
-    Tanh,
-}
-
-impl Activation {
-    pub fn from_name(name: &str) -> Activation {
-        match name {
-            "relu" => Activation::Relu,
-            "tanh" => Activation::Tanh,
-            _ => Activation::Elu,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
@@ -180,7 +165,7 @@ pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
     let mut xs = vec![0f32; n];
     z.copy_into(&mut xs);
     let mut ys = xs.clone();
-    crate::tensor::fused::elu(&mut ys);
+    kernels::elu(&mut ys);
     let mut out = z.device().zeros_like(&shape);
     out.copy_from(&ys);
     let out_id = out.clone();
@@ -196,38 +181,6 @@ pub fn elu<T: Tape<f32, Dev> + Merge<NoneTape>>(z: T3<T>) -> T3<T> {
         Ok(())
     });
     out.put_tape(tape)
-}
-
-/// `exp(x)` for `x <= 0` in straight-line f32 arithmetic that the compiler
-/// vectorizes: Cody-Waite reduction `x = n ln2 + r`, `|r| <= ln2/2`, a
-/// degree-6 Taylor polynomial (relative error below 2e-7), and `2^n` built
-/// from the exponent bits. Inputs below -87 return 0 (e^-87 is below f32's
-/// normal range).
-#[inline(always)]
-pub fn exp_nonpositive(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.max(-87.0);
-    // Round to nearest by adding and subtracting 1.5 * 2^23 (no libm call).
-    const ROUND: f32 = 12_582_912.0;
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // `2^n` from the rounded value's bits: they hold `0x4B40_0000 + n`, and
-    // integer arithmetic on them vectorizes where `n as i32` (a saturating
-    // conversion) does not. `n` is in [-126, 0], so the exponent is valid.
-    let scale = f32::from_bits(
-        shifted
-            .to_bits()
-            .wrapping_sub(0x4B40_0000)
-            .wrapping_add(127)
-            << 23,
-    );
-    p * scale
 }
 
 /// ELU composed from dfdx ops, as a reference for [`elu`] in tests.

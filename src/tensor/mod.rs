@@ -4,11 +4,12 @@
 //! seed's gradient is exactly its own.
 //!
 //! Invariants: with `runtime`, the only place that knows dfdx; no AST; all
-//! randomness from `runtime::seeds` streams, drawn per seed so that a seed's
+//! randomness from `seeds` streams, drawn per seed so that a seed's
 //! numbers do not depend on the rest of its batch.
 
 pub mod dist;
 pub mod fused;
+pub mod kernels;
 pub mod losses;
 pub mod mlp;
 pub mod optim;

@@ -10,7 +10,7 @@ use mbrl::envs::{
     buttongrid, opengrid, panflute, procmaze, Actions, Batch, EnvConfig, EnvState, Layout,
 };
 use mbrl::runtime::evaluate::{self, ActionBuf, Metric, Policy, Protocol, RandomPolicy};
-use mbrl::runtime::seeds::Purpose;
+use mbrl::seeds::Purpose;
 
 fn layout(seeds: u64, envs: usize) -> Layout {
     Layout {

@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 
 use mbrl::runtime::dqn::DqnLearner;
-use mbrl::runtime::seeds::{Purpose, Stream};
+use mbrl::seeds::{Purpose, Stream};
 use mbrl::runtime::shard;
 use mbrl::tensor::losses::{td_loss, TdBatch};
 use mbrl::tensor::mlp::{self, Activation, Init, Mlp, NetId};
@@ -122,13 +122,13 @@ fn exp_approximation_is_accurate() {
     let mut worst: f64 = 0.0;
     for k in 0..=87_000 {
         let x = -(k as f32) / 1000.0;
-        let approx = mlp::exp_nonpositive(x) as f64;
+        let approx = mbrl::tensor::kernels::exp_nonpositive(x) as f64;
         let exact = (x as f64).exp();
         worst = worst.max((approx - exact).abs() / exact);
     }
     assert!(worst < 4e-7, "worst relative error {worst}");
-    assert_eq!(mlp::exp_nonpositive(0.0), 1.0);
-    assert_eq!(mlp::exp_nonpositive(-1000.0), mlp::exp_nonpositive(-87.0));
+    assert_eq!(mbrl::tensor::kernels::exp_nonpositive(0.0), 1.0);
+    assert_eq!(mbrl::tensor::kernels::exp_nonpositive(-1000.0), mbrl::tensor::kernels::exp_nonpositive(-87.0));
 }
 
 fn td_batch(dev: &Dev, seeds: &[u64], b: usize, actions: usize, round: u64) -> (T3, T3, TdBatch) {
