@@ -12,7 +12,6 @@
 //! [`CheckedExperiment`] can only be constructed here, and it is what `graph`
 //! requires.
 
-mod cost;
 mod eval;
 mod grid;
 mod rules;
@@ -28,7 +27,6 @@ use crate::schema::{EnvSpaces, Kind};
 use crate::source::Span;
 use crate::syntax::ast;
 
-pub use cost::{cell_cost, Cost};
 pub use shapes::Net;
 pub use value::{FieldValue, Obj, Value};
 

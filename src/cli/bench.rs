@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::compile;
-use crate::runtime::agent::{self, Compat, EvalPoint, Metric, Session};
+use crate::compile::{self, AgentPlan};
 use crate::runtime::bench::DqnBench;
+use crate::runtime::driver::{Point, Session, EVAL};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -101,11 +101,13 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     let checked = out.checked.as_ref().expect("no errors");
     let exp = &checked.experiments[0];
     let cell = &exp.cells[0];
-    let mut plan = compile::dqn_plan(exp, cell).map_err(|e| e.to_string())?;
-    plan.learning_starts = WARMUP / 2;
-    plan.eval_every = WARMUP;
-    plan.steps = WARMUP + args.steps;
-    let (env, _, protocol) = super::run::env_and_protocol(exp, cell)?;
+    let mut plan = compile::compile(&crate::graph::cell_graph(exp, cell), 1.0)
+        .map_err(|e| e.to_string())?;
+    plan.schedule.eval_every = WARMUP;
+    plan.schedule.units = WARMUP + args.steps;
+    if let AgentPlan::Dqn(dqn) = &mut plan.agent {
+        dqn.learning_starts = WARMUP / 2;
+    }
     let stop = AtomicBool::new(false);
     let session = Session {
         checkpoints: None,
@@ -114,27 +116,17 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     };
     let reported = Mutex::new((0usize, None::<Instant>));
     let n_seeds = plan.seeds.len();
-    let progress = |points: &[EvalPoint], _restored: bool| {
+    let progress = |points: &[Point], _restored: bool| {
         let mut r = reported.lock().expect("bench lock");
         r.0 += points
             .iter()
-            .filter(|p| p.step == WARMUP && p.metric == Metric::Eval)
+            .filter(|p| p.step == WARMUP && p.metric == EVAL)
             .count();
         if r.0 == n_seeds && r.1.is_none() {
             r.1 = Some(Instant::now());
         }
     };
-    let compat = Compat::named(&exp.compat);
-    agent::run(
-        &plan,
-        env,
-        protocol,
-        compat,
-        args.threads,
-        session,
-        &progress,
-    )
-    .map_err(|e| e.to_string())?;
+    crate::runtime::run(&plan, args.threads, session, &progress).map_err(|e| e.to_string())?;
     let start = reported
         .lock()
         .expect("bench lock")

@@ -59,7 +59,10 @@ pub fn run(args: &CheckArgs) -> u8 {
         );
         if args.cost {
             for exp in &checked.experiments {
-                println!("  {}", cost_line(exp));
+                match super::compile_cells(exp, 1.0) {
+                    Ok(plans) => println!("  {}", super::cost_line(&exp.name, &plans)),
+                    Err(_) => println!("  cost of `{}`: not known until every cell compiles", exp.name),
+                }
             }
         }
     }
@@ -101,19 +104,4 @@ fn big(n: u64) -> String {
         true => n.to_string(),
         false => format!("{:.2e}", n as f64),
     }
-}
-
-/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2
-/// threads, the fused CPU update: 62-85 GFLOP/s, typically 70).
-const CPU_GFLOPS: f64 = 70.0;
-
-pub(super) fn cost_line(exp: &crate::check::CheckedExperiment) -> String {
-    let cost = exp.cost();
-    let hours = cost.flops / (CPU_GFLOPS * 1e9) / 3600.0;
-    format!(
-        "cost of `{}`: {:.2e} FLOP of gradient updates (~{hours:.1} h at {CPU_GFLOPS} GFLOP/s, a 2-core CPU), {:.2} GiB of replay and parameters for the largest cell",
-        exp.name,
-        cost.flops,
-        cost.bytes / (1u64 << 30) as f64
-    )
 }

@@ -34,7 +34,14 @@ pub fn run(args: &EvalArgs) -> u8 {
                 );
                 continue;
             }
-            let (protocol, scores) = match super::run::evaluate_random(exp, cell) {
+            let plan = match crate::compile::compile(&crate::graph::cell_graph(exp, cell), 1.0) {
+                Ok(plan) => plan,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return 2;
+                }
+            };
+            let (protocol, scores) = match super::run::evaluate_random(&plan) {
                 Ok(res) => res,
                 Err(err) => {
                     eprintln!("error: {err}");

@@ -15,6 +15,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::check::CheckedExperiment;
+use crate::compile::{self, Plan};
+
 #[derive(Parser)]
 #[command(
     name = "mbrl",
@@ -115,4 +118,39 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let mean = xs.iter().sum::<f64>() / n;
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     (mean, var.sqrt())
+}
+
+/// Every cell's plan: its dataflow graph compiled at `scale`; a cell that
+/// cannot run is reported and the run refused (exit 2).
+fn compile_cells(exp: &CheckedExperiment, scale: f64) -> Result<Vec<Plan>, u8> {
+    let mut plans = Vec::new();
+    let mut failed = false;
+    for cell in &exp.cells {
+        match compile::compile(&crate::graph::cell_graph(exp, cell), scale) {
+            Ok(plan) => plans.push(plan),
+            Err(err) => {
+                eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
+                failed = true;
+            }
+        }
+    }
+    match failed {
+        true => Err(2),
+        false => Ok(plans),
+    }
+}
+
+/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2
+/// threads, the fused CPU update: 62-85 GFLOP/s, typically 70).
+const CPU_GFLOPS: f64 = 70.0;
+
+/// The compute and memory of an experiment's compiled cells, in words.
+fn cost_line(name: &str, plans: &[Plan]) -> String {
+    let cost = compile::total_cost(plans);
+    let hours = cost.flops / (CPU_GFLOPS * 1e9) / 3600.0;
+    format!(
+        "cost of `{name}`: {:.2e} FLOP of gradient updates (~{hours:.1} h at {CPU_GFLOPS} GFLOP/s, a 2-core CPU), {:.2} GiB of replay and parameters for the largest cell",
+        cost.flops,
+        cost.bytes / (1u64 << 30) as f64
+    )
 }

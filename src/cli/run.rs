@@ -13,11 +13,11 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::check::{Cell, CheckedExperiment};
-use crate::compile::{self, DqnPlan};
-use crate::envs::{EnvConfig, Layout};
+use crate::compile::{Plan, Protocol};
+use crate::envs::Layout;
 use crate::report::{self, Manifest, MetricRow};
-use crate::runtime::agent::{self, Checkpoints, Compat, EvalPoint, Metric, Session};
-use crate::runtime::evaluate::{self, Protocol, RandomPolicy};
+use crate::runtime::driver::{Checkpoints, Point, Session, EVAL};
+use crate::runtime::evaluate::{self, RandomPolicy};
 use crate::seeds::Purpose;
 
 #[derive(Args)]
@@ -89,11 +89,6 @@ struct ChangedExperiment {
     span: miette::SourceSpan,
 }
 
-enum Job {
-    Er(Box<DqnPlan>),
-    Random,
-}
-
 pub fn run(args: &RunArgs) -> u8 {
     let out = match super::load_checked(&args.file, &args.overrides) {
         Ok(out) => out,
@@ -118,20 +113,10 @@ pub fn run(args: &RunArgs) -> u8 {
 }
 
 fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperiment) -> u8 {
-    let mut jobs = Vec::new();
-    let mut failed = false;
-    for cell in &exp.cells {
-        match job(exp, cell, args.scale) {
-            Ok(job) => jobs.push(job),
-            Err(err) => {
-                eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return 2;
-    }
+    let plans = match super::compile_cells(exp, args.scale) {
+        Ok(plans) => plans,
+        Err(code) => return code,
+    };
     let cells: Vec<String> = exp
         .cells
         .iter()
@@ -219,18 +204,17 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             ""
         }
     );
-    println!("  {}", super::check::cost_line(exp));
+    println!("  {}", super::cost_line(&exp.name, &plans));
     let mut rows = Vec::new();
-    for (cell, job) in exp.cells.iter().zip(&jobs) {
+    for (cell, plan) in exp.cells.iter().zip(&plans) {
         let start = Instant::now();
         let store = CellCheckpoints {
             dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),
         };
         let resuming = store.dir.exists();
         let (points, interrupted) = match run_cell(
-            exp,
             cell,
-            job,
+            plan,
             threads,
             resuming,
             Session {
@@ -251,7 +235,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             }
         };
         if interrupted {
-            rows.extend(points.iter().map(|p| metric_row(cell, p)));
+            rows.extend(points.iter().map(|p| metric_row(cell.index, plan, p)));
             if let Err(err) = report::write_metrics(&dir, &rows) {
                 eprintln!("error: cannot write metrics: {err}");
                 return 2;
@@ -266,7 +250,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         let last = points.iter().map(|p| p.step).max().unwrap_or(0);
         let finals: Vec<f64> = points
             .iter()
-            .filter(|p| p.step == last && p.metric == Metric::Eval)
+            .filter(|p| p.step == last && p.metric == EVAL)
             .map(|p| p.value)
             .collect();
         let (mean, sd) = super::mean_sd(&finals);
@@ -276,7 +260,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             cell.label(),
             start.elapsed().as_secs_f64()
         );
-        rows.extend(points.iter().map(|p| metric_row(cell, p)));
+        rows.extend(points.iter().map(|p| metric_row(cell.index, plan, p)));
         if let Err(err) = report::write_metrics(&dir, &rows) {
             eprintln!("error: cannot write metrics: {err}");
             return 2;
@@ -295,15 +279,16 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
     }
 }
 
-fn metric_row(cell: &Cell, p: &EvalPoint) -> MetricRow {
+fn metric_row(cell: usize, plan: &Plan, p: &Point) -> MetricRow {
     MetricRow {
-        cell: cell.index,
+        cell,
         seed: p.seed,
         step: p.step,
-        metric: p.metric.name(),
+        metric: plan.metrics()[p.metric],
         value: p.value,
     }
 }
+
 
 /// What differs between a run directory's experiment and this one, in words.
 fn changed_part(
@@ -356,95 +341,46 @@ fn device_name() -> String {
     }
 }
 
-fn job(exp: &CheckedExperiment, cell: &Cell, scale: f64) -> Result<Job, String> {
-    match cell.agent.ctor.name {
-        "random" => Ok(Job::Random),
-        _ => {
-            let mut plan = compile::dqn_plan(exp, cell).map_err(|e| e.to_string())?;
-            let every = plan.eval_every.max(1);
-            let scaled = ((plan.steps as f64 * scale) / every as f64).round() as u64 * every;
-            plan.steps = scaled.max(every);
-            Ok(Job::Er(Box::new(plan)))
-        }
-    }
-}
-
-/// The cell's env and evaluation protocol (on the spaces `check` inferred).
-pub(super) fn env_and_protocol(
-    exp: &CheckedExperiment,
-    cell: &Cell,
-) -> Result<(EnvConfig, Layout, Protocol), String> {
-    let env = EnvConfig::from_obj(&cell.env);
+/// The random agent's score per seed under the cell's protocol: one
+/// evaluation, the first round of a run's.
+pub(super) fn evaluate_random(plan: &Plan) -> Result<(Protocol, Vec<f64>), String> {
     let layout = Layout {
-        root_seed: exp.root_seed,
-        seeds: (0..exp.seeds).collect(),
+        root_seed: plan.root_seed,
+        seeds: plan.seeds.clone(),
         envs_per_seed: 1,
         purpose: Purpose::EvalEnv,
         round: 0,
     };
-    let eval = cell
-        .agent
-        .obj("eval")
-        .ok_or("the agent has no evaluation protocol")?;
-    let protocol = Protocol::from_obj(eval, &cell.spaces);
-    Ok((env, layout, protocol))
-}
-
-/// The random agent's score per seed under the cell's protocol.
-pub(super) fn evaluate_random(
-    exp: &CheckedExperiment,
-    cell: &Cell,
-) -> Result<(Protocol, Vec<f64>), String> {
-    let (env, layout, protocol) = env_and_protocol(exp, cell)?;
     let mut make = |l: &Layout| Box::new(RandomPolicy::new(l)) as Box<dyn evaluate::Policy>;
-    let values = evaluate::evaluate(env, protocol, &layout, &mut make).map_err(|e| e.0)?;
-    Ok((protocol, values))
+    let values =
+        evaluate::evaluate(plan.env, plan.protocol, &layout, &mut make).map_err(|e| e.0)?;
+    Ok((plan.protocol, values))
 }
 
-/// The cell's evaluations, and whether it stopped early.
+/// The cell's points, and whether it stopped early.
 fn run_cell(
-    exp: &CheckedExperiment,
     cell: &Cell,
-    job: &Job,
+    plan: &Plan,
     threads: usize,
     resuming: bool,
     session: Session,
     record: Record,
-) -> Result<(Vec<EvalPoint>, bool), String> {
-    match job {
-        Job::Random => {
-            let (_, values) = evaluate_random(exp, cell)?;
-            let points = values
-                .into_iter()
-                .enumerate()
-                .map(|(s, value)| EvalPoint {
-                    seed: s as u64,
-                    step: 0,
-                    metric: Metric::Eval,
-                    value,
-                })
-                .collect();
-            Ok((points, false))
-        }
-        Job::Er(plan) => {
-            let (env, _, protocol) = env_and_protocol(exp, cell)?;
-            let compat = Compat::named(&exp.compat);
-            let progress = Progress::new(plan.seeds.len(), plan.steps, cell, resuming, record);
-            let report = |points: &[EvalPoint], restored: bool| progress.record(points, restored);
-            let outcome = agent::run(plan, env, protocol, compat, threads, session, &report)
-                .map_err(|e| e.to_string())?;
-            for f in outcome.failures.iter().take(5) {
-                eprintln!(
-                    "warning: cell {} [{}] seed {}: non-finite loss at update {}",
-                    cell.index,
-                    cell.label(),
-                    f.seed,
-                    f.update
-                );
-            }
-            Ok((outcome.points, outcome.interrupted))
-        }
+) -> Result<(Vec<Point>, bool), String> {
+    let progress = Progress::new(plan, cell, resuming, record);
+    let report = |points: &[Point], restored: bool| progress.record(points, restored);
+    let outcome =
+        crate::runtime::run(plan, threads, session, &report).map_err(|e| e.to_string())?;
+    for f in outcome.failures.iter().take(5) {
+        eprintln!(
+            "warning: cell {} [{}] seed {}: non-finite {} at env step {}",
+            cell.index,
+            cell.label(),
+            f.seed,
+            plan.metrics()[f.metric],
+            f.step
+        );
     }
+    Ok((outcome.points, outcome.interrupted))
 }
 
 /// The run's `metrics.csv` while a cell runs: the finished cells' rows and
@@ -463,18 +399,19 @@ const WRITE_EVERY_S: f64 = 30.0;
 struct Progress {
     n_seeds: usize,
     steps: u64,
+    metrics: &'static [&'static str],
     label: String,
     /// The step and time of the last line printed (unknown when resuming).
     last: Mutex<Option<(u64, Instant)>>,
     /// Where the metrics go, the cell's points so far, and when they were last written.
-    record: Mutex<(Record, Vec<EvalPoint>, Instant)>,
+    record: Mutex<(Record, Vec<Point>, Instant)>,
     pending: Mutex<BTreeMap<u64, Vec<f64>>>,
 }
 
 impl Progress {
     /// Adds `points` to the cell's record; rewrites `metrics.csv` (finished
     /// cells and this cell so far) at most every [`WRITE_EVERY_S`] seconds.
-    fn write_now_and_then(&self, points: &[EvalPoint]) {
+    fn write_now_and_then(&self, points: &[Point]) {
         let mut guard = self.record.lock().expect("progress lock");
         let (record, all, last) = &mut *guard;
         all.extend_from_slice(points);
@@ -483,24 +420,25 @@ impl Progress {
         }
         *last = Instant::now();
         let mut sorted = all.clone();
-        sorted.sort_by_key(|p| (p.step, p.seed, p.metric as u8));
+        sorted.sort_by_key(|p| (p.step, p.seed, p.metric));
         let mut rows = record.done.clone();
         rows.extend(sorted.iter().map(|p| MetricRow {
             cell: record.cell,
             seed: p.seed,
             step: p.step,
-            metric: p.metric.name(),
+            metric: self.metrics[p.metric],
             value: p.value,
         }));
         // A failed write leaves the previous file; the checkpoints hold the points.
         let _ = report::write_metrics(&record.dir, &rows);
     }
 
-    fn new(n_seeds: usize, steps: u64, cell: &Cell, resuming: bool, record: Record) -> Progress {
+    fn new(plan: &Plan, cell: &Cell, resuming: bool, record: Record) -> Progress {
         let label = format!("cell {} [{}]", cell.index, cell.label());
         Progress {
-            n_seeds,
-            steps,
+            n_seeds: plan.seeds.len(),
+            steps: plan.env_steps(),
+            metrics: plan.metrics(),
             label,
             last: Mutex::new((!resuming).then(|| (0, Instant::now()))),
             record: Mutex::new((record, Vec::new(), Instant::now())),
@@ -508,13 +446,13 @@ impl Progress {
         }
     }
 
-    fn record(&self, points: &[EvalPoint], restored: bool) {
+    fn record(&self, points: &[Point], restored: bool) {
         self.write_now_and_then(points);
         if restored {
             return;
         }
         let mut pending = self.pending.lock().expect("progress lock");
-        for p in points.iter().filter(|p| p.metric == Metric::Eval) {
+        for p in points.iter().filter(|p| p.metric == EVAL) {
             pending.entry(p.step).or_default().push(p.value);
         }
         let complete: Vec<u64> = pending

@@ -19,7 +19,6 @@ pub mod opengrid;
 pub mod panflute;
 pub mod procmaze;
 
-use crate::check::Obj;
 use crate::seeds::{Purpose, Stream};
 use crate::schema::EnvSpaces;
 
@@ -65,8 +64,8 @@ pub enum Actions<'a> {
     Continuous(&'a [f32]),
 }
 
-/// An env's parameters, read from a checked `env` block.
-#[derive(Clone, Copy, Debug)]
+/// An env's parameters (`compile` reads them from the graph's env node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnvConfig {
     ProcMaze(procmaze::Params),
     ButtonGrid(buttongrid::Params),
@@ -74,41 +73,6 @@ pub enum EnvConfig {
     OpenGrid(opengrid::Params),
     Control(Task, usize),
     HalfCheetah(usize),
-}
-
-impl EnvConfig {
-    /// The config of a checked env block. `check` guarantees the fields.
-    pub fn from_obj(env: &Obj) -> EnvConfig {
-        let int = |f: &str| env.int(f).unwrap_or(0).max(0) as usize;
-        let flag = |f: &str| env.bool(f).unwrap_or(true);
-        match env.ctor.name {
-            "procmaze" => EnvConfig::ProcMaze(procmaze::Params {
-                grid_size: int("grid_size"),
-                spontaneous_termination: flag("spontaneous_termination"),
-                teleport_on_termination: flag("teleport_on_termination"),
-            }),
-            "buttongrid" => EnvConfig::ButtonGrid(buttongrid::Params {
-                grid_size: int("grid_size"),
-                buttons: int("buttons"),
-                spontaneous_reset: flag("spontaneous_reset"),
-                activate_on_reset: flag("activate_on_reset"),
-            }),
-            "panflute" => EnvConfig::PanFlute(panflute::Params {
-                pipes: int("pipes"),
-                spontaneous_reward: flag("spontaneous_reward"),
-            }),
-            "opengrid" => EnvConfig::OpenGrid(opengrid::Params {
-                grid_size: int("grid_size"),
-                spontaneous_termination: flag("spontaneous_termination"),
-            }),
-            "pendulum" => EnvConfig::Control(Task::Pendulum, int("horizon")),
-            "cartpole" => EnvConfig::Control(Task::CartPole, int("horizon")),
-            "acrobot" => EnvConfig::Control(Task::Acrobot, int("horizon")),
-            "mountaincar" => EnvConfig::Control(Task::MountainCar, int("horizon")),
-            "halfcheetah" => EnvConfig::HalfCheetah(int("horizon")),
-            other => unreachable!("the schema has no env `{other}`"),
-        }
-    }
 }
 
 /// A saved instance state of any env.

@@ -6,7 +6,7 @@ use crate::envs::{Actions, Layout};
 use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
     pub grid_size: usize,
     pub spontaneous_termination: bool,

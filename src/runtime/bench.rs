@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 
-use crate::runtime::dqn::DqnLearner;
+use crate::runtime::dqn::q::QLearner;
 use crate::seeds::{Purpose, Stream};
 use crate::runtime::shard;
 use crate::tensor::losses::TdBatch;
-use crate::tensor::mlp::Activation;
+use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;
 use crate::tensor::{Dev, T3};
 
@@ -75,12 +75,13 @@ impl DqnBench {
             let mut groups: Vec<_> = shard
                 .chunks(self.micro_batch.max(1))
                 .map(|seeds| {
-                    let learner = DqnLearner::new(
+                    let learner = QLearner::new(
                         &dev,
                         0,
                         seeds,
                         &dims,
                         Activation::Elu,
+                        Init::Haiku,
                         AdamConfig::young(5e-5),
                     );
                     let data = random_batch(&dev, seeds, self.batch, self.obs_dim, self.actions);

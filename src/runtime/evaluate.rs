@@ -7,45 +7,10 @@
 //! - the mean return of the episodes completed (episodes end at the env's
 //!   horizon) on time-limited envs.
 
-use crate::check::Obj;
+use crate::compile::{EvalMetric as Metric, Protocol};
 use crate::envs::{Actions, Batch, EnvConfig, Layout, Unavailable};
+use crate::schema::ActionSpace;
 use crate::seeds::{Purpose, Stream};
-use crate::schema::{ActionSpace, EnvSpaces};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
-    EpisodeReturn,
-    RewardRate,
-    /// Mean return of completed fixed-length episodes.
-    HorizonReturn,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Protocol {
-    pub envs: usize,
-    pub steps: usize,
-    pub metric: Metric,
-}
-
-impl Protocol {
-    /// The protocol of a checked `eval` block for an env with these spaces.
-    pub fn from_obj(eval: &Obj, spaces: &EnvSpaces) -> Protocol {
-        let envs = eval.int("envs").unwrap_or(1).max(1) as usize;
-        let steps = eval.int("steps").unwrap_or(1).max(1) as usize;
-        let metric = match (eval.enum_("metric"), spaces.horizon, spaces.episodic) {
-            (Some("episode_return"), _, _) => Metric::EpisodeReturn,
-            (Some("reward_rate"), _, _) => Metric::RewardRate,
-            (_, Some(_), _) => Metric::HorizonReturn,
-            (_, None, true) => Metric::EpisodeReturn,
-            (_, None, false) => Metric::RewardRate,
-        };
-        Protocol {
-            envs,
-            steps,
-            metric,
-        }
-    }
-}
 
 /// Chooses actions for every instance from their observations.
 pub trait Policy {

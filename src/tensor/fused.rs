@@ -13,7 +13,7 @@
 //! numbers do not depend on its batch; GEMMs are single-threaded (the seed
 //! shards are the parallelism).
 
-use crate::tensor::kernels::{activate, activation_backward, Activation};
+use crate::tensor::kernels::{activate, activation_backward, argmax, Activation};
 use crate::tensor::mlp::Mlp;
 use crate::tensor::optim::{AdamConfig, MlpMoments};
 
@@ -62,6 +62,9 @@ pub struct TdInputs<'a> {
     pub rewards: &'a [f32],
     pub discounts: &'a [f32],
     pub weights: &'a [f32],
+    /// Double DQN: the target network's value at the online network's
+    /// argmax on `s'`, instead of the target's max.
+    pub double_dqn: bool,
 }
 
 /// Scratch buffers of one seed's update, kept between updates.
@@ -70,6 +73,8 @@ pub struct Scratch {
     /// Post-activation outputs of every layer (the last one is Q).
     acts: Vec<Vec<f32>>,
     next: Vec<Vec<f32>>,
+    /// The online network's outputs on `s'` (double DQN).
+    online_next: Vec<Vec<f32>>,
     /// Gradient with respect to the current layer's output / input.
     d_out: Vec<f32>,
     d_in: Vec<f32>,
@@ -222,14 +227,28 @@ pub fn td_loss_and_grad(
             &scratch.acts
         }
     };
+    if batch.double_dqn {
+        forward(
+            layout,
+            params,
+            activation,
+            batch.next_obs,
+            rows,
+            &mut scratch.online_next,
+        );
+    }
     let q_next = scratch.next.last().expect("layers");
+    let online_next = scratch.online_next.last().filter(|_| batch.double_dqn);
     let q = acts.last().expect("layers");
     scratch.d_out.clear();
     scratch.d_out.resize(rows * k, 0.0);
     let mut loss = 0.0f32;
     for r in 0..rows {
         let row_next = &q_next[r * k..(r + 1) * k];
-        let max_next = row_next.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let max_next = match online_next {
+            Some(online) => row_next[argmax(&online[r * k..(r + 1) * k])],
+            None => row_next.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+        };
         let a = batch.actions[r];
         let err = q[r * k + a] - (batch.rewards[r] + batch.discounts[r] * max_next);
         loss += batch.weights[r] * err * err;

@@ -112,3 +112,10 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     );
     p * scale
 }
+
+/// The first index of the largest value (`jnp.argmax`'s tie rule).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
+}

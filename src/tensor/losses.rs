@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use crate::tensor::kernels::argmax;
 use crate::tensor::{Dev, Tape, T2, T3};
 
 /// The inputs of a TD loss for `S` seeds and `B` samples each.
@@ -48,10 +49,25 @@ impl TdBatch {
 }
 
 /// `mean_B w (Q(s)[a] - (r + discount * max_a' Q'(s')))^2`, summed over seeds.
-/// `q` is the online Q on `s` (traced); `q_next` the target Q on `s'` (no tape).
-pub fn td_loss(q: T3<Tape>, q_next: T3, batch: &TdBatch) -> (Tensor<(), f32, Dev, Tape>, Vec<f32>) {
+/// `q` is the online Q on `s` (traced); `q_next` the target Q on `s'` (no
+/// tape). With `online_next`, the online Q on `s'`, the target is double
+/// DQN's `Q'(s')[argmax_a' Q(s')]` instead of the max.
+pub fn td_loss(
+    q: T3<Tape>,
+    q_next: T3,
+    online_next: Option<T3>,
+    batch: &TdBatch,
+) -> (Tensor<(), f32, Dev, Tape>, Vec<f32>) {
     let q_sa: T2<Tape> = q.select(batch.actions.clone());
-    let max_next: T2 = q_next.max::<(usize, usize), Axis<2>>();
+    let max_next: T2 = match online_next {
+        None => q_next.max::<(usize, usize), Axis<2>>(),
+        Some(online) => {
+            let (s, b, k) = *online.shape();
+            let values = online.as_vec();
+            let choice: Vec<usize> = values.chunks(k).map(argmax).collect();
+            q_next.select(online.device().tensor_from_vec(choice, (s, b)))
+        }
+    };
     let target = batch.rewards.clone() + batch.discounts.clone() * max_next;
     let err = (q_sa - target).square() * batch.weights.clone();
     let per_seed = err.mean::<(usize,), Axis<1>>();

@@ -17,6 +17,8 @@ pub enum Init {
     Normc { hidden: f64, last: f64 },
     /// Truncated normal (|x| <= 2 std) with a fixed std (SLBO dynamics: 1e-5).
     TruncatedNormal(f64),
+    /// Glorot uniform, `U(-sqrt(6 / (in + out)), +sqrt(6 / (in + out)))` (lunzi's default, vaslbo spec §2.4).
+    Glorot,
 }
 
 /// One network per seed, stacked on the leading axis.
@@ -203,6 +205,12 @@ fn init_layer(
             let scale = 1.0 / (fan_in as f64).sqrt();
             (0..fan_in * fan_out)
                 .map(|_| (truncated_normal(rng) * scale) as f32)
+                .collect()
+        }
+        Init::Glorot => {
+            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            (0..fan_in * fan_out)
+                .map(|_| rng.range(-limit, limit) as f32)
                 .collect()
         }
         Init::TruncatedNormal(std) => (0..fan_in * fan_out)

@@ -9,7 +9,8 @@ use mbrl::envs::grid::{flat, MOVES};
 use mbrl::envs::{
     buttongrid, opengrid, panflute, procmaze, Actions, Batch, EnvConfig, EnvState, Layout,
 };
-use mbrl::runtime::evaluate::{self, ActionBuf, Metric, Policy, Protocol, RandomPolicy};
+use mbrl::compile::{EvalMetric, Protocol};
+use mbrl::runtime::evaluate::{self, ActionBuf, Policy, RandomPolicy};
 use mbrl::seeds::Purpose;
 
 fn layout(seeds: u64, envs: usize) -> Layout {
@@ -413,7 +414,8 @@ fn random_agent_reward_rate_on_panflute() {
     let protocol = Protocol {
         envs: 32,
         steps: 100,
-        metric: Metric::RewardRate,
+        metric: EvalMetric::RewardRate,
+        stochastic: false,
     };
     let mut make = |l: &Layout| Box::new(RandomPolicy::new(l)) as Box<dyn Policy>;
     let scores = evaluate::evaluate(flute(5, true), protocol, &layout(30, 1), &mut make).unwrap();

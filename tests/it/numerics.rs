@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 
-use mbrl::runtime::dqn::DqnLearner;
+use mbrl::runtime::dqn::q::QLearner;
 use mbrl::seeds::{Purpose, Stream};
 use mbrl::runtime::shard;
 use mbrl::tensor::losses::{td_loss, TdBatch};
@@ -174,7 +174,7 @@ fn td_loss_gradients_match_finite_differences() {
     );
     let loss = |net: &Mlp, grad: bool| {
         let q = net.forward(obs.clone().traced(Gradients::leaky()));
-        let (l, _) = td_loss(q, target.forward(next.clone()), &batch);
+        let (l, _) = td_loss(q, target.forward(next.clone()), None, &batch);
         let value = l.array();
         let grads = grad.then(|| weight_grads(net, &l.backward()));
         (value, grads)
@@ -217,12 +217,13 @@ fn adam_matches_the_reference_formula() {
 /// Trains the seeds of `shard` for `updates` steps on per-seed data; returns each seed's parameters.
 fn train(seeds: &[u64], updates: u64, nan_seed: Option<u64>) -> Vec<Vec<f32>> {
     let dev = Dev::default();
-    let mut learner = DqnLearner::new(
+    let mut learner = QLearner::new(
         &dev,
         5,
         seeds,
         &[4, 16, 16, 3],
         Activation::Elu,
+        Init::Haiku,
         AdamConfig::young(1e-3),
     );
     for u in 0..updates {
@@ -236,15 +237,16 @@ fn train(seeds: &[u64], updates: u64, nan_seed: Option<u64>) -> Vec<Vec<f32>> {
             batch.rewards = dev.tensor_from_vec(r, (seeds.len(), 8));
         }
         let losses = learner.update(obs, next, &batch);
-        let reported = mbrl::runtime::dqn::non_finite(seeds, &losses, u);
-        let expected: Vec<_> = nan_seed
-            .filter(|b| seeds.contains(b))
-            .map(|seed| mbrl::runtime::dqn::NonFinite { seed, update: u })
-            .into_iter()
+        let reported: Vec<u64> = seeds
+            .iter()
+            .zip(&losses)
+            .filter(|(_, l)| !l.is_finite())
+            .map(|(s, _)| *s)
             .collect();
+        let expected: Vec<u64> = nan_seed.filter(|b| seeds.contains(b)).into_iter().collect();
         assert_eq!(
             reported, expected,
-            "the NaN is reported with its seed and update, and only it"
+            "the NaN shows in its seed's loss, and only there"
         );
     }
     (0..seeds.len())
@@ -759,7 +761,9 @@ fn er_cell_compiles_to_the_reference_plan() {
     .unwrap();
     let checked = out.checked.unwrap();
     let exp = &checked.experiments[0];
-    let plan = mbrl::compile::dqn_plan(exp, &exp.cells[0]).unwrap();
+    let compiled = |cell: usize| compile_cell(exp, cell);
+    let whole = compiled(0);
+    let plan = dqn(&whole);
     assert_eq!(plan.q_dims, vec![64, 200, 200, 200, 5]);
     assert_eq!(plan.activation, Activation::Elu);
     assert_eq!(
@@ -773,33 +777,40 @@ fn er_cell_compiles_to_the_reference_plan() {
         }
     );
     assert_eq!(
-        (plan.batch, plan.buffer, plan.steps, plan.learning_starts),
+        (plan.batch, plan.buffer, whole.schedule.units, plan.learning_starts),
         (320, 100_000, 1_000_000, 1000)
     );
     assert_eq!(
         (
             plan.updates_per_step,
             plan.target_update_every,
-            plan.eval_every
+            whole.schedule.eval_every
         ),
         (1, 100, 500)
     );
-    assert_eq!(plan.seeds.len(), 30);
+    assert_eq!(whole.seeds.len(), 30);
     assert_eq!((plan.rollouts, plan.model.clone()), (None, None));
+    assert_eq!(
+        plan.exploration,
+        mbrl::compile::Exploration::Softmax { temperature: 0.1 }
+    );
+    assert!(plan.use_target && !plan.double_dqn);
+    assert_eq!(plan.compat, mbrl::compile::Compat::named("young2022"));
     // The perfect-model agent (cell 6) rolls out 32 stored states for 10 steps.
-    use mbrl::compile::{Latent, ModelKind, ModelPlan, ObsHead, Rollouts};
-    let perfect = mbrl::compile::dqn_plan(exp, &exp.cells[6]).unwrap();
+    use mbrl::compile::{Exploration, Latent, ModelKind, ModelPlan, ObsHead, Rollouts};
+    let perfect = dqn(&compiled(6));
     let dyna = Some(Rollouts {
         starts: 32,
         length: 10,
     });
     assert_eq!(perfect.rollouts, dyna);
     assert_eq!(perfect.model, Some(ModelPlan::TrueEnv));
-    assert_eq!((perfect.adam.lr, perfect.temperature), (1e-4, 0.4));
+    assert_eq!(perfect.adam.lr, 1e-4);
+    assert_eq!(perfect.exploration, Exploration::Softmax { temperature: 0.4 });
     // The learned models (cells 12, 18, 24) with their own step size, the
     // shared Adam constants and continuation weights on the episodic maze.
     let learned = |cell: usize| {
-        let plan = mbrl::compile::dqn_plan(exp, &exp.cells[cell]).unwrap();
+        let plan = dqn(&compiled(cell));
         assert_eq!(plan.rollouts, dyna);
         let Some(ModelPlan::Learned(model)) = plan.model else {
             panic!("cell {cell} has a learned model")
@@ -841,13 +852,26 @@ fn er_cell_compiles_to_the_reference_plan() {
     );
 }
 
+/// Cell `cell` of `exp` compiled from its dataflow graph.
+fn compile_cell(exp: &mbrl::check::CheckedExperiment, cell: usize) -> mbrl::compile::Plan {
+    mbrl::compile::compile(&mbrl::graph::cell_graph(exp, &exp.cells[cell]), 1.0).unwrap()
+}
+
+/// The DQN part of a compiled plan.
+fn dqn(plan: &mbrl::compile::Plan) -> mbrl::compile::DqnPlan {
+    match &plan.agent {
+        mbrl::compile::AgentPlan::Dqn(p) => (**p).clone(),
+        other => panic!("not a DQN plan: {other:?}"),
+    }
+}
+
 /// `mbrl check --cost`: ER on ProcMaze g=4 costs 8 x 320 x 93,800 FLOP per update for
 /// 999,000 updates, and its replay holds 100k transitions of 2 x 64 + 3 floats.
 #[test]
 fn cost_of_the_er_cell() {
     let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/fig4.exp"));
     let checked = mbrl::check_file(path, &[]).unwrap().checked.unwrap();
-    let cost = mbrl::check::cell_cost(&checked.experiments[0].cells[0]);
+    let cost = compile_cell(&checked.experiments[0], 0).cost();
     assert_eq!(cost.flops, 8.0 * 320.0 * 93_800.0 * 999_000.0);
     let params = 2.0 * 94_405.0;
     assert_eq!(
@@ -857,13 +881,14 @@ fn cost_of_the_er_cell() {
 }
 
 /// A Q learner of 4-16-16-3 ELU with Adam at 1e-3.
-fn small_learner(dev: &Dev, root: u64, seeds: &[u64]) -> DqnLearner {
-    DqnLearner::new(
+fn small_learner(dev: &Dev, root: u64, seeds: &[u64]) -> QLearner {
+    QLearner::new(
         dev,
         root,
         seeds,
         &[4, 16, 16, 3],
         Activation::Elu,
+        Init::Haiku,
         AdamConfig::young(1e-3),
     )
 }
@@ -931,7 +956,7 @@ fn model_sample(
 #[test]
 fn learned_models_fit_and_each_seed_trains_alone() {
     use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
-    use mbrl::runtime::model::LearnedModel;
+    use mbrl::runtime::dqn::model::LearnedModel;
     let dev = mbrl::tensor::device().unwrap();
     let kinds = [
         ModelKind::Factored {
@@ -961,6 +986,7 @@ fn learned_models_fit_and_each_seed_trains_alone() {
                 obs: 1.0,
                 kl_prior: 0.8,
                 kl_posterior: 0.2,
+                entropy: 0.0,
             },
             continuation_weights: true,
         };
@@ -1011,7 +1037,7 @@ fn learned_models_fit_and_each_seed_trains_alone() {
 #[test]
 fn fused_model_update_matches_the_taped_update() {
     use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
-    use mbrl::runtime::model::LearnedModel;
+    use mbrl::runtime::dqn::model::LearnedModel;
     let dev = Dev::default();
     let kinds = [
         ModelKind::Factored {
@@ -1055,6 +1081,7 @@ fn fused_model_update_matches_the_taped_update() {
                 obs: 1.3,
                 kl_prior: 0.8,
                 kl_posterior: 0.2,
+                entropy: 0.0,
             },
             continuation_weights: true,
         };
@@ -1157,7 +1184,7 @@ fn fused_update_matches_the_taped_update() {
 #[test]
 fn the_posterior_kl_term_does_not_train_the_prior() {
     use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss};
-    use mbrl::runtime::model::LearnedModel;
+    use mbrl::runtime::dqn::model::LearnedModel;
     let dev = Dev::default();
     let seeds = [0u64, 1];
     for kind in [
@@ -1187,6 +1214,7 @@ fn the_posterior_kl_term_does_not_train_the_prior() {
                 obs: 0.0,
                 kl_prior: 0.0,
                 kl_posterior: 1.0,
+                entropy: 0.0,
             },
             continuation_weights: true,
         };

@@ -1,6 +1,7 @@
-//! The seed-batched DQN update (young2022 spec §3.1): TD loss on a batch per
-//! seed, target network on `s'`, reference Adam. Each seed's parameters only
-//! ever see that seed's gradient.
+//! Q and its seed-batched update (young2022 spec §3.1): TD loss on a batch
+//! per seed, target network on `s'` (double DQN optional), reference Adam.
+//! Each seed's parameters only ever see that seed's gradient. Also the
+//! behaviour policies that act on Q's values.
 //!
 //! On the CPU the update runs fused ([`crate::tensor::fused`]) on flat
 //! per-seed parameters, which are then the source of truth and are mirrored
@@ -9,14 +10,16 @@
 
 use dfdx::prelude::*;
 
+use crate::compile::Exploration;
 use crate::seeds::Stream;
 use crate::tensor::fused;
+use crate::tensor::kernels::argmax;
 use crate::tensor::losses::{td_loss, TdBatch};
 use crate::tensor::mlp::{Activation, Init, Mlp, NetId};
 use crate::tensor::optim::{AdamConfig, MlpMoments};
 use crate::tensor::{Dev, T3};
 
-pub struct DqnLearner {
+pub struct QLearner {
     /// Q and its target network (on the CPU, mirrors of `flat`).
     pub q: Mlp,
     pub target: Mlp,
@@ -24,6 +27,8 @@ pub struct DqnLearner {
     pub adam: AdamConfig,
     /// The Adam step counter (shared with a model optimizer in model-based agents).
     pub t: u64,
+    /// The TD target takes the target's value at the online network's argmax on `s'`.
+    pub double_dqn: bool,
     flat: Option<Flat>,
 }
 
@@ -37,30 +42,32 @@ struct Flat {
 
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct LearnerState {
+pub struct QState {
     pub q: Vec<Vec<f32>>,
     pub target: Vec<Vec<f32>>,
     pub moments: Vec<Vec<f32>>,
     pub t: u64,
 }
 
-impl DqnLearner {
+impl QLearner {
     pub fn new(
         dev: &Dev,
         root: u64,
         seeds: &[u64],
         dims: &[usize],
         activation: Activation,
+        init: Init,
         adam: AdamConfig,
-    ) -> DqnLearner {
-        let q = Mlp::new(dev, root, seeds, NetId(0), dims, activation, Init::Haiku);
+    ) -> QLearner {
+        let q = Mlp::new(dev, root, seeds, NetId(0), dims, activation, init);
         let target = q.clone();
-        let mut learner = DqnLearner {
+        let mut learner = QLearner {
             moments: MlpMoments::zeros(&q),
             q,
             target,
             adam,
             t: 0,
+            double_dqn: false,
             flat: None,
         };
         if !cfg!(feature = "cuda") {
@@ -84,9 +91,9 @@ impl DqnLearner {
         self.q_values_recorded(dev, x, per_seed, None)
     }
 
-    /// [`DqnLearner::q_values`] that, on the CPU, also appends Q's layer
+    /// [`QLearner::q_values`] that, on the CPU, also appends Q's layer
     /// outputs to `record`, for an update on these rows before Q changes
-    /// ([`DqnLearner::update_recorded`]).
+    /// ([`QLearner::update_recorded`]).
     pub fn q_values_recorded(
         &self,
         dev: &Dev,
@@ -113,12 +120,12 @@ impl DqnLearner {
     }
 
     /// Everything a checkpoint needs to continue this learner exactly.
-    pub fn state(&self) -> LearnerState {
+    pub fn state(&self) -> QState {
         let moments = match &self.flat {
             None => self.moments.save(),
             Some(flat) => flat.net.moments(),
         };
-        LearnerState {
+        QState {
             q: self.q.save(),
             target: self.target.save(),
             moments,
@@ -126,8 +133,8 @@ impl DqnLearner {
         }
     }
 
-    /// Continues from a [`DqnLearner::state`] of a learner of the same shape.
-    pub fn restore(&mut self, state: &LearnerState) -> Result<(), String> {
+    /// Continues from a [`QLearner::state`] of a learner of the same shape.
+    pub fn restore(&mut self, state: &QState) -> Result<(), String> {
         self.q.load(&state.q)?;
         self.target.load(&state.target)?;
         self.moments.load(&state.moments)?;
@@ -143,8 +150,8 @@ impl DqnLearner {
         self.update_recorded(obs, next_obs, batch, None)
     }
 
-    /// [`DqnLearner::update`] reusing Q's layer outputs on `obs`, recorded by
-    /// [`DqnLearner::q_values_recorded`] since Q last changed, in `obs`'s row
+    /// [`QLearner::update`] reusing Q's layer outputs on `obs`, recorded by
+    /// [`QLearner::q_values_recorded`] since Q last changed, in `obs`'s row
     /// order (the GPU path ignores them).
     pub fn update_recorded(
         &mut self,
@@ -173,6 +180,7 @@ impl DqnLearner {
                 rewards: &rewards[rows.clone()],
                 discounts: &discounts[rows.clone()],
                 weights: &weights[rows],
+                double_dqn: self.double_dqn,
             };
             let params = flat.net.seed(s);
             let seed = fused::SeedState {
@@ -202,11 +210,12 @@ impl DqnLearner {
         losses
     }
 
-    /// [`DqnLearner::update`] through dfdx's tape (the GPU path, and the CPU reference in tests).
+    /// [`QLearner::update`] through dfdx's tape (the GPU path, and the CPU reference in tests).
     pub fn update_taped(&mut self, obs: T3, next_obs: T3, batch: &TdBatch) -> Vec<f32> {
+        let online_next = self.double_dqn.then(|| self.q.forward(next_obs.clone()));
         let q_next = self.target.forward(next_obs);
         let q = self.q.forward(obs.traced(Gradients::leaky()));
-        let (loss, per_seed) = td_loss(q, q_next, batch);
+        let (loss, per_seed) = td_loss(q, q_next, online_next, batch);
         let grads = loss.backward();
         self.moments.step(&self.adam, self.t, &mut self.q, &grads);
         self.t += 1;
@@ -253,27 +262,6 @@ fn mirror(layout: &fused::Layout, n_seeds: usize, flat: &[f32], net: &mut Mlp, b
     }
 }
 
-/// A seed whose loss stopped being finite, for the report: the other seeds'
-/// parameters never see its gradient, so they carry on unaffected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NonFinite {
-    pub seed: u64,
-    pub update: u64,
-}
-
-/// The seeds of `seeds` whose `losses` are NaN or infinite at `update`.
-pub fn non_finite(seeds: &[u64], losses: &[f32], update: u64) -> Vec<NonFinite> {
-    seeds
-        .iter()
-        .zip(losses)
-        .filter(|(_, l)| !l.is_finite())
-        .map(|(seed, _)| NonFinite {
-            seed: *seed,
-            update,
-        })
-        .collect()
-}
-
 /// `a ~ softmax(Q(s) / T)` per row of `values` (`per_seed` rows per seed),
 /// each seed's draws from its own stream.
 pub fn softmax_actions(
@@ -302,5 +290,43 @@ pub fn softmax_actions(
                 break;
             }
         }
+    }
+}
+
+/// The behaviour policy's actions from Q's values: `per_seed` rows per seed,
+/// each seed's draws from its own stream.
+pub fn explore(
+    values: &[f32],
+    per_seed: usize,
+    exploration: Exploration,
+    rngs: &mut [Stream],
+    out: &mut [usize],
+) {
+    match exploration {
+        Exploration::Softmax { temperature } => {
+            softmax_actions(values, per_seed, temperature, rngs, out)
+        }
+        Exploration::EpsilonGreedy { epsilon } => {
+            epsilon_greedy_actions(values, per_seed, epsilon, rngs, out)
+        }
+    }
+}
+
+/// A uniformly random action with probability `epsilon` (it may be the
+/// greedy one), else `argmax Q` (the reference's `epsilon_greedy`).
+pub fn epsilon_greedy_actions(
+    values: &[f32],
+    per_seed: usize,
+    epsilon: f64,
+    rngs: &mut [Stream],
+    out: &mut [usize],
+) {
+    let k = values.len() / out.len();
+    for (i, row) in values.chunks(k).enumerate() {
+        let rng = &mut rngs[i / per_seed];
+        out[i] = match rng.uniform() < epsilon {
+            true => rng.below(k),
+            false => argmax(row),
+        };
     }
 }

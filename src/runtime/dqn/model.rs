@@ -14,9 +14,9 @@
 
 use dfdx::prelude::*;
 
-use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
-use crate::runtime::dqn::{softmax_actions, DqnLearner};
-use crate::runtime::fused_model;
+use crate::compile::{Exploration, Latent, LearnedPlan, ModelKind, ObsHead, Rollouts};
+use crate::runtime::dqn::fused_model::{self, CONTINUATION, ENCODER, OBS, REWARD, TRANSITION};
+use crate::runtime::dqn::q::{explore, QLearner};
 use crate::runtime::replay::Sample;
 use crate::seeds::Stream;
 use crate::tensor::dist::{
@@ -28,14 +28,6 @@ use crate::tensor::losses::TdBatch;
 use crate::tensor::mlp::{Init, Mlp, NetId};
 use crate::tensor::optim::MlpMoments;
 use crate::tensor::{Dev, Tape, T2, T3};
-
-/// Indices into [`LearnedModel::nets`].
-pub(crate) const REWARD: usize = 0;
-pub(crate) const CONTINUATION: usize = 1;
-/// The factored model's next-obs head; the latent model's decoder.
-pub(crate) const OBS: usize = 2;
-pub(crate) const ENCODER: usize = 3;
-pub(crate) const TRANSITION: usize = 4;
 
 /// A learned model of a batch of seeds with its optimizer state.
 pub struct LearnedModel {
@@ -69,26 +61,7 @@ pub enum BitSampling {
 
 impl LearnedModel {
     pub fn new(dev: &Dev, root: u64, seeds: &[u64], plan: &LearnedPlan) -> LearnedModel {
-        let (d, a) = (plan.obs_dim, plan.n_actions);
-        let dims = |input: usize, output: usize| {
-            let mut dims = vec![input];
-            dims.extend(&plan.hidden);
-            dims.push(output);
-            dims
-        };
-        let shapes = match plan.kind {
-            ModelKind::Factored { .. } => vec![dims(d + a, 1), dims(d + a, 1), dims(d + a, d)],
-            ModelKind::Latent(l) => {
-                let (z, p) = (l.dim(), l.params_dim());
-                vec![
-                    dims(z + a, 1),
-                    dims(z + a, 1),
-                    dims(z, d),
-                    dims(d, p),
-                    dims(z + a, p),
-                ]
-            }
-        };
+        let shapes = plan.net_dims();
         let nets: Vec<Mlp> = shapes
             .iter()
             .enumerate()
@@ -353,7 +326,7 @@ impl LearnedModel {
     }
 
     /// Q's training batch: `starts` per seed rolled `length` steps through the
-    /// model under `softmax(Q/T)` (spec §3.3-3.4). A step stores `(x, a, r, x',
+    /// model under the behaviour policy (spec §3.3-3.4). A step stores `(x, a, r, x',
     /// c, w)` with the mean reward `r`, continuation probability `c` (which
     /// multiplies gamma), and weight `w_k = w_{k-1} c_{k-1}` when weighting by
     /// continuation, else 1. A seed's rows are ordered step by step, and Q's
@@ -362,17 +335,17 @@ impl LearnedModel {
     pub fn rollouts(
         &self,
         dev: &Dev,
-        q: &DqnLearner,
+        q: &QLearner,
         start_features: Vec<f32>,
-        starts: usize,
-        length: usize,
-        temperature: f64,
+        r: Rollouts,
+        exploration: Exploration,
         gamma: f64,
         bits: BitSampling,
         action_rngs: &mut [Stream],
         rngs: &mut [Stream],
         q_record: &mut fused::Recorded,
     ) -> QBatch {
+        let (starts, length) = (r.starts, r.length);
         let a_n = self.plan.n_actions;
         let z = self.feature_dim();
         let n = start_features.len() / z;
@@ -390,7 +363,7 @@ impl LearnedModel {
         let mut a = vec![0usize; n];
         for k in 0..length {
             let values = q.q_values_recorded(dev, &state, starts, Some(q_record));
-            softmax_actions(&values, starts, temperature, action_rngs, &mut a);
+            explore(&values, starts, exploration, action_rngs, &mut a);
             let x = with_one_hot(&state, z, &a, a_n);
             let r = self.predict(dev, REWARD, &x, starts);
             let mut c = self.predict(dev, CONTINUATION, &x, starts);

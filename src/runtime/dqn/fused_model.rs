@@ -10,9 +10,16 @@
 //! writes only its own slices.
 
 use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
-use crate::runtime::model::{CONTINUATION, ENCODER, OBS, REWARD, TRANSITION};
 use crate::tensor::dist::{inverse_cdf, HALF_LN_2PI};
 use crate::tensor::fused::{self, FlatNet};
+
+/// Indices of a learned model's networks, in [`LearnedPlan::net_dims`]'s order.
+pub(crate) const REWARD: usize = 0;
+pub(crate) const CONTINUATION: usize = 1;
+/// The factored model's next-obs head; the latent model's decoder.
+pub(crate) const OBS: usize = 2;
+pub(crate) const ENCODER: usize = 3;
+pub(crate) const TRANSITION: usize = 4;
 
 /// One seed's replay minibatch of `B` transitions.
 pub struct SeedBatch<'a> {

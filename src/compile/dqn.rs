@@ -1,0 +1,421 @@
+//! The DQN family's plan (young2022 spec §2-3): Q and its optimizer, the
+//! behaviour policy, the TD target, the data Q trains on (replay, or
+//! rollouts of the true env or of a learned model) and the loop's timing.
+
+use crate::compile::{count, need, CompileError, Cost, Schedule};
+use crate::graph::{Graph, Node};
+use crate::tensor::mlp::{Activation, Init};
+use crate::tensor::optim::AdamConfig;
+
+/// The metrics a DQN learner reports, `eval` first.
+pub const METRICS: &[&str] = &["eval", "q_loss", "model_loss"];
+
+/// The reference's quirks that change results (young2022 spec §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compat {
+    /// After a terminal step, act from the old episode's last observation (quirk 1).
+    pub stale_obs_after_reset: bool,
+    /// The simple model samples next-obs bits with `P = clip(logit, 0, 1)` (quirk 2).
+    pub logits_as_probabilities: bool,
+}
+
+impl Compat {
+    /// The corrected behaviour (`compat` absent), or the reference's (`young2022`).
+    pub fn named(name: &str) -> Compat {
+        let young = name == "young2022";
+        Compat {
+            stale_obs_after_reset: young,
+            logits_as_probabilities: young,
+        }
+    }
+}
+
+/// How actions are chosen from Q's values when acting and in rollouts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Exploration {
+    /// `a ~ softmax(Q / temperature)`.
+    Softmax { temperature: f64 },
+    /// A uniformly random action with probability `epsilon`, else `argmax Q`.
+    EpsilonGreedy { epsilon: f64 },
+}
+
+/// Q's training data from model rollouts: `starts` start states x `length`
+/// steps per update (young2022 spec §3.2-3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rollouts {
+    pub starts: usize,
+    pub length: usize,
+}
+
+/// The model Q's rollouts run in.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelPlan {
+    /// The env itself from stored states (the perfect model, spec §3.2).
+    TrueEnv,
+    /// A model fitted to replay (spec §3.3-3.4).
+    Learned(LearnedPlan),
+}
+
+/// A learned model: its networks, its loss and its optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnedPlan {
+    pub kind: ModelKind,
+    pub obs_dim: usize,
+    pub n_actions: usize,
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// The model's Adam (its step size is `model_lr`; the step counter is Q's).
+    pub adam: AdamConfig,
+    pub loss: ModelLoss,
+    /// Rollout step k is weighted by the product of the predicted
+    /// continuations before it (on episodic envs under `weighting: auto`).
+    pub continuation_weights: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ModelKind {
+    /// Reward, continuation and next-obs MLPs on `[obs, one_hot(a)]` (spec §3.3).
+    Factored { obs: ObsHead },
+    /// Encoder, transition prior, reward, continuation and decoder (spec §3.4).
+    Latent(Latent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObsHead {
+    /// Per-bit logits; rollouts sample bits.
+    Bernoulli,
+    /// The mean of a unit-variance Gaussian; rollouts use the mean.
+    Gaussian,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Latent {
+    /// `features` one-hot features of `width` classes, straight-through samples.
+    Categorical { features: usize, width: usize },
+    /// `features` reparameterised Gaussians; the encoder's std gets `min_std` added.
+    Gaussian {
+        features: usize,
+        min_std: f32,
+        sigmoid2: bool,
+    },
+}
+
+impl Latent {
+    /// The size of a latent sample (Q's input).
+    pub fn dim(&self) -> usize {
+        match *self {
+            Latent::Categorical { features, width } => features * width,
+            Latent::Gaussian { features, .. } => features,
+        }
+    }
+
+    /// The size of the encoder's and the transition's output.
+    pub fn params_dim(&self) -> usize {
+        match *self {
+            Latent::Categorical { features, width } => features * width,
+            Latent::Gaussian { features, .. } => 2 * features,
+        }
+    }
+}
+
+/// Weights of the model loss's terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelLoss {
+    pub reward: f32,
+    pub continuation: f32,
+    pub obs: f32,
+    pub kl_prior: f32,
+    pub kl_posterior: f32,
+    /// Weight of the posterior's KL to the fixed base distribution (a unit
+    /// Gaussian, or uniform classes): the reference's `posterior_entropy_weight`.
+    pub entropy: f32,
+}
+
+impl LearnedPlan {
+    /// `[in, hidden..., out]` of each network, in the order
+    /// reward, continuation, obs head (decoder), then for latent models
+    /// encoder and transition prior.
+    pub fn net_dims(&self) -> Vec<Vec<usize>> {
+        let (d, a) = (self.obs_dim, self.n_actions);
+        let dims = |input: usize, output: usize| {
+            let mut dims = vec![input];
+            dims.extend(&self.hidden);
+            dims.push(output);
+            dims
+        };
+        match self.kind {
+            ModelKind::Factored { .. } => vec![dims(d + a, 1), dims(d + a, 1), dims(d + a, d)],
+            ModelKind::Latent(l) => {
+                let (z, p) = (l.dim(), l.params_dim());
+                vec![
+                    dims(z + a, 1),
+                    dims(z + a, 1),
+                    dims(z, d),
+                    dims(d, p),
+                    dims(z + a, p),
+                ]
+            }
+        }
+    }
+}
+
+/// A DQN cell: Q trained on replay (ER, spec §3.1), on true-env rollouts
+/// (§3.2) or on learned-model rollouts (§3.3-3.4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DqnPlan {
+    /// The size of an observation.
+    pub obs_dim: usize,
+    /// `[features, hidden..., actions]`: Q reads the observation, or a latent model's features.
+    pub q_dims: Vec<usize>,
+    pub activation: Activation,
+    pub init: Init,
+    pub adam: AdamConfig,
+    pub gamma: f64,
+    /// The TD target takes the target network's value at the online network's argmax.
+    pub double_dqn: bool,
+    pub exploration: Exploration,
+    pub batch: usize,
+    pub buffer: usize,
+    pub learning_starts: u64,
+    pub updates_per_step: u64,
+    /// With a target network, synced every `target_update_every` env steps;
+    /// without one, Q bootstraps from its own values at the start of each
+    /// env step's updates (the reference's `use_target: false`).
+    pub use_target: bool,
+    pub target_update_every: u64,
+    pub compat: Compat,
+    /// `None`: Q trains on replay batches of `batch` transitions.
+    pub model: Option<ModelPlan>,
+    /// Present exactly when `model` is.
+    pub rollouts: Option<Rollouts>,
+}
+
+impl DqnPlan {
+    /// Env steps between target syncs: every step without a target network.
+    pub fn target_sync_every(&self) -> u64 {
+        match self.use_target {
+            true => self.target_update_every.max(1),
+            false => 1,
+        }
+    }
+}
+
+pub(super) fn compile(graph: &Graph) -> Result<(Schedule, DqnPlan), CompileError> {
+    let schedule = need(graph, "schedule")?;
+    let env = need(graph, "env")?;
+    let q = need(graph, "Q")?;
+    let opt = need(graph, "optimizer")?;
+    let policy = need(graph, "policy")?;
+    let td = need(graph, "td")?;
+    let unsupported = |why: &str| CompileError::Unsupported {
+        agent: schedule.name.clone(),
+        ctor: "dqn",
+        why: why.to_string(),
+    };
+    let n_actions = env
+        .int("actions")
+        .ok_or_else(|| unsupported("DQN needs discrete actions"))? as usize;
+    let q_dims: Vec<usize> = dims(q)?;
+    let exploration = match policy.text("exploration") {
+        Some("epsilon_greedy") => Exploration::EpsilonGreedy {
+            epsilon: policy.float("epsilon").unwrap_or(0.0),
+        },
+        _ => Exploration::Softmax {
+            temperature: policy.float("temperature").unwrap_or(1.0),
+        },
+    };
+    let (model, rollouts) = match (graph.find("model"), graph.find("planner")) {
+        (None, None) => (None, None),
+        (Some(model), Some(planner)) => {
+            let rollouts = Rollouts {
+                starts: count(planner, "starts") as usize,
+                length: count(planner, "length") as usize,
+            };
+            let model = match model.text("ctor") {
+                Some("true_env") => ModelPlan::TrueEnv,
+                _ => ModelPlan::Learned(
+                    learned(graph, model, planner, opt, env, n_actions)
+                        .map_err(|why| unsupported(&why))?,
+                ),
+            };
+            (Some(model), Some(rollouts))
+        }
+        _ => return Err(unsupported("a model and a planner go together")),
+    };
+    let buffer = graph
+        .find("replay")
+        .or_else(|| graph.find("state buffer"))
+        .ok_or_else(|| CompileError::Incomplete {
+            what: "buffer node".into(),
+        })?;
+    let plan = DqnPlan {
+        obs_dim: count(env, "obs_dim") as usize,
+        activation: Activation::from_name(q.text("activation").unwrap_or("elu")),
+        init: match q.text("init") {
+            Some("normc") => Init::Normc {
+                hidden: 1.0,
+                last: 1.0,
+            },
+            Some("glorot") => Init::Glorot,
+            _ => Init::Haiku,
+        },
+        q_dims,
+        adam: adam_config(opt, opt.float("lr").unwrap_or(1e-4)),
+        gamma: td.float("gamma").unwrap_or(0.9),
+        double_dqn: td.bool("double_dqn").unwrap_or(false),
+        exploration,
+        batch: count(buffer, "batch") as usize,
+        buffer: count(buffer, "buffer") as usize,
+        learning_starts: count(schedule, "learning_starts"),
+        updates_per_step: count(schedule, "updates_per_step"),
+        use_target: schedule.bool("use_target").unwrap_or(true),
+        target_update_every: count(schedule, "target_update_every"),
+        compat: Compat::named(&graph.run.compat),
+        model,
+        rollouts,
+    };
+    let every = |f: &str| count(schedule, f).max(1);
+    let sched = Schedule {
+        units: count(schedule, "steps"),
+        steps_per_unit: 1,
+        eval_every: every("eval_every"),
+        save_every: every("save_every"),
+        eval_at_start: false,
+    };
+    Ok((sched, plan))
+}
+
+fn learned(
+    graph: &Graph,
+    model: &Node,
+    planner: &Node,
+    opt: &Node,
+    env: &Node,
+    n_actions: usize,
+) -> Result<LearnedPlan, String> {
+    let loss = graph
+        .find("model loss")
+        .ok_or("a learned model needs a `model_loss`")?;
+    let weight = |f: &str| loss.float(f).unwrap_or(1.0) as f32;
+    let obs_head = match model.text("obs") {
+        Some("gaussian") => ObsHead::Gaussian,
+        _ => ObsHead::Bernoulli,
+    };
+    let kind = match (model.text("ctor"), loss.text("ctor")) {
+        (Some("factored_model"), Some("mle")) => ModelKind::Factored { obs: obs_head },
+        (Some("latent_model"), Some("latent_kl")) => {
+            if obs_head != ObsHead::Bernoulli {
+                return Err("latent models decode Bernoulli observations only".into());
+            }
+            let features = count(model, "features") as usize;
+            ModelKind::Latent(match model.text("latent") {
+                Some("categorical") => Latent::Categorical {
+                    features,
+                    width: count(model, "width") as usize,
+                },
+                _ => Latent::Gaussian {
+                    features,
+                    min_std: model.float("min_std").unwrap_or(0.0) as f32,
+                    sigmoid2: model.text("std_act") == Some("sigmoid2"),
+                },
+            })
+        }
+        (m, l) => {
+            return Err(format!(
+                "a `{}` model cannot be fitted with a `{}` loss",
+                m.unwrap_or("?"),
+                l.unwrap_or("?")
+            ))
+        }
+    };
+    let continuation_weights = match planner.text("weighting") {
+        Some("continuation") => true,
+        Some("none") => false,
+        _ => env.bool("episodic").unwrap_or(false),
+    };
+    Ok(LearnedPlan {
+        kind,
+        obs_dim: count(env, "obs_dim") as usize,
+        n_actions,
+        hidden: model
+            .ints("hidden")
+            .unwrap_or_default()
+            .iter()
+            .map(|h| (*h).max(0) as usize)
+            .collect(),
+        activation: Activation::from_name(model.text("activation").unwrap_or("elu")),
+        adam: adam_config(opt, opt.float("model_lr").unwrap_or(2e-4)),
+        loss: ModelLoss {
+            reward: weight("reward_weight"),
+            continuation: weight("continuation_weight"),
+            obs: weight("obs_weight"),
+            kl_prior: loss.float("kl_prior").unwrap_or(0.8) as f32,
+            kl_posterior: loss.float("kl_posterior").unwrap_or(0.2) as f32,
+            entropy: loss.float("entropy").unwrap_or(0.0) as f32,
+        },
+        continuation_weights,
+    })
+}
+
+fn adam_config(optimizer: &Node, lr: f64) -> AdamConfig {
+    AdamConfig {
+        lr,
+        b1: optimizer.float("b1").unwrap_or(0.9),
+        b2: optimizer.float("b2").unwrap_or(0.99),
+        eps: optimizer.float("eps").unwrap_or(1e-5),
+        weight_decay: optimizer.float("weight_decay").unwrap_or(0.0),
+    }
+}
+
+/// A network node's `[in, hidden..., out]`.
+fn dims(net: &Node) -> Result<Vec<usize>, CompileError> {
+    net.ints("dims")
+        .map(|d| d.iter().map(|x| (*x).max(0) as usize).collect())
+        .ok_or_else(|| CompileError::Incomplete {
+            what: format!("layer sizes on `{}`", net.name),
+        })
+}
+
+/// Multiply-adds of one forward pass of `[in, hidden..., out]` for one sample.
+fn macs(dims: &[usize]) -> f64 {
+    dims.windows(2).map(|w| (w[0] * w[1]) as f64).sum()
+}
+
+/// Weights and biases of `[in, hidden..., out]`.
+fn params(dims: &[usize]) -> f64 {
+    dims.windows(2).map(|w| ((w[0] + 1) * w[1]) as f64).sum()
+}
+
+/// One seed's cost: Q forward and backward (3x) and target forward (1x) per
+/// update, 2 FLOPs per multiply-add; rollouts run Q and the model forward,
+/// the model trains on its minibatch; replay holds `2 obs + 3` floats per
+/// transition; parameters count with two Adam moments and a gradient.
+pub(super) fn cost(plan: &DqnPlan, schedule: &Schedule) -> Cost {
+    let q = macs(&plan.q_dims);
+    let model_nets = match &plan.model {
+        Some(ModelPlan::Learned(m)) => m.net_dims(),
+        _ => Vec::new(),
+    };
+    let model: f64 = model_nets.iter().map(|d| macs(d)).sum();
+    let mut per_update = match plan.rollouts {
+        Some(r) => {
+            let rows = (r.starts * r.length) as f64;
+            8.0 * rows * q + 2.0 * rows * (q + model) + 6.0 * plan.batch as f64 * model
+        }
+        None => 8.0 * plan.batch as f64 * q,
+    };
+    if plan.double_dqn {
+        let rows = plan
+            .rollouts
+            .map_or(plan.batch, |r| r.starts * r.length) as f64;
+        per_update += 2.0 * rows * q;
+    }
+    let updates = schedule.units.saturating_sub(plan.learning_starts) * plan.updates_per_step;
+    let q_params = params(&plan.q_dims) * if plan.use_target { 2.0 } else { 1.0 };
+    let all_params = q_params + model_nets.iter().map(|d| params(d)).sum::<f64>();
+    let transition = (2 * plan.obs_dim + 3) as f64 * 4.0;
+    Cost {
+        flops: per_update * updates as f64,
+        bytes: plan.buffer as f64 * transition + all_params * 16.0,
+    }
+}
