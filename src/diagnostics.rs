@@ -379,4 +379,6 @@ codes! {
     UnequalUpdateBatch = "mbrl::check::unequal_update_batch",
     /// Virtual rollouts are longer or shorter than the env's episodes (SLBO rolls out whole episodes).
     HorizonMismatch = "mbrl::check::horizon_mismatch",
+    /// A value the schema allows that the runtime does not implement where it is used (`normalize: running` on a DQN's Q network).
+    UnsupportedValue = "mbrl::check::unsupported_value",
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use crate::check::eval::{Assign, Evaluator, Scope};
 use crate::check::value::{Obj, Value};
-use crate::check::{rules, shapes, Cell, CheckedExperiment};
+use crate::check::{agents, rules, Cell, CheckedExperiment};
 use crate::diagnostics::{did_you_mean, Code, Diag};
 use crate::resolve::OverrideTarget;
 use crate::schema::{self, Kind, Ty};
@@ -108,6 +108,11 @@ pub fn experiment<'p>(ev: &mut Evaluator<'p>, exp: &'p ast::Experiment) -> Check
         .and_then(|t| table(ev, t, &axes, fields.get("tuned").map(|f| f.value.span)));
     let cells = cells(ev, &axes, table.as_ref(), &root);
     update_batch_warning(ev, &axes, &cells);
+    let compat_span = fields.get("compat").map_or(exp.name.span, |f| f.value.span);
+    compat_used(ev, &compat, compat_span, &cells);
+    if let Some(report) = &report {
+        report_rules(ev, report, &cells);
+    }
     let axis_names = axes
         .iter()
         .filter(|a| a.values.len() > 1 || a.path.len() > 1)
@@ -444,7 +449,6 @@ fn cells<'p>(
             _ => None,
         };
         let mut agent = agent.clone();
-        let mut env = env.clone();
         if let Some(regime) = &regime {
             let assigns = regime
                 .open_fields
@@ -454,61 +458,9 @@ fn cells<'p>(
             agent = relabel(ev, &agent, assigns);
         }
         if let Some(table) = table {
-            let key: Vec<String> = table
-                .axes
-                .iter()
-                .map(|a| match whole.get(a) {
-                    Some(Value::Obj(o)) => o.key.clone(),
-                    _ => String::new(),
-                })
-                .collect();
-            match table.rows.get(&key) {
-                Some((module, values)) => {
-                    let assigns = table
-                        .set
-                        .iter()
-                        .zip(values.iter())
-                        .map(|(n, e)| Assign::new(n, e, Scope::module(*module)))
-                        .collect();
-                    agent = relabel(ev, &agent, assigns);
-                }
-                None if !missing_reported => {
-                    missing_reported = true;
-                    let msg = format!("the tuned table has no row for `[{}]`", key.join(", "));
-                    let diag =
-                        Diag::error(Code::MissingTunedEntry, msg, table.span, "table used here")
-                            .with_help(format!(
-                                "add a row `[{}, {}]`",
-                                key.join(", "),
-                                names_of(&table.set)
-                            ));
-                    ev.diags.push(diag);
-                }
-                None => (),
-            }
+            agent = tuned_row(ev, agent, table, &whole, &mut missing_reported);
         }
-        for (axis, value) in axes.iter().zip(&picks) {
-            let AxisValue::Sub(expr) = value else {
-                continue;
-            };
-            let path = &axis.path[1..];
-            match axis.path[0].name.as_str() {
-                "env" => env = ev.apply_path(&env, path, expr, root),
-                _ => agent = ev.apply_path(&agent, path, expr, root),
-            }
-        }
-        for ov in ev
-            .program
-            .overrides
-            .iter()
-            .filter(|o| o.target == OverrideTarget::Experiments && o.path.len() > 1)
-        {
-            match ov.path[0].name.as_str() {
-                "env" => env = ev.apply_path(&env, &ov.path[1..], &ov.value, root),
-                "agent" => agent = ev.apply_path(&agent, &ov.path[1..], &ov.value, root),
-                _ => (),
-            }
-        }
+        let (agent, env) = refined(ev, axes, &picks, agent, env.clone(), root);
         let Some(spaces_fn) = env.ctor.spaces else {
             continue;
         };
@@ -519,7 +471,7 @@ fn cells<'p>(
                 .unwrap_or_else(|| env_ref.ctor.default_int(name))
         };
         let spaces = spaces_fn(&get);
-        let nets = shapes::infer(&agent, &spaces);
+        let nets = agents::nets(&agent, &spaces);
         rules::cell_rules(ev, &agent, &env, &spaces, &nets);
         cells.push(Cell {
             index,
@@ -532,6 +484,84 @@ fn cells<'p>(
         });
     }
     cells
+}
+
+/// The agent with its tuned-table row applied; a missing row is reported once.
+fn tuned_row(
+    ev: &mut Evaluator,
+    agent: Rc<Obj>,
+    table: &Table,
+    whole: &HashMap<String, Value>,
+    missing_reported: &mut bool,
+) -> Rc<Obj> {
+    let key: Vec<String> = table
+        .axes
+        .iter()
+        .map(|a| match whole.get(a) {
+            Some(Value::Obj(o)) => o.key.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    match table.rows.get(&key) {
+        Some((module, values)) => {
+            let assigns = table
+                .set
+                .iter()
+                .zip(values.iter())
+                .map(|(n, e)| Assign::new(n, e, Scope::module(*module)))
+                .collect();
+            relabel(ev, &agent, assigns)
+        }
+        None => {
+            if !*missing_reported {
+                *missing_reported = true;
+                let msg = format!("the tuned table has no row for `[{}]`", key.join(", "));
+                let diag = Diag::error(Code::MissingTunedEntry, msg, table.span, "table used here")
+                    .with_help(format!(
+                        "add a row `[{}, {}]`",
+                        key.join(", "),
+                        names_of(&table.set)
+                    ));
+                ev.diags.push(diag);
+            }
+            agent
+        }
+    }
+}
+
+/// The agent and env with the cell's `vary agent.FIELD` / `env.FIELD`
+/// values, then the `--set agent.FIELD` / `env.FIELD` overrides, applied.
+fn refined<'p>(
+    ev: &mut Evaluator<'p>,
+    axes: &[Axis<'p>],
+    picks: &[&AxisValue<'p>],
+    mut agent: Rc<Obj>,
+    mut env: Rc<Obj>,
+    root: &Scope<'p>,
+) -> (Rc<Obj>, Rc<Obj>) {
+    for (axis, value) in axes.iter().zip(picks) {
+        let AxisValue::Sub(expr) = value else {
+            continue;
+        };
+        let path = &axis.path[1..];
+        match axis.path[0].name.as_str() {
+            "env" => env = ev.apply_path(&env, path, expr, root),
+            _ => agent = ev.apply_path(&agent, path, expr, root),
+        }
+    }
+    for ov in ev
+        .program
+        .overrides
+        .iter()
+        .filter(|o| o.target == OverrideTarget::Experiments && o.path.len() > 1)
+    {
+        match ov.path[0].name.as_str() {
+            "env" => env = ev.apply_path(&env, &ov.path[1..], &ov.value, root),
+            "agent" => agent = ev.apply_path(&agent, &ov.path[1..], &ov.value, root),
+            _ => (),
+        }
+    }
+    (agent, env)
 }
 
 fn relabel(ev: &mut Evaluator, agent: &Rc<Obj>, assigns: Vec<Assign>) -> Rc<Obj> {
@@ -558,6 +588,88 @@ fn pick<'x, 'a>(axes: &'x [Axis<'a>], mut index: usize) -> Vec<&'x AxisValue<'a>
     picks
 }
 
+/// The report block must name the grid's axes and, when it names the
+/// metric, match what every cell's evaluation scores.
+fn report_rules(ev: &mut Evaluator, report: &Obj, cells: &[Cell]) {
+    let mut axes: Vec<String> = ["env", "agent", "regime"].map(String::from).to_vec();
+    for cell in cells {
+        for (axis, _) in &cell.coords {
+            if !axes.contains(axis) {
+                axes.push(axis.clone());
+            }
+        }
+    }
+    if let Some(Value::List(items)) = report.get("facet").map(|f| &f.value) {
+        for item in items {
+            let Value::Name(name) = &item.value else {
+                continue;
+            };
+            if axes.contains(name) {
+                continue;
+            }
+            let msg = format!("`{name}` is not an axis of this experiment");
+            let help = did_you_mean(name, axes.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("the axes are {}", axes.join(", ")));
+            ev.diags.push(
+                Diag::error(Code::UnknownName, msg, item.span, "not an axis").with_help(help),
+            );
+        }
+    }
+    let wanted = match report.enum_("metric") {
+        Some("eval_return") => "return",
+        Some("reward_rate") => "rate",
+        _ => return,
+    };
+    let Some(cell) = cells.iter().find(|c| scored_by(c) != wanted) else {
+        return;
+    };
+    let other = match wanted {
+        "rate" => "an episode return",
+        _ => "a reward rate",
+    };
+    let msg = format!(
+        "cell {} [{}] is scored by {other}, not the report's `metric`",
+        cell.index,
+        cell.label()
+    );
+    let diag = Diag::error(
+        Code::UnsupportedValue,
+        msg,
+        report.span_of("metric"),
+        "the y axis",
+    )
+    .with_help("use `metric: auto`, which labels each env's own score");
+    ev.diags.push(diag);
+}
+
+/// What a cell's evaluation protocol scores: returns (`return`) or a reward rate (`rate`).
+fn scored_by(cell: &Cell) -> &'static str {
+    let metric = cell.agent.obj("eval").and_then(|e| e.enum_("metric"));
+    match metric {
+        Some("reward_rate") => "rate",
+        Some("episode_return") => "return",
+        _ if cell.spaces.horizon.is_some() || cell.spaces.episodic => "return",
+        _ => "rate",
+    }
+}
+
+/// A compatibility mode reproduces one codebase's quirks: it must name the
+/// codebase of some cell's agent, or it changes nothing.
+fn compat_used(ev: &mut Evaluator, compat: &str, span: Span, cells: &[Cell]) {
+    let agent = match compat {
+        "young2022" => "dqn",
+        "vaslbo" => "slbo",
+        _ => return,
+    };
+    if cells.iter().any(|c| c.agent.ctor.name == agent) {
+        return;
+    }
+    let msg = format!("`compat: {compat}` has no effect: no cell runs a `{agent}` agent");
+    let diag = Diag::warning(Code::IgnoredField, msg, span, "ignored")
+        .with_help("remove `compat`, or name the codebase the grid's agents come from");
+    ev.diags.push(diag);
+}
+
 /// Young et al. control the number of transitions per Q update across agents.
 fn update_batch_warning(ev: &mut Evaluator, axes: &[Axis], cells: &[Cell]) {
     let Some(axis) = axes
@@ -568,7 +680,7 @@ fn update_batch_warning(ev: &mut Evaluator, axes: &[Axis], cells: &[Cell]) {
     };
     let mut seen: Vec<(String, i64)> = Vec::new();
     for cell in cells {
-        let Some(batch) = rules::q_update_batch(&cell.agent) else {
+        let Some(batch) = agents::q_update_batch(&cell.agent) else {
             continue;
         };
         if !seen.iter().any(|(label, _)| *label == cell.agent.label) {

@@ -12,6 +12,7 @@
 //! [`CheckedExperiment`] can only be constructed here, and it is what `graph`
 //! requires.
 
+mod agents;
 mod eval;
 mod grid;
 mod rules;
@@ -69,30 +70,12 @@ pub struct Cell {
 impl Cell {
     /// Env steps one seed takes.
     pub fn env_steps(&self) -> u64 {
-        let a = &self.agent;
-        let steps = match a.ctor.name {
-            "slbo" => a.int("stages").unwrap_or(0) * a.int("steps_per_stage").unwrap_or(0),
-            _ => a.int("steps").unwrap_or(0),
-        };
-        steps.max(0) as u64
+        agents::budget(&self.agent).0
     }
 
     /// Gradient updates of the main learner for one seed.
     pub fn updates(&self) -> u64 {
-        let a = &self.agent;
-        let n = match a.ctor.name {
-            "dqn" => {
-                let active = a.int("steps").unwrap_or(0) - a.int("learning_starts").unwrap_or(0);
-                active.max(0) * a.int("updates_per_step").unwrap_or(1)
-            }
-            "slbo" => {
-                let per_iter =
-                    a.int("model_iters").unwrap_or(0) + a.int("policy_iters").unwrap_or(0);
-                a.int("stages").unwrap_or(0) * a.int("iters").unwrap_or(0) * per_iter
-            }
-            _ => 0,
-        };
-        n.max(0) as u64
+        agents::budget(&self.agent).1
     }
 
     pub fn label(&self) -> String {

@@ -1,6 +1,7 @@
 //! Cross-field rules: what a careful researcher would want caught before a
 //! run starts. Block rules need only the agent; cell rules also see the env.
 
+use crate::check::agents;
 use crate::check::eval::Evaluator;
 use crate::check::shapes::Net;
 use crate::check::value::Obj;
@@ -9,29 +10,18 @@ use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
 /// Rules on an agent (and its nested blocks) that hold in any env.
 pub fn block_rules(ev: &mut Evaluator, agent: &Obj) {
-    match agent.ctor.name {
-        "dqn" => dqn_rules(ev, agent),
-        "slbo" => slbo_rules(ev, agent),
-        _ => (),
-    }
+    agents::rules(ev, agent);
     eval_interval(ev, agent);
 }
 
 /// Rules on an agent in a given env: spaces, shapes, episodic-only settings.
 pub fn cell_rules(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces, nets: &[Net]) {
     block_rules(ev, agent);
-    let needs = match agent.ctor.name {
-        "dqn" => Some((
-            "discrete",
-            matches!(spaces.action, ActionSpace::Discrete(_)),
-        )),
-        "slbo" => Some((
-            "continuous",
-            matches!(spaces.action, ActionSpace::Continuous(_)),
-        )),
-        _ => None,
+    let fits = |needed| match needed {
+        "discrete" => matches!(spaces.action, ActionSpace::Discrete(_)),
+        _ => matches!(spaces.action, ActionSpace::Continuous(_)),
     };
-    if let Some((needed, false)) = needs {
+    if let Some(needed) = agents::needs_actions(agent).filter(|n| !fits(*n)) {
         let msg = format!(
             "`{}` needs {needed} actions, but `{}` has {}",
             agent.ctor.name,
@@ -99,123 +89,7 @@ fn virtual_horizon(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpace
     ev.diags.push(diag);
 }
 
-fn dqn_rules(ev: &mut Evaluator, agent: &Obj) {
-    within(ev, agent, "batch", "buffer");
-    if let (Some(starts), Some(steps)) = (agent.int("learning_starts"), agent.int("steps")) {
-        if starts >= steps {
-            let msg = format!("no update happens: learning starts at step {starts}, training ends at step {steps}");
-            let diag = Diag::error(
-                Code::NoUpdates,
-                msg,
-                agent.span_of("learning_starts"),
-                "first update here",
-            )
-            .with_label(agent.span_of("steps"), "last step here")
-            .with_help("lower `learning_starts` below `steps`");
-            ev.diags.push(diag);
-        }
-    }
-    role(ev, agent, "q", &["mlp"], "a Q network");
-    role(
-        ev,
-        agent,
-        "model",
-        &["factored_model", "latent_model", "true_env", "dynamics"],
-        "a dynamics model",
-    );
-    match agent.enum_("exploration") {
-        Some("epsilon_greedy") if !agent.is_set("epsilon") && !agent.is_unknown("epsilon") => {
-            let msg = "epsilon-greedy exploration needs `epsilon`";
-            let diag = Diag::error(
-                Code::MissingField,
-                msg,
-                agent.span_of("exploration"),
-                "chosen here",
-            )
-            .with_help("add `epsilon: 0.1`");
-            ev.diags.push(diag);
-        }
-        Some("softmax") if agent.is_explicit("epsilon") => {
-            ignored(ev, agent, "epsilon", "exploration is softmax")
-        }
-        _ => (),
-    }
-    if agent.bool("use_target") == Some(false) && agent.is_explicit("target_update_every") {
-        ignored(ev, agent, "target_update_every", "`use_target` is false");
-    }
-    components(ev, agent);
-    if let Some(model) = agent.obj("model") {
-        latent_fields(ev, model);
-    }
-}
-
-/// The model, its loss and the planner must fit together.
-fn components(ev: &mut Evaluator, agent: &Obj) {
-    let model = agent.obj("model");
-    let loss = agent.obj("model_loss");
-    let rollouts = agent
-        .obj("planner")
-        .filter(|p| p.ctor.name == "model_rollouts");
-    if let (Some(planner), None) = (rollouts, model) {
-        if !agent.is_unknown("model") {
-            let msg = format!(
-                "planner `{}` rolls out a model, but `{}` has none",
-                planner.label, agent.label
-            );
-            let diag = Diag::error(
-                Code::MissingComponent,
-                msg,
-                agent.span_of("planner"),
-                "needs a model",
-            )
-            .with_help("add `model: ...`, or remove the planner to train on replay");
-            ev.diags.push(diag);
-        }
-    }
-    if let (Some(model), None) = (model, rollouts) {
-        let msg = format!(
-            "model `{}` is never used: no planner rolls it out",
-            model.label
-        );
-        let diag = Diag::warning(Code::UnusedComponent, msg, agent.span_of("model"), "unused")
-            .with_help("add `planner: model_rollouts`, or remove `model`");
-        ev.diags.push(diag);
-    }
-    match (model, loss) {
-        (None, Some(loss)) => {
-            let msg = format!("model loss `{}` has no model to train", loss.label);
-            let diag = Diag::warning(
-                Code::UnusedComponent,
-                msg,
-                agent.span_of("model_loss"),
-                "unused",
-            )
-            .with_help("add `model: ...`, or remove `model_loss`");
-            ev.diags.push(diag);
-        }
-        (Some(model), None) if model.ctor.name != "true_env" && !agent.is_unknown("model_loss") => {
-            let msg = format!(
-                "model `{}` is learned, but no `model_loss` trains it",
-                model.label
-            );
-            let diag = Diag::error(
-                Code::MissingComponent,
-                msg,
-                agent.span_of("model"),
-                "learned model",
-            )
-            .with_help(format!(
-                "add `model_loss: {}`",
-                fitting_loss(model.ctor.name)
-            ));
-            ev.diags.push(diag);
-        }
-        (Some(model), Some(loss)) => loss_fits(ev, agent, model, loss),
-        _ => (),
-    }
-}
-
-fn fitting_loss(model: &str) -> &'static str {
+pub(super) fn fitting_loss(model: &str) -> &'static str {
     match model {
         "latent_model" => "latent_kl",
         "dynamics" => "multi_step",
@@ -223,7 +97,7 @@ fn fitting_loss(model: &str) -> &'static str {
     }
 }
 
-fn loss_fits(ev: &mut Evaluator, agent: &Obj, model: &Obj, loss: &Obj) {
+pub(super) fn loss_fits(ev: &mut Evaluator, agent: &Obj, model: &Obj, loss: &Obj) {
     if model.ctor.name == "true_env" {
         ignored(
             ev,
@@ -274,6 +148,15 @@ fn loss_fits(ev: &mut Evaluator, agent: &Obj, model: &Obj, loss: &Obj) {
 
 /// Rules on a model block alone.
 pub fn latent_fields(ev: &mut Evaluator, model: &Obj) {
+    if model.is_set("latent") && model.enum_("obs") == Some("gaussian") {
+        unsupported(
+            ev,
+            model,
+            "obs",
+            "latent models decode Bernoulli observations only",
+            "use `obs: bernoulli`, or a `factored_model` for real-valued observations",
+        );
+    }
     match model.enum_("latent") {
         Some("gaussian") => {
             if model.is_explicit("width") {
@@ -288,64 +171,6 @@ pub fn latent_fields(ev: &mut Evaluator, model: &Obj) {
             }
         }
         _ => (),
-    }
-}
-
-fn slbo_rules(ev: &mut Evaluator, agent: &Obj) {
-    within(ev, agent, "model_batch", "buffer");
-    role(
-        ev,
-        agent,
-        "policy",
-        &["gaussian_policy"],
-        "a Gaussian policy",
-    );
-    role(ev, agent, "value", &["mlp"], "a value network");
-    role(
-        ev,
-        agent,
-        "model",
-        &["dynamics"],
-        "a deterministic dynamics model",
-    );
-    if let (Some(model), Some(loss)) = (agent.obj("model"), agent.obj("model_loss")) {
-        loss_fits(ev, agent, model, loss);
-    }
-    if let (Some(every), Some(iters)) = (agent.int("value_refit_every"), agent.int("model_iters")) {
-        if every > iters {
-            let msg = format!(
-                "`value_refit_every` ({every}) exceeds `model_iters` ({iters}): V is never refit"
-            );
-            let diag = Diag::warning(
-                Code::IgnoredField,
-                msg,
-                agent.span_of("value_refit_every"),
-                "never reached",
-            )
-            .with_label(agent.span_of("model_iters"), "model updates per iteration")
-            .with_help("use a value at most `model_iters`, e.g. 20, or 0 to switch refits off");
-            ev.diags.push(diag);
-        }
-    }
-    let (Some(trpo), Some(planner)) = (agent.obj("trpo"), agent.obj("planner")) else {
-        return;
-    };
-    let samples = planner.int("envs").unwrap_or(0) * planner.int("length").unwrap_or(0);
-    if let Some(batch) = trpo.int("vf_batch") {
-        if samples > 0 && batch > samples {
-            let msg = format!(
-                "value minibatch of {batch} exceeds the {samples} virtual samples per TRPO step"
-            );
-            let diag = Diag::error(
-                Code::BatchExceedsBuffer,
-                msg,
-                trpo.span_of("vf_batch"),
-                "minibatch",
-            )
-            .with_label(planner.span, format!("{samples} samples per rollout"))
-            .with_help("lower `vf_batch` or roll out more virtual steps");
-            ev.diags.push(diag);
-        }
     }
 }
 
@@ -379,7 +204,7 @@ fn eval_interval(ev: &mut Evaluator, agent: &Obj) {
 }
 
 /// `small` must not exceed `large` (a minibatch and its buffer).
-fn within(ev: &mut Evaluator, agent: &Obj, small: &str, large: &str) {
+pub(super) fn within(ev: &mut Evaluator, agent: &Obj, small: &str, large: &str) {
     let (Some(a), Some(b)) = (agent.int(small), agent.int(large)) else {
         return;
     };
@@ -399,7 +224,7 @@ fn within(ev: &mut Evaluator, agent: &Obj, small: &str, large: &str) {
 }
 
 /// A model field must hold one of the constructors its role accepts.
-fn role(ev: &mut Evaluator, agent: &Obj, field: &str, ctors: &[&str], what: &str) {
+pub(super) fn role(ev: &mut Evaluator, agent: &Obj, field: &str, ctors: &[&str], what: &str) {
     let Some(model) = agent.obj(field) else {
         return;
     };
@@ -418,7 +243,24 @@ fn role(ev: &mut Evaluator, agent: &Obj, field: &str, ctors: &[&str], what: &str
     ev.diags.push(diag);
 }
 
-fn ignored(ev: &mut Evaluator, obj: &Obj, field: &str, why: &str) {
+/// A value the runtime does not implement where it is used: an error, with the way out.
+pub(super) fn unsupported(ev: &mut Evaluator, obj: &Obj, field: &str, why: &str, fix: &str) {
+    let value = obj
+        .get(field)
+        .map(|f| f.value.describe())
+        .unwrap_or_default();
+    let msg = format!("`{field}: {value}` is not supported here: {why}");
+    let diag = Diag::error(
+        Code::UnsupportedValue,
+        msg,
+        obj.span_of(field),
+        "not supported",
+    )
+    .with_help(fix);
+    ev.diags.push(diag);
+}
+
+pub(super) fn ignored(ev: &mut Evaluator, obj: &Obj, field: &str, why: &str) {
     let msg = format!("`{field}` has no effect: {why}");
     let diag = Diag::warning(Code::IgnoredField, msg, obj.span_of(field), "ignored")
         .with_help(format!("remove `{field}`"));
@@ -458,12 +300,7 @@ fn episodic_only(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces)
 
 /// Declared `input`/`output` sizes must match the inferred ones.
 fn declared_shapes(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces, nets: &[Net]) {
-    let fields: &[(&str, &str)] = match agent.ctor.name {
-        "dqn" => &[("q", "Q")],
-        "slbo" => &[("value", "value")],
-        _ => &[],
-    };
-    for (field, role) in fields {
+    for (field, role) in agents::declared_nets(agent) {
         let (Some(model), Some(net)) = (agent.obj(field), nets.iter().find(|n| n.role == *role))
         else {
             continue;
@@ -515,16 +352,5 @@ fn output_reason(role: &str, spaces: &EnvSpaces) -> String {
     match role {
         "Q" => format!("one Q-value per action ({})", spaces.action.describe()),
         _ => "a scalar value".to_string(),
-    }
-}
-
-/// Transitions each Q update trains on: replay batch, or starts x rollout length.
-pub fn q_update_batch(agent: &Obj) -> Option<i64> {
-    if agent.ctor.name != "dqn" {
-        return None;
-    }
-    match agent.obj("planner") {
-        Some(p) if p.ctor.name == "model_rollouts" => Some(p.int("starts")? * p.int("length")?),
-        _ => agent.int("batch"),
     }
 }

@@ -101,8 +101,8 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     let checked = out.checked.as_ref().expect("no errors");
     let exp = &checked.experiments[0];
     let cell = &exp.cells[0];
-    let mut plan = compile::compile(&crate::graph::cell_graph(exp, cell), 1.0)
-        .map_err(|e| e.to_string())?;
+    let mut plan =
+        compile::compile(&crate::graph::cell_graph(exp, cell), 1.0).map_err(|e| e.to_string())?;
     plan.schedule.eval_every = WARMUP;
     plan.schedule.units = WARMUP + args.steps;
     if let AgentPlan::Dqn(dqn) = &mut plan.agent {

@@ -61,7 +61,10 @@ pub fn run(args: &CheckArgs) -> u8 {
             for exp in &checked.experiments {
                 match super::compile_cells(exp, 1.0) {
                     Ok(plans) => println!("  {}", super::cost_line(&exp.name, &plans)),
-                    Err(_) => println!("  cost of `{}`: not known until every cell compiles", exp.name),
+                    Err(_) => println!(
+                        "  cost of `{}`: not known until every cell compiles",
+                        exp.name
+                    ),
                 }
             }
         }

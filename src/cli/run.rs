@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::check::{Cell, CheckedExperiment};
+use crate::check::{Cell, CheckedExperiment, Value};
 use crate::compile::{Plan, Protocol};
 use crate::envs::Layout;
-use crate::report::{self, Manifest, MetricRow};
+use crate::report::{self, Band, Manifest, MetricRow, ReportSpec};
 use crate::runtime::driver::{Checkpoints, Point, Session, EVAL};
 use crate::runtime::evaluate::{self, RandomPolicy};
 use crate::seeds::Purpose;
@@ -117,6 +117,59 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         Ok(plans) => plans,
         Err(code) => return code,
     };
+    let run = match open_run(args, out, exp, &plans) {
+        Ok(run) => run,
+        Err(code) => return code,
+    };
+    println!(
+        "run `{}`: {} cells x {} seeds on {} ({} threads) -> {}{}",
+        exp.name,
+        exp.cells.len(),
+        exp.seeds,
+        device_name(),
+        run.threads,
+        run.dir.display(),
+        if run.resuming {
+            " (resuming from its checkpoints)"
+        } else {
+            ""
+        }
+    );
+    println!("  {}", super::cost_line(&exp.name, &plans));
+    let status = run_cells(args, exp, &plans, &run);
+    if status != 0 {
+        return status;
+    }
+    match report::plots::plot_run(&run.dir) {
+        Ok(paths) => {
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            println!("plots: {}", names.join(", "));
+            0
+        }
+        Err(err) => {
+            eprintln!("error: cannot plot: {err}");
+            2
+        }
+    }
+}
+
+/// A run directory opened for this experiment.
+struct RunDir {
+    dir: PathBuf,
+    threads: usize,
+    /// It held a run of this experiment already.
+    resuming: bool,
+}
+
+/// The run directory: `--out`, or a fresh one named after the experiment;
+/// an existing one must hold this experiment (else it is refused, exit 1).
+/// Writes the manifest.
+fn open_run(
+    args: &RunArgs,
+    out: &crate::CheckOutput,
+    exp: &CheckedExperiment,
+    plans: &[Plan],
+) -> Result<RunDir, u8> {
     let cells: Vec<String> = exp
         .cells
         .iter()
@@ -137,26 +190,21 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         Some(dir) => dir.clone(),
         None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
     };
-    let previous = match report::read_manifest(&dir) {
-        Ok(previous) => previous,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return 2;
-        }
-    };
-    if let Some(previous) = &previous {
-        if previous.hash != hash {
-            let what = changed_part(previous, &cells, exp, args.scale);
-            let file = out.sources.get(exp.span.file);
-            let report = miette::Report::new(ChangedExperiment {
-                dir: dir.display().to_string(),
-                what,
-                source_code: miette::NamedSource::new(file.name(), file.text.clone()),
-                span: exp.span.range().into(),
-            });
-            eprintln!("{report:?}");
-            return 1;
-        }
+    let previous = report::read_manifest(&dir).map_err(|err| {
+        eprintln!("error: {err}");
+        2u8
+    })?;
+    if let Some(previous) = previous.as_ref().filter(|p| p.hash != hash) {
+        let what = changed_part(previous, &cells, exp, args.scale);
+        let file = out.sources.get(exp.span.file);
+        let report = miette::Report::new(ChangedExperiment {
+            dir: dir.display().to_string(),
+            what,
+            source_code: miette::NamedSource::new(file.name(), file.text.clone()),
+            span: exp.span.range().into(),
+        });
+        eprintln!("{report:?}");
+        return Err(1);
     }
     // A resumed run keeps its thread count: on the GPU it decides how seeds are grouped.
     let threads = args
@@ -169,7 +217,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         });
     if let Err(err) = std::fs::create_dir_all(&dir) {
         eprintln!("error: cannot create `{}`: {err}", dir.display());
-        return 2;
+        return Err(2);
     }
     let manifest = Manifest {
         experiment: exp.name.clone(),
@@ -185,61 +233,55 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         scale: args.scale,
         cells,
         coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
+        report: report_spec(exp),
+        updates: plans.iter().map(Plan::updates_per_step).collect(),
     };
     if let Err(err) = report::write_manifest(&dir, &manifest) {
         eprintln!("error: cannot write the manifest: {err}");
-        return 2;
+        return Err(2);
     }
-    println!(
-        "run `{}`: {} cells x {} seeds on {} ({} threads) -> {}{}",
-        exp.name,
-        exp.cells.len(),
-        exp.seeds,
-        manifest.device,
+    Ok(RunDir {
+        dir,
         threads,
-        dir.display(),
-        if previous.is_some() {
-            " (resuming from its checkpoints)"
-        } else {
-            ""
-        }
-    );
-    println!("  {}", super::cost_line(&exp.name, &plans));
+        resuming: previous.is_some(),
+    })
+}
+
+/// Runs the cells one after the other, rewriting `metrics.csv` after each;
+/// 0 when all finished, 130 when stopped with checkpoints, 2 on an error.
+fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Plan], run: &RunDir) -> u8 {
+    let dir = &run.dir;
     let mut rows = Vec::new();
-    for (cell, plan) in exp.cells.iter().zip(&plans) {
+    for (cell, plan) in exp.cells.iter().zip(plans) {
         let start = Instant::now();
         let store = CellCheckpoints {
             dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),
         };
-        let resuming = store.dir.exists();
-        let (points, interrupted) = match run_cell(
-            cell,
-            plan,
-            threads,
-            resuming,
-            Session {
-                checkpoints: Some(&store),
-                stop: &STOP,
-                stop_at: args.stop_at,
-            },
-            Record {
-                dir: dir.clone(),
-                done: rows.clone(),
-                cell: cell.index,
-            },
-        ) {
-            Ok(result) => result,
-            Err(err) => {
-                eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
-                return 2;
-            }
+        let session = Session {
+            checkpoints: Some(&store),
+            stop: &STOP,
+            stop_at: args.stop_at,
         };
+        let record = Record {
+            dir: dir.clone(),
+            done: rows.clone(),
+            cell: cell.index,
+        };
+        let resuming = store.dir.exists();
+        let (points, interrupted) =
+            match run_cell(cell, plan, run.threads, resuming, session, record) {
+                Ok(result) => result,
+                Err(err) => {
+                    eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
+                    return 2;
+                }
+            };
+        rows.extend(points.iter().map(|p| metric_row(cell.index, plan, p)));
+        if let Err(err) = report::write_metrics(dir, &rows) {
+            eprintln!("error: cannot write metrics: {err}");
+            return 2;
+        }
         if interrupted {
-            rows.extend(points.iter().map(|p| metric_row(cell.index, plan, p)));
-            if let Err(err) = report::write_metrics(&dir, &rows) {
-                eprintln!("error: cannot write metrics: {err}");
-                return 2;
-            }
             println!(
                 "stopped: every seed is checkpointed in `{}`; run the same command with `--out {}` to resume",
                 dir.join("checkpoints").display(),
@@ -260,23 +302,8 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             cell.label(),
             start.elapsed().as_secs_f64()
         );
-        rows.extend(points.iter().map(|p| metric_row(cell.index, plan, p)));
-        if let Err(err) = report::write_metrics(&dir, &rows) {
-            eprintln!("error: cannot write metrics: {err}");
-            return 2;
-        }
     }
-    match report::plots::plot_run(&dir) {
-        Ok(paths) => {
-            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            println!("plots: {}", names.join(", "));
-            0
-        }
-        Err(err) => {
-            eprintln!("error: cannot plot: {err}");
-            2
-        }
-    }
+    0
 }
 
 fn metric_row(cell: usize, plan: &Plan, p: &Point) -> MetricRow {
@@ -289,6 +316,38 @@ fn metric_row(cell: usize, plan: &Plan, p: &Point) -> MetricRow {
     }
 }
 
+/// The experiment's `report` block as `mbrl plot` reads it.
+fn report_spec(exp: &CheckedExperiment) -> ReportSpec {
+    let Some(r) = &exp.report else {
+        return ReportSpec::default();
+    };
+    let default = ReportSpec::default();
+    let band = match r.obj("band") {
+        Some(b) if b.ctor.name == "stderr" => Band::Stderr,
+        Some(b) => Band::Bootstrap {
+            level: b.float("level").unwrap_or(0.95),
+            resamples: b.int("resamples").unwrap_or(1000).max(1) as usize,
+        },
+        None => default.band,
+    };
+    let facet = match r.get("facet").map(|f| &f.value) {
+        Some(Value::List(items)) => items
+            .iter()
+            .filter_map(|i| match &i.value {
+                Value::Name(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => default.facet,
+    };
+    ReportSpec {
+        metric: r.enum_("metric").unwrap_or("auto").to_string(),
+        x: r.enum_("x").unwrap_or("env_steps").to_string(),
+        band,
+        facet,
+        smooth: r.int("smooth").unwrap_or(1).max(1) as usize,
+    }
+}
 
 /// What differs between a run directory's experiment and this one, in words.
 fn changed_part(

@@ -405,9 +405,7 @@ pub(super) fn cost(plan: &DqnPlan, schedule: &Schedule) -> Cost {
         None => 8.0 * plan.batch as f64 * q,
     };
     if plan.double_dqn {
-        let rows = plan
-            .rollouts
-            .map_or(plan.batch, |r| r.starts * r.length) as f64;
+        let rows = plan.rollouts.map_or(plan.batch, |r| r.starts * r.length) as f64;
         per_update += 2.0 * rows * q;
     }
     let updates = schedule.units.saturating_sub(plan.learning_starts) * plan.updates_per_step;

@@ -33,7 +33,9 @@ pub enum CompileError {
         why: String,
     },
     /// The graph lacks what its agent kind needs: `check` should have refused the cell.
-    #[error("the dataflow graph has no {what} (a bug: `mbrl check` should have refused this cell)")]
+    #[error(
+        "the dataflow graph has no {what} (a bug: `mbrl check` should have refused this cell)"
+    )]
     Incomplete { what: String },
 }
 
@@ -149,6 +151,15 @@ impl Plan {
         match &self.agent {
             AgentPlan::Random => Cost::default(),
             AgentPlan::Dqn(plan) => dqn::cost(plan, &self.schedule),
+        }
+    }
+
+    /// `(learning_starts, gradient updates per env step)`: how a plot's
+    /// `x: updates` reads an env step.
+    pub fn updates_per_step(&self) -> (u64, f64) {
+        match &self.agent {
+            AgentPlan::Random => (0, 0.0),
+            AgentPlan::Dqn(p) => (p.learning_starts, p.updates_per_step as f64),
         }
     }
 

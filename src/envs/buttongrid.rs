@@ -3,8 +3,8 @@
 
 use crate::envs::grid::{self, Cell};
 use crate::envs::{Actions, Layout};
-use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
+use crate::seeds::Stream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {

@@ -11,8 +11,8 @@
 use std::f64::consts::PI;
 
 use crate::envs::{Actions, Layout};
-use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
+use crate::seeds::Stream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Task {

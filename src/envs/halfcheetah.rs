@@ -18,8 +18,8 @@ use std::sync::Arc;
 use mujoco_rs::prelude::*;
 
 use crate::envs::{Actions, Layout, Unavailable};
-use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
+use crate::seeds::Stream;
 
 const XML: &str = include_str!("assets/half_cheetah.xml");
 pub const OBS_DIM: usize = 24;

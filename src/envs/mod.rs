@@ -19,8 +19,8 @@ pub mod opengrid;
 pub mod panflute;
 pub mod procmaze;
 
-use crate::seeds::{Purpose, Stream};
 use crate::schema::EnvSpaces;
+use crate::seeds::{Purpose, Stream};
 
 pub use buttongrid::ButtonGrid;
 pub use control::{Control, Task};

@@ -4,8 +4,8 @@
 //! playing N-1, ..., 1, 0 cyclically earns a reward every N steps.
 
 use crate::envs::{Actions, Layout};
-use crate::seeds::Stream;
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
+use crate::seeds::Stream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {

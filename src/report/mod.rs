@@ -30,6 +30,52 @@ pub struct Manifest {
     pub cells: Vec<String>,
     /// Each cell's grid coordinates, `(axis, value)`.
     pub coords: Vec<Vec<(String, String)>>,
+    /// How `mbrl plot` draws the run (the experiment's `report` block).
+    #[serde(default)]
+    pub report: ReportSpec,
+    /// Per cell, `(learning_starts, updates per env step)`: the gradient
+    /// updates done by an env step, for `x: updates`.
+    #[serde(default)]
+    pub updates: Vec<(u64, f64)>,
+}
+
+/// The `report` block, resolved: what `mbrl plot` draws.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportSpec {
+    /// The y axis: `auto`, `eval_return` or `reward_rate`.
+    pub metric: String,
+    /// The x axis: `env_steps` or `updates`.
+    pub x: String,
+    pub band: Band,
+    /// One panel per value of these axes; a line per value of the others.
+    pub facet: Vec<String>,
+    /// Moving-average window over evaluations (1: none).
+    pub smooth: usize,
+}
+
+/// The uncertainty band over seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Band {
+    /// Percentile bootstrap CI of the mean.
+    Bootstrap { level: f64, resamples: usize },
+    /// Mean plus and minus one standard error.
+    Stderr,
+}
+
+impl Default for ReportSpec {
+    /// The schema's defaults: a 95% bootstrap band, a panel per env and regime.
+    fn default() -> ReportSpec {
+        ReportSpec {
+            metric: "auto".into(),
+            x: "env_steps".into(),
+            band: Band::Bootstrap {
+                level: 0.95,
+                resamples: 1000,
+            },
+            facet: vec!["env".into(), "regime".into()],
+            smooth: 1,
+        }
+    }
 }
 
 /// One row of `metrics.csv`.

@@ -1,6 +1,8 @@
-//! `mbrl plot`: mean evaluation curves over seeds with a 95% percentile
-//! bootstrap band (what the reference's seaborn plots show), one panel per
-//! facet (every axis but the agent), one line per agent; PNG and SVG.
+//! `mbrl plot`: mean evaluation curves over seeds with a band (by default
+//! the 95% percentile bootstrap band the reference's seaborn plots show),
+//! as the experiment's `report` block asks: one panel per value of its
+//! `facet` axes, one line per value of the others, against env steps or
+//! gradient updates, optionally smoothed; PNG and SVG.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::report::{Manifest, MetricRow};
+use crate::report::{Band, Manifest, MetricRow, ReportSpec};
 use crate::seeds::{Purpose, Stream};
 
 const FONT: &[u8] = include_bytes!("DejaVuSans.ttf");
@@ -36,8 +38,35 @@ pub fn bootstrap_ci(values: &[f64], level: f64, resamples: usize, stream: u64) -
     (means[lo.min(resamples - 1)], means[hi])
 }
 
-/// Groups rows into panels (facets) of curves (agents).
+/// Mean minus and plus one standard error.
+fn stderr_band(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let se = (var / n).sqrt();
+    (mean - se, mean + se)
+}
+
+/// Trailing moving averages over `window` points of each of mean and band.
+fn smoothed(points: Vec<(f64, f64, f64, f64)>, window: usize) -> Vec<(f64, f64, f64, f64)> {
+    if window <= 1 {
+        return points;
+    }
+    (0..points.len())
+        .map(|i| {
+            let from = (i + 1).saturating_sub(window);
+            let part = &points[from..=i];
+            let n = part.len() as f64;
+            let avg = |f: fn(&(f64, f64, f64, f64)) -> f64| part.iter().map(f).sum::<f64>() / n;
+            (points[i].0, avg(|p| p.1), avg(|p| p.2), avg(|p| p.3))
+        })
+        .collect()
+}
+
+/// Groups rows into panels (one per value of the report's facet axes) of
+/// curves (one per value of the other axes).
 pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Vec<Curve>> {
+    let report = &manifest.report;
     let mut by_cell: BTreeMap<usize, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.value.is_finite()) {
         by_cell
@@ -50,27 +79,42 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Vec<C
     let mut panels: BTreeMap<String, Vec<Curve>> = BTreeMap::new();
     for (cell, steps) in by_cell {
         let coords = manifest.coords.get(cell).cloned().unwrap_or_default();
+        let in_facet = |k: &String| report.facet.iter().any(|f| f == k);
         let facet: Vec<String> = coords
             .iter()
-            .filter(|(k, _)| !k.starts_with("agent"))
+            .filter(|(k, _)| in_facet(k))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let agent: Vec<String> = coords
+        let others: Vec<String> = coords
             .iter()
-            .filter(|(k, _)| k.starts_with("agent"))
+            .filter(|(k, _)| !in_facet(k))
             .map(|(_, v)| v.clone())
             .collect();
+        let x = |step: u64| -> f64 {
+            match (report.x.as_str(), manifest.updates.get(cell)) {
+                ("updates", Some((starts, per_step))) => {
+                    step.saturating_sub(*starts) as f64 * per_step
+                }
+                _ => step as f64,
+            }
+        };
         let points = steps
             .iter()
             .map(|(step, values)| {
                 let mean = values.iter().sum::<f64>() / values.len() as f64;
-                let (lo, hi) = bootstrap_ci(values, 0.95, 1000, *step ^ cell as u64);
-                (*step as f64, mean, lo, hi)
+                let (lo, hi) = match report.band {
+                    Band::Bootstrap { level, resamples } => {
+                        bootstrap_ci(values, level, resamples.max(1), *step ^ cell as u64)
+                    }
+                    Band::Stderr => stderr_band(values),
+                };
+                (x(*step), mean, lo, hi)
             })
             .collect();
-        let label = match agent.is_empty() {
+        let points = smoothed(points, report.smooth);
+        let label = match others.is_empty() {
             true => format!("cell {cell}"),
-            false => agent.join(" "),
+            false => others.join(" "),
         };
         panels
             .entry(facet.join(" "))
@@ -102,28 +146,51 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let size = (480 * cols as u32, 360 * rows_n as u32);
     let png = out.join("eval.png");
     let svg = out.join("eval.svg");
+    let axes = Axes::of(&manifest.report);
     draw(
         BitMapBackend::new(&png, size).into_drawing_area(),
         &panels,
-        cols,
-        rows_n,
+        (cols, rows_n),
+        &axes,
     )
     .map_err(|e| e.to_string())?;
     draw(
         SVGBackend::new(&svg, size).into_drawing_area(),
         &panels,
-        cols,
-        rows_n,
+        (cols, rows_n),
+        &axes,
     )
     .map_err(|e| e.to_string())?;
     Ok(vec![png, svg])
 }
 
+/// The axis titles a report asks for.
+struct Axes {
+    x: &'static str,
+    y: &'static str,
+}
+
+impl Axes {
+    fn of(report: &ReportSpec) -> Axes {
+        Axes {
+            x: match report.x.as_str() {
+                "updates" => "gradient updates",
+                _ => "env steps",
+            },
+            y: match report.metric.as_str() {
+                "eval_return" => "eval return",
+                "reward_rate" => "reward rate",
+                _ => "eval",
+            },
+        }
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &BTreeMap<String, Vec<Curve>>,
-    cols: usize,
-    rows: usize,
+    (cols, rows): (usize, usize),
+    axes: &Axes,
 ) -> Result<(), Box<dyn std::error::Error + 'static>>
 where
     DB::ErrorType: 'static,
@@ -146,10 +213,10 @@ where
             .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))?;
         chart
             .configure_mesh()
-            .x_desc("env steps")
+            .x_desc(axes.x)
             .x_labels(6)
             .x_label_formatter(&|x| steps_label(*x))
-            .y_desc("eval")
+            .y_desc(axes.y)
             .label_style(("sans-serif", 12))
             .draw()?;
         for (i, curve) in curves.iter().enumerate() {
@@ -221,6 +288,77 @@ fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of two agents on two envs, 2 seeds, evaluated at steps 100 and 200.
+    fn run(report: ReportSpec) -> (Manifest, Vec<MetricRow>) {
+        let coords = |agent: &str, env: &str| {
+            vec![
+                ("agent".to_string(), agent.to_string()),
+                ("env".to_string(), env.to_string()),
+            ]
+        };
+        let manifest = Manifest {
+            experiment: "e".into(),
+            source: "e.exp".into(),
+            hash: String::new(),
+            mbrl_version: String::new(),
+            device: String::new(),
+            host: String::new(),
+            threads: 1,
+            seeds: 2,
+            scale: 1.0,
+            cells: vec![String::new(); 4],
+            coords: vec![
+                coords("a", "x"),
+                coords("a", "y"),
+                coords("b", "x"),
+                coords("b", "y"),
+            ],
+            report,
+            updates: vec![(50, 2.0); 4],
+        };
+        let mut rows = Vec::new();
+        for cell in 0..4 {
+            for (i, step) in [100u64, 200].iter().enumerate() {
+                for seed in 0..2u64 {
+                    rows.push(MetricRow {
+                        cell,
+                        seed,
+                        step: *step,
+                        metric: "eval",
+                        value: (cell * 10 + i * 2) as f64 + seed as f64,
+                    });
+                }
+            }
+        }
+        (manifest, rows)
+    }
+
+    /// The report's facet axes make the panels and the other axes the
+    /// lines; `x: updates` reads steps as updates; `stderr` and `smooth` shape the band.
+    #[test]
+    fn the_report_block_shapes_the_plot() {
+        let (m, rows) = run(ReportSpec::default());
+        let panels = curves(&m, &rows);
+        assert_eq!(panels.keys().collect::<Vec<_>>(), ["env=x", "env=y"]);
+        let labels: Vec<&str> = panels["env=x"].iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(labels, ["a", "b"]);
+        let (m, rows) = run(ReportSpec {
+            facet: vec!["agent".into()],
+            x: "updates".into(),
+            band: Band::Stderr,
+            smooth: 2,
+            ..ReportSpec::default()
+        });
+        let panels = curves(&m, &rows);
+        assert_eq!(panels.keys().collect::<Vec<_>>(), ["agent=a", "agent=b"]);
+        let curve = &panels["agent=a"][0];
+        assert_eq!(curve.label, "x");
+        // Step 100 is update (100 - 50) x 2; the mean of seeds 0.5 and 2.5 smoothed over two points.
+        assert_eq!(curve.points[0], (100.0, 0.5, 0.0, 1.0));
+        assert_eq!(curve.points[1].0, 300.0);
+        assert_eq!(curve.points[1].1, (0.5 + 2.5) / 2.0);
+    }
 
     #[test]
     fn bootstrap_band_brackets_the_mean() {

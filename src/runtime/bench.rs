@@ -7,8 +7,8 @@ use std::time::Instant;
 use dfdx::prelude::*;
 
 use crate::runtime::dqn::q::QLearner;
-use crate::seeds::{Purpose, Stream};
 use crate::runtime::shard;
+use crate::seeds::{Purpose, Stream};
 use crate::tensor::losses::TdBatch;
 use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;

@@ -83,7 +83,7 @@ pub struct Losses {
 }
 
 impl Losses {
-    fn new(seeds: &[u64], metrics: usize) -> Losses {
+    pub(crate) fn new(seeds: &[u64], metrics: usize) -> Losses {
         Losses {
             seeds: seeds.to_vec(),
             sums: vec![vec![0.0; seeds.len()]; metrics],
@@ -468,5 +468,96 @@ impl<A: Agent> Worker<'_, A> {
         store
             .save(&group.key, &bytes)
             .map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::dqn::tests::plan_of;
+    use crate::runtime::evaluate::RandomPolicy;
+
+    /// A learner that records the units it is asked to advance and reports
+    /// the unit as its first loss (the plan is an ER cell's, for its metrics).
+    struct Counting {
+        units: Vec<u64>,
+    }
+
+    impl Learner for Counting {
+        type State = Vec<u64>;
+
+        fn advance(&mut self, unit: u64, losses: &mut Losses) {
+            self.units.push(unit);
+            losses.add(1, &[unit as f32]);
+        }
+
+        fn policy<'a>(&'a self, layout: &Layout) -> Box<dyn Policy + 'a> {
+            Box::new(RandomPolicy::new(layout))
+        }
+
+        fn save(&mut self) -> Vec<u64> {
+            self.units.clone()
+        }
+
+        fn restore(&mut self, state: Vec<u64>) -> Result<(), String> {
+            self.units = state;
+            Ok(())
+        }
+    }
+
+    struct CountingAgent;
+
+    impl Agent for CountingAgent {
+        type Learner = Counting;
+        fn build(&self, _seeds: &[u64], _dev: &Dev) -> Counting {
+            Counting { units: Vec::new() }
+        }
+    }
+
+    fn run_counting(plan: &Plan) -> Outcome {
+        let stop = AtomicBool::new(false);
+        let session = Session {
+            checkpoints: None,
+            stop: &stop,
+            stop_at: None,
+        };
+        run(&CountingAgent, plan, 1, session, &|_, _| ()).expect("runs")
+    }
+
+    /// Units run in order; evaluations come every `eval_every` units (and
+    /// before the first with `eval_at_start`), labelled in env steps, each
+    /// with the mean of the losses reported since the previous one.
+    #[test]
+    fn evaluations_every_eval_every_units_with_the_mean_losses() {
+        let mut plan = plan_of(
+            "experiment e { seeds: 2, env: flute, agent: er { steps: 900 steps, eval_every: 300 steps, learning_starts: 0 steps, eval: greedy_eval { envs: 2, steps: 5 steps } } }",
+        );
+        let steps_of = |o: &Outcome, metric: usize| -> Vec<u64> {
+            o.points
+                .iter()
+                .filter(|p| p.metric == metric && p.seed == 1)
+                .map(|p| p.step)
+                .collect()
+        };
+        let out = run_counting(&plan);
+        assert_eq!(steps_of(&out, EVAL), vec![300, 600, 900]);
+        let mean_unit: Vec<f64> = out
+            .points
+            .iter()
+            .filter(|p| p.metric == 1 && p.seed == 1)
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(mean_unit, vec![149.5, 449.5, 749.5]);
+        plan.schedule.eval_at_start = true;
+        plan.schedule.steps_per_unit = 10;
+        plan.schedule.units = 90;
+        plan.schedule.eval_every = 30;
+        let out = run_counting(&plan);
+        assert_eq!(steps_of(&out, EVAL), vec![0, 300, 600, 900]);
+        assert_eq!(
+            steps_of(&out, 1),
+            vec![300, 600, 900],
+            "no losses before the first unit"
+        );
     }
 }

@@ -10,8 +10,8 @@
 //! (progress and results go to the caller).
 
 pub mod bench;
-pub mod driver;
 pub mod dqn;
+pub mod driver;
 pub mod evaluate;
 pub mod random;
 pub mod replay;
@@ -28,7 +28,9 @@ pub fn run(
     progress: Progress,
 ) -> Result<Outcome, RunError> {
     match &plan.agent {
-        AgentPlan::Dqn(dqn) => driver::run(&dqn::Dqn { plan, dqn }, plan, threads, session, progress),
+        AgentPlan::Dqn(dqn) => {
+            driver::run(&dqn::Dqn { plan, dqn }, plan, threads, session, progress)
+        }
         AgentPlan::Random => driver::run(&random::Random, plan, threads, session, progress),
     }
 }

@@ -83,6 +83,13 @@ impl Replay {
         self.full |= self.location == 0;
     }
 
+    /// The next observation of the transition stored last.
+    #[cfg(test)]
+    pub(crate) fn last_next_obs(&self) -> &[f32] {
+        let at = (self.location + self.capacity - 1) % self.capacity;
+        &self.next_obs[at * self.obs_dim..(at + 1) * self.obs_dim]
+    }
+
     /// Appends `n` transitions drawn uniformly with replacement.
     pub fn sample_into(&self, n: usize, rng: &mut Stream, out: &mut Sample) {
         let d = self.obs_dim;

@@ -185,7 +185,6 @@ fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
     out.truncate(n);
 }
 
-
 /// One seed's TD loss `mean w (Q(s)[a] - (r + discount max Q'(s')))^2` and its
 /// gradient with respect to the parameters (written to `scratch.grads`).
 ///

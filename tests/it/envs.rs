@@ -4,12 +4,12 @@
 
 use std::collections::VecDeque;
 
+use mbrl::compile::{EvalMetric, Protocol};
 use mbrl::envs::control::{self, Task};
 use mbrl::envs::grid::{flat, MOVES};
 use mbrl::envs::{
     buttongrid, opengrid, panflute, procmaze, Actions, Batch, EnvConfig, EnvState, Layout,
 };
-use mbrl::compile::{EvalMetric, Protocol};
 use mbrl::runtime::evaluate::{self, ActionBuf, Policy, RandomPolicy};
 use mbrl::seeds::Purpose;
 

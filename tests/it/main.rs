@@ -2,6 +2,7 @@
 
 mod cli;
 mod envs;
+mod fields;
 mod numerics;
 mod props;
 mod ui;

@@ -4,8 +4,8 @@
 use dfdx::prelude::*;
 
 use mbrl::runtime::dqn::q::QLearner;
-use mbrl::seeds::{Purpose, Stream};
 use mbrl::runtime::shard;
+use mbrl::seeds::{Purpose, Stream};
 use mbrl::tensor::losses::{td_loss, TdBatch};
 use mbrl::tensor::mlp::{self, Activation, Init, Mlp, NetId};
 use mbrl::tensor::optim::{AdamConfig, Moments};
@@ -128,10 +128,19 @@ fn exp_approximation_is_accurate() {
     }
     assert!(worst < 4e-7, "worst relative error {worst}");
     assert_eq!(mbrl::tensor::kernels::exp_nonpositive(0.0), 1.0);
-    assert_eq!(mbrl::tensor::kernels::exp_nonpositive(-1000.0), mbrl::tensor::kernels::exp_nonpositive(-87.0));
+    assert_eq!(
+        mbrl::tensor::kernels::exp_nonpositive(-1000.0),
+        mbrl::tensor::kernels::exp_nonpositive(-87.0)
+    );
 }
 
-fn td_batch(dev: &Dev, seeds: &[u64], b: usize, actions: usize, round: u64) -> (T3, T3, TdBatch) {
+pub(crate) fn td_batch(
+    dev: &Dev,
+    seeds: &[u64],
+    b: usize,
+    actions: usize,
+    round: u64,
+) -> (T3, T3, TdBatch) {
     let (mut obs, mut next, mut acts, mut rewards, mut disc, mut weights) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for seed in seeds {
@@ -777,7 +786,12 @@ fn er_cell_compiles_to_the_reference_plan() {
         }
     );
     assert_eq!(
-        (plan.batch, plan.buffer, whole.schedule.units, plan.learning_starts),
+        (
+            plan.batch,
+            plan.buffer,
+            whole.schedule.units,
+            plan.learning_starts
+        ),
         (320, 100_000, 1_000_000, 1000)
     );
     assert_eq!(
@@ -806,7 +820,10 @@ fn er_cell_compiles_to_the_reference_plan() {
     assert_eq!(perfect.rollouts, dyna);
     assert_eq!(perfect.model, Some(ModelPlan::TrueEnv));
     assert_eq!(perfect.adam.lr, 1e-4);
-    assert_eq!(perfect.exploration, Exploration::Softmax { temperature: 0.4 });
+    assert_eq!(
+        perfect.exploration,
+        Exploration::Softmax { temperature: 0.4 }
+    );
     // The learned models (cells 12, 18, 24) with their own step size, the
     // shared Adam constants and continuation weights on the episodic maze.
     let learned = |cell: usize| {
@@ -925,7 +942,7 @@ fn an_update_on_recorded_activations_matches_a_fresh_one() {
 }
 
 /// A replay-like minibatch of `b` binary transitions per seed, each seed's from its own stream.
-fn model_sample(
+pub(crate) fn model_sample(
     seeds: &[u64],
     b: usize,
     d: usize,
@@ -1081,7 +1098,12 @@ fn fused_model_update_matches_the_taped_update() {
                 obs: 1.3,
                 kl_prior: 0.8,
                 kl_posterior: 0.2,
-                entropy: 0.0,
+                // The posterior entropy term, on for the latent models.
+                entropy: if matches!(kind, ModelKind::Latent(_)) {
+                    0.4
+                } else {
+                    0.0
+                },
             },
             continuation_weights: true,
         };
@@ -1135,12 +1157,23 @@ fn fused_model_update_matches_the_taped_update() {
 }
 
 /// The CPU's fused DQN update (flat buffers, bias in the GEMM, no tape) and
-/// the taped dfdx update the GPU runs compute the same losses and parameters.
+/// the taped dfdx update the GPU runs compute the same losses and parameters,
+/// with plain and with double-DQN targets.
 #[test]
 fn fused_update_matches_the_taped_update() {
+    for double in [false, true] {
+        fused_matches_taped(double);
+    }
+}
+
+fn fused_matches_taped(double_dqn: bool) {
     let dev = Dev::default();
     let seeds = [0u64, 1, 2];
-    let make = || small_learner(&dev, 5, &seeds);
+    let make = || {
+        let mut q = small_learner(&dev, 5, &seeds);
+        q.double_dqn = double_dqn;
+        q
+    };
     let (mut fused, mut taped) = (make(), make());
     taped.use_taped();
     for u in 0..30 {

@@ -68,7 +68,10 @@ fn env_node(g: &mut Graph, cell: &Cell) -> NodeId {
         ActionSpace::Continuous(d) => attrs.push(("act_dim", Attr::Int(d as i64))),
     }
     attrs.push(("episodic", Attr::Bool(spaces.episodic)));
-    if let Some(h) = spaces.horizon.filter(|_| !attrs.iter().any(|(k, _)| *k == "horizon")) {
+    if let Some(h) = spaces
+        .horizon
+        .filter(|_| !attrs.iter().any(|(k, _)| *k == "horizon"))
+    {
         attrs.push(("horizon", Attr::Int(h as i64)));
     }
     g.add(
@@ -88,7 +91,13 @@ fn env_node(g: &mut Graph, cell: &Cell) -> NodeId {
 fn schedule(g: &mut Graph, agent: &Obj, names: &[&'static str]) -> NodeId {
     let attrs = pick(agent, names);
     let detail = format!("{} loop", agent.ctor.name);
-    g.add(NodeKind::Schedule, "schedule", agent.label.clone(), detail, attrs)
+    g.add(
+        NodeKind::Schedule,
+        "schedule",
+        agent.label.clone(),
+        detail,
+        attrs,
+    )
 }
 
 /// The evaluation protocol, fed by `policy`.
@@ -98,7 +107,10 @@ fn evaluator(g: &mut Graph, agent: &Obj, policy: NodeId, s: &str, acts: &str) {
     };
     let envs = eval.int("envs").unwrap_or(0);
     let steps = eval.int("steps").unwrap_or(0);
-    let every = agent.int("eval_every").map(|e| format!(" every {e} steps")).unwrap_or_default();
+    let every = agent
+        .int("eval_every")
+        .map(|e| format!(" every {e} steps"))
+        .unwrap_or_default();
     let node = g.add(
         NodeKind::Evaluator,
         "evaluator",
@@ -135,10 +147,7 @@ fn net_node(g: &mut Graph, role: &'static str, net: &Net, block_of: Option<&Obj>
         net.activation,
         net.params()
     );
-    let mut attrs = vec![(
-        "dims",
-        Attr::Ints(dims.iter().map(|d| *d as i64).collect()),
-    )];
+    let mut attrs = vec![("dims", Attr::Ints(dims.iter().map(|d| *d as i64).collect()))];
     if let Some(obj) = block_of {
         attrs.extend(fields(obj));
     }

@@ -38,7 +38,12 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
     let policy = net_node(g, "policy", p, a.obj("policy").map(|o| &**o));
     let value = net_node(g, "value", v, a.obj("value").map(|o| &**o));
     let model = net_node(g, "dynamics", m, a.obj("model").map(|o| &**o));
-    g.connect(stages, env, "real steps per stage", &[int("steps_per_stage")]);
+    g.connect(
+        stages,
+        env,
+        "real steps per stage",
+        &[int("steps_per_stage")],
+    );
     g.connect(env, policy, "state", &shape(&["1", &obs]));
     if let Some(noise) = a.obj("noise") {
         let n = g.add(
@@ -78,7 +83,12 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
         "multi-step batch",
         &shape(&["H", &int("model_batch"), &obs]),
     );
-    g.connect(model, mloss, "prediction", &shape(&[&int("model_batch"), &obs]));
+    g.connect(
+        model,
+        mloss,
+        "prediction",
+        &shape(&[&int("model_batch"), &obs]),
+    );
     if loss.is_some_and(|l| l.ctor.name == "value_aware") {
         g.connect(
             value,
@@ -87,7 +97,10 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
             &shape(&[&int("model_batch")]),
         );
     }
-    let mut opt_attrs = a.obj("model_optimizer").map(|o| block(o)).unwrap_or_default();
+    let mut opt_attrs = a
+        .obj("model_optimizer")
+        .map(|o| block(o))
+        .unwrap_or_default();
     opt_attrs.extend(pick(a, &["model_lr"]));
     let mopt = g.add(
         NodeKind::Optimizer,
@@ -110,8 +123,18 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
         format!("{envs} virtual envs x {length} steps"),
         planner.map(|p| block(p)).unwrap_or_default(),
     );
-    g.connect(model, rollouts, "next state", &shape(&[&envs.to_string(), &obs]));
-    g.connect(policy, rollouts, "action", &shape(&[&envs.to_string(), &act]));
+    g.connect(
+        model,
+        rollouts,
+        "next state",
+        &shape(&[&envs.to_string(), &obs]),
+    );
+    g.connect(
+        policy,
+        rollouts,
+        "action",
+        &shape(&[&envs.to_string(), &act]),
+    );
     let trpo_obj = a.obj("trpo");
     let trpo = g.add(
         NodeKind::Optimizer,

@@ -9,7 +9,7 @@
 //! (tests compare the two) from the same random draws; a seed reads and
 //! writes only its own slices.
 
-use crate::compile::{Latent, LearnedPlan, ModelKind, ObsHead};
+use crate::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
 use crate::tensor::dist::{inverse_cdf, HALF_LN_2PI};
 use crate::tensor::fused::{self, FlatNet};
 
@@ -292,7 +292,8 @@ fn factored(
 /// The latent models (spec §3.4): encoder on `s` and `s'`, a posterior sample
 /// `phi` of `s`, transition prior, reward and continuation on `[phi, a]`,
 /// decoder of `s` from `phi`, KL balancing between the posterior of `s'` and
-/// the prior.
+/// the prior, and (with `entropy` weight) the posterior of `s`'s KL to the
+/// base distribution.
 #[allow(clippy::too_many_arguments)]
 fn latent_loss(
     plan: &LearnedPlan,
@@ -303,7 +304,7 @@ fn latent_loss(
     draws: &[f32],
     scratch: &mut Scratch,
 ) -> f32 {
-    let (d, a) = (plan.obs_dim, plan.n_actions);
+    let a = plan.n_actions;
     let rows = batch.actions.len();
     let b = rows as f32;
     let (z, p) = (latent.dim(), latent.params_dim());
@@ -330,41 +331,8 @@ fn latent_loss(
         d_phi,
         tmp,
     } = scratch;
-    // The posterior sample of `s` and its slope.
     let enc = passes[ENCODER].out().to_vec();
-    phi.clear();
-    slope.clear();
-    match latent {
-        Latent::Gaussian {
-            features: f,
-            min_std,
-            sigmoid2,
-        } => {
-            for i in 0..rows {
-                for k in 0..f {
-                    let (std, dstd) = std_of(enc[i * p + f + k], sigmoid2);
-                    let eps = draws[i * f + k];
-                    phi.push(enc[i * p + k] + (std + min_std) * eps);
-                    slope.push(eps * dstd);
-                }
-            }
-        }
-        Latent::Categorical { width, .. } => {
-            slope.resize(rows * p, 0.0);
-            let mut log_probs = vec![0f32; rows * p];
-            softmax_groups(&enc[..rows * p], width, slope, &mut log_probs);
-            for (probs, u) in slope.chunks(width).zip(draws) {
-                let pick = inverse_cdf(probs, *u);
-                // `p + (onehot - p)`, rounded as the taped path rounds it.
-                phi.extend(
-                    probs
-                        .iter()
-                        .enumerate()
-                        .map(|(k, pk)| pk + (f32::from(k == pick) - pk)),
-                );
-            }
-        }
-    }
+    posterior_sample(latent, &enc[..rows * p], draws, phi, slope);
     write_with_one_hot(phi, z, batch.actions, a, x);
     for i in [REWARD, CONTINUATION, TRANSITION] {
         forward(plan, nets, s, i, x, rows, &mut passes[i]);
@@ -372,77 +340,23 @@ fn latent_loss(
     forward(plan, nets, s, OBS, phi, rows, &mut passes[OBS]);
     let mut per_row = vec![0f32; rows];
     reward_and_continuation(plan, batch, passes, &mut per_row);
-    // Reconstruction of the current obs, masked on terminal transitions.
-    {
-        let dec = &mut passes[OBS];
-        dec.d_out.resize(rows * d, 0.0);
-        let acts = dec.acts.last().expect("layers");
-        for i in 0..rows {
-            let alive = batch.alive[i];
-            let g = &mut dec.d_out[i * d..(i + 1) * d];
-            let nll = bernoulli(
-                &acts[i * d..(i + 1) * d],
-                &batch.obs[i * d..(i + 1) * d],
-                w.obs * alive / b,
-                g,
-            );
-            per_row[i] += w.obs * nll * alive;
-        }
-    }
-    // KL balancing: the prior's gradient goes to the transition (and through
-    // phi to the encoder), the posterior's to the encoder's rows of `s'`.
-    let (c_prior, c_post) = (w.kl_prior / b, w.kl_posterior / b);
+    reconstruction(plan, batch, &mut passes[OBS], &mut per_row);
     let mut d_enc = vec![0f32; 2 * rows * p];
     {
         let prior = passes[TRANSITION].out().to_vec();
         let d_prior = &mut passes[TRANSITION].d_out;
         d_prior.resize(rows * p, 0.0);
-        let post_next = &enc[rows * p..];
-        let d_post = &mut d_enc[rows * p..];
-        match latent {
-            Latent::Gaussian {
-                features: f,
-                min_std,
-                sigmoid2,
-            } => {
-                for i in 0..rows {
-                    let mut kl = 0.0;
-                    for k in 0..f {
-                        let (pm, (ps, dps)) =
-                            (prior[i * p + k], std_of(prior[i * p + f + k], sigmoid2));
-                        let (qm, (qs, dqs)) = (
-                            post_next[i * p + k],
-                            std_of(post_next[i * p + f + k], sigmoid2),
-                        );
-                        let qs = qs + min_std;
-                        let var = ps * ps;
-                        let spread = qs * qs + (qm - pm) * (qm - pm);
-                        kl += ps.ln() - qs.ln() + spread / (2.0 * var) - 0.5;
-                        d_prior[i * p + k] = c_prior * (pm - qm) / var;
-                        d_prior[i * p + f + k] = c_prior * (1.0 / ps - spread / (var * ps)) * dps;
-                        d_post[i * p + k] = c_post * (qm - pm) / var;
-                        d_post[i * p + f + k] = c_post * (qs / var - 1.0 / qs) * dqs;
-                    }
-                    per_row[i] += (w.kl_prior + w.kl_posterior) * kl;
-                }
-            }
-            Latent::Categorical { width, .. } => {
-                let n = rows * p;
-                let (mut pp, mut log_pp) = (vec![0f32; n], vec![0f32; n]);
-                let (mut q, mut log_q) = (vec![0f32; n], vec![0f32; n]);
-                softmax_groups(&prior, width, &mut pp, &mut log_pp);
-                softmax_groups(post_next, width, &mut q, &mut log_q);
-                for g in 0..n / width {
-                    let r = g * width..(g + 1) * width;
-                    let kl: f32 = r.clone().map(|j| q[j] * (log_q[j] - log_pp[j])).sum();
-                    for j in r {
-                        d_prior[j] = c_prior * (pp[j] - q[j]);
-                        d_post[j] = c_post * q[j] * (log_q[j] - log_pp[j] - kl);
-                    }
-                    per_row[g * width / p] += (w.kl_prior + w.kl_posterior) * kl;
-                }
-            }
-        }
+        let (post_next, d_post_next) = (&enc[rows * p..], &mut d_enc[rows * p..]);
+        kl_balancing(
+            latent,
+            &w,
+            b,
+            &prior,
+            post_next,
+            d_prior,
+            d_post_next,
+            &mut per_row,
+        );
     }
     // Backward: the heads on `[phi, a]` and the decoder give phi's gradient.
     d_phi.clear();
@@ -455,29 +369,12 @@ fn latent_loss(
     }
     backward(plan, nets, s, OBS, phi, &mut passes[OBS], tmp, Some(d_x));
     d_phi.iter_mut().zip(d_x.iter()).for_each(|(g, d)| *g += d);
-    let d_post = &mut d_enc[..rows * p];
-    match latent {
-        Latent::Gaussian { features: f, .. } => {
-            for i in 0..rows {
-                for k in 0..f {
-                    let g = d_phi[i * f + k];
-                    d_post[i * p + k] = g;
-                    d_post[i * p + f + k] = g * slope[i * f + k];
-                }
-            }
-        }
-        Latent::Categorical { width, .. } => {
-            // Straight through to the probabilities, then the softmax's slope.
-            for ((d, g), probs) in d_post
-                .chunks_mut(width)
-                .zip(d_phi.chunks(width))
-                .zip(slope.chunks(width))
-            {
-                let dot: f32 = g.iter().zip(probs).map(|(g, p)| g * p).sum();
-                for ((d, g), p) in d.iter_mut().zip(g).zip(probs) {
-                    *d = p * (g - dot);
-                }
-            }
+    let (post, d_post) = (&enc[..rows * p], &mut d_enc[..rows * p]);
+    phi_to_encoder(latent, d_phi, slope, d_post);
+    if w.entropy != 0.0 {
+        let kl = posterior_to_base(latent, post, w.entropy / b, d_post);
+        for (row, kl) in per_row.iter_mut().zip(kl) {
+            *row += w.entropy * kl;
         }
     }
     passes[ENCODER].d_out = d_enc;
@@ -492,4 +389,209 @@ fn latent_loss(
         None,
     );
     per_row.iter().sum::<f32>() / b
+}
+
+/// The decoder's reconstruction of the current obs (Bernoulli NLL, masked on
+/// terminal transitions): adds each row's weighted loss, sets its gradient.
+fn reconstruction(plan: &LearnedPlan, batch: &SeedBatch, dec: &mut Pass, per_row: &mut [f32]) {
+    let d = plan.obs_dim;
+    let rows = batch.actions.len();
+    let (w, b) = (plan.loss.obs, rows as f32);
+    dec.d_out.resize(rows * d, 0.0);
+    let acts = dec.acts.last().expect("layers");
+    for i in 0..rows {
+        let alive = batch.alive[i];
+        let g = &mut dec.d_out[i * d..(i + 1) * d];
+        let nll = bernoulli(
+            &acts[i * d..(i + 1) * d],
+            &batch.obs[i * d..(i + 1) * d],
+            w * alive / b,
+            g,
+        );
+        per_row[i] += w * nll * alive;
+    }
+}
+
+/// The posterior sample `phi` of the encoder's rows `post` and its slope
+/// with respect to them (Gaussian: `eps * dstd/dpre`; categorical: the
+/// probabilities, through which the straight-through gradient flows).
+fn posterior_sample(
+    latent: Latent,
+    post: &[f32],
+    draws: &[f32],
+    phi: &mut Vec<f32>,
+    slope: &mut Vec<f32>,
+) {
+    let p = latent.params_dim();
+    let rows = post.len() / p;
+    phi.clear();
+    slope.clear();
+    match latent {
+        Latent::Gaussian {
+            features: f,
+            min_std,
+            sigmoid2,
+        } => {
+            for i in 0..rows {
+                for k in 0..f {
+                    let (std, dstd) = std_of(post[i * p + f + k], sigmoid2);
+                    let eps = draws[i * f + k];
+                    phi.push(post[i * p + k] + (std + min_std) * eps);
+                    slope.push(eps * dstd);
+                }
+            }
+        }
+        Latent::Categorical { width, .. } => {
+            slope.resize(rows * p, 0.0);
+            let mut log_probs = vec![0f32; rows * p];
+            softmax_groups(post, width, slope, &mut log_probs);
+            for (probs, u) in slope.chunks(width).zip(draws) {
+                let pick = inverse_cdf(probs, *u);
+                // `p + (onehot - p)`, rounded as the taped path rounds it.
+                phi.extend(
+                    probs
+                        .iter()
+                        .enumerate()
+                        .map(|(k, pk)| pk + (f32::from(k == pick) - pk)),
+                );
+            }
+        }
+    }
+}
+
+/// KL balancing: `KL(q || sg(p))` trains the encoder's rows of `s'` and
+/// `KL(sg(q) || p)` the transition prior (and through phi the encoder).
+/// Writes both output gradients and adds each row's weighted KL to `per_row`.
+#[allow(clippy::too_many_arguments)]
+fn kl_balancing(
+    latent: Latent,
+    w: &ModelLoss,
+    b: f32,
+    prior: &[f32],
+    post_next: &[f32],
+    d_prior: &mut [f32],
+    d_post: &mut [f32],
+    per_row: &mut [f32],
+) {
+    let p = latent.params_dim();
+    let rows = prior.len() / p;
+    let (c_prior, c_post) = (w.kl_prior / b, w.kl_posterior / b);
+    match latent {
+        Latent::Gaussian {
+            features: f,
+            min_std,
+            sigmoid2,
+        } => {
+            for i in 0..rows {
+                let mut kl = 0.0;
+                for k in 0..f {
+                    let (pm, (ps, dps)) =
+                        (prior[i * p + k], std_of(prior[i * p + f + k], sigmoid2));
+                    let (qm, (qs, dqs)) = (
+                        post_next[i * p + k],
+                        std_of(post_next[i * p + f + k], sigmoid2),
+                    );
+                    let qs = qs + min_std;
+                    let var = ps * ps;
+                    let spread = qs * qs + (qm - pm) * (qm - pm);
+                    kl += ps.ln() - qs.ln() + spread / (2.0 * var) - 0.5;
+                    d_prior[i * p + k] = c_prior * (pm - qm) / var;
+                    d_prior[i * p + f + k] = c_prior * (1.0 / ps - spread / (var * ps)) * dps;
+                    d_post[i * p + k] = c_post * (qm - pm) / var;
+                    d_post[i * p + f + k] = c_post * (qs / var - 1.0 / qs) * dqs;
+                }
+                per_row[i] += (w.kl_prior + w.kl_posterior) * kl;
+            }
+        }
+        Latent::Categorical { width, .. } => {
+            let n = rows * p;
+            let (mut pp, mut log_pp) = (vec![0f32; n], vec![0f32; n]);
+            let (mut q, mut log_q) = (vec![0f32; n], vec![0f32; n]);
+            softmax_groups(prior, width, &mut pp, &mut log_pp);
+            softmax_groups(post_next, width, &mut q, &mut log_q);
+            for g in 0..n / width {
+                let r = g * width..(g + 1) * width;
+                let kl: f32 = r.clone().map(|j| q[j] * (log_q[j] - log_pp[j])).sum();
+                for j in r {
+                    d_prior[j] = c_prior * (pp[j] - q[j]);
+                    d_post[j] = c_post * q[j] * (log_q[j] - log_pp[j] - kl);
+                }
+                per_row[g * width / p] += (w.kl_prior + w.kl_posterior) * kl;
+            }
+        }
+    }
+}
+
+/// phi's gradient `d_phi` back to the encoder's rows of `s` (`d_post`,
+/// overwritten): through the reparameterisation, or straight through to the
+/// probabilities and then the softmax's slope.
+fn phi_to_encoder(latent: Latent, d_phi: &[f32], slope: &[f32], d_post: &mut [f32]) {
+    let p = latent.params_dim();
+    match latent {
+        Latent::Gaussian { features: f, .. } => {
+            for i in 0..d_post.len() / p {
+                for k in 0..f {
+                    let g = d_phi[i * f + k];
+                    d_post[i * p + k] = g;
+                    d_post[i * p + f + k] = g * slope[i * f + k];
+                }
+            }
+        }
+        Latent::Categorical { width, .. } => {
+            for ((d, g), probs) in d_post
+                .chunks_mut(width)
+                .zip(d_phi.chunks(width))
+                .zip(slope.chunks(width))
+            {
+                let dot: f32 = g.iter().zip(probs).map(|(g, p)| g * p).sum();
+                for ((d, g), p) in d.iter_mut().zip(g).zip(probs) {
+                    *d = p * (g - dot);
+                }
+            }
+        }
+    }
+}
+
+/// The posterior's KL to the base distribution (a unit Gaussian, or uniform
+/// classes), summed over features, per row of the encoder's output `post`;
+/// adds `scale` times its gradient to `d_post`.
+fn posterior_to_base(latent: Latent, post: &[f32], scale: f32, d_post: &mut [f32]) -> Vec<f32> {
+    let p = latent.params_dim();
+    let rows = post.len() / p;
+    let mut per_row = vec![0f32; rows];
+    match latent {
+        Latent::Gaussian {
+            features: f,
+            min_std,
+            sigmoid2,
+        } => {
+            for i in 0..rows {
+                for k in 0..f {
+                    let m = post[i * p + k];
+                    let (raw, dstd) = std_of(post[i * p + f + k], sigmoid2);
+                    let std = raw + min_std;
+                    // KL(N(m, std) || N(0, 1)) = -ln std + (std^2 + m^2) / 2 - 1/2.
+                    per_row[i] += -std.ln() + 0.5 * (std * std + m * m) - 0.5;
+                    d_post[i * p + k] += scale * m;
+                    d_post[i * p + f + k] += scale * (std - 1.0 / std) * dstd;
+                }
+            }
+        }
+        Latent::Categorical { width, .. } => {
+            let mut probs = vec![0f32; post.len()];
+            let mut log_probs = vec![0f32; post.len()];
+            softmax_groups(post, width, &mut probs, &mut log_probs);
+            let ln_width = (width as f32).ln();
+            for g in 0..post.len() / width {
+                let r = g * width..(g + 1) * width;
+                // KL(q || uniform) = sum q ln q + ln W; its logits' gradient is q (ln q - sum q ln q).
+                let neg_entropy: f32 = r.clone().map(|j| probs[j] * log_probs[j]).sum();
+                for j in r {
+                    d_post[j] += scale * probs[j] * (log_probs[j] - neg_entropy);
+                }
+                per_row[g * width / p] += neg_entropy + ln_width;
+            }
+        }
+    }
+    per_row
 }

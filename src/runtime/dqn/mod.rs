@@ -14,6 +14,8 @@ mod data;
 pub mod fused_model;
 pub mod model;
 pub mod q;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use crate::compile::{DqnPlan, ModelPlan, Plan};
 use crate::envs::{Actions, Batch, EnvConfig, EnvSnapshot, Layout};
@@ -23,7 +25,8 @@ use crate::runtime::replay::{Replay, Sample};
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::fused;
 use crate::tensor::kernels::argmax;
-use crate::tensor::Dev;
+use crate::tensor::losses::TdBatch;
+use crate::tensor::{Dev, T3};
 
 use data::{Data, DataState, RolloutSources, StateBuffer};
 use model::{BitSampling, LearnedModel};
@@ -194,20 +197,29 @@ impl<'p> DqnLearner<'p> {
         std::mem::swap(&mut self.obs, &mut self.post);
     }
 
-    /// One update: Q's batch (with the learned model's step first, when
-    /// there is one), then Q's step.
+    /// One update: Q's batch, then Q's step.
     fn update(&mut self, losses: &mut Losses) {
+        self.q_record.clear();
+        let (obs, next, batch) = self.q_batch(losses);
+        let recorded = match self.data {
+            Data::Replay(_) => None,
+            Data::Rollouts { .. } | Data::Learned { .. } => Some(&self.q_record),
+        };
+        let q_losses = self.q.update_recorded(obs, next, &batch, recorded);
+        losses.add(Q_LOSS, &q_losses);
+    }
+
+    /// Q's training batch from its data source: a replay sample, true-env
+    /// rollouts, or (after the learned model's step on a replay sample)
+    /// rollouts in the model. Q's passes that chose rollout actions go to
+    /// `q_record`.
+    fn q_batch(&mut self, losses: &mut Losses) -> (T3, T3, TdBatch) {
         let plan = self.plan;
         let dev = &self.dev;
-        self.q_record.clear();
-        let (obs, next, batch) = match &mut self.data {
-            Data::Replay(replays) => data::replay_batch(
-                dev,
-                replays,
-                &mut self.replay_rngs,
-                &mut self.sample,
-                plan,
-            ),
+        match &mut self.data {
+            Data::Replay(replays) => {
+                data::replay_batch(dev, replays, &mut self.replay_rngs, &mut self.sample, plan)
+            }
             Data::Rollouts {
                 states,
                 env,
@@ -256,13 +268,7 @@ impl<'p> DqnLearner<'p> {
                     &mut self.q_record,
                 )
             }
-        };
-        let recorded = match self.data {
-            Data::Replay(_) => None,
-            Data::Rollouts { .. } | Data::Learned { .. } => Some(&self.q_record),
-        };
-        let q_losses = self.q.update_recorded(obs, next, &batch, recorded);
-        losses.add(Q_LOSS, &q_losses);
+        }
     }
 }
 

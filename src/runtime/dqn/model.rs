@@ -252,6 +252,7 @@ impl LearnedModel {
         let obs = dev.tensor_from_vec(sample.obs.clone(), (n_seeds, b, d));
         let one_hot = dev.tensor_from_vec(one_hot(&sample.actions, a), (n_seeds, b, a));
         let w = self.plan.loss;
+        let to_base = (w.entropy != 0.0).then(|| posterior_to_base(dev, &post, latent));
         let (phi, kl_post, kl_prior) = match latent {
             Latent::Categorical { features: f, width } => {
                 let rows = (n_seeds, b * f, width);
@@ -298,13 +299,15 @@ impl LearnedModel {
             &targets.rewards,
         );
         let cont = bernoulli_nll(self.nets[CONTINUATION].forward(xa), &targets.continuations);
-        per_seed_mean(
-            kl_post * w.kl_posterior
-                + kl_prior * w.kl_prior
-                + reward * w.reward
-                + cont * w.continuation
-                + recon * w.obs,
-        )
+        let total = kl_post * w.kl_posterior
+            + kl_prior * w.kl_prior
+            + reward * w.reward
+            + cont * w.continuation
+            + recon * w.obs;
+        per_seed_mean(match to_base {
+            Some(kl) => total + kl * w.entropy,
+            None => total,
+        })
     }
 
     /// What Q sees for `obs` (`n_seeds` x `per_seed` rows): the obs itself,
@@ -402,6 +405,33 @@ impl LearnedModel {
         TdBatch::from_rows(
             dev, n_seeds, z, feats, next_feats, actions, rewards, discounts, weights,
         )
+    }
+}
+
+/// The posterior's KL to the base distribution (unit Gaussians, or uniform
+/// classes), summed over features: the reference's posterior entropy term.
+fn posterior_to_base(dev: &Dev, post: &T3<Tape>, latent: Latent) -> T2<Tape> {
+    let (n_seeds, b, _) = *post.shape();
+    match latent {
+        Latent::Categorical { features: f, width } => {
+            let rows = (n_seeds, b * f, width);
+            let uniform = dev.zeros_like(&rows);
+            categorical_kl(post.retaped::<Tape>().reshape_like(&rows), &uniform)
+                .reshape_like(&(n_seeds, b, f))
+                .sum::<(usize, usize), Axis<2>>()
+        }
+        Latent::Gaussian {
+            features: f,
+            min_std,
+            sigmoid2,
+        } => {
+            let (mean, std) = gaussian_params(post.retaped::<Tape>(), min_std, sigmoid2);
+            let (zeros, ones) = (
+                dev.zeros_like(&(n_seeds, b, f)),
+                dev.ones_like(&(n_seeds, b, f)),
+            );
+            gaussian_kl(mean, std, &zeros, &ones)
+        }
     }
 }
 

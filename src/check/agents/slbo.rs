@@ -1,0 +1,102 @@
+//! SLBO in `check`: the policy, value and dynamics networks, the budget of
+//! stages, and the rules on its loss, refits and TRPO batch.
+
+use crate::check::eval::Evaluator;
+use crate::check::rules::{loss_fits, role, within};
+use crate::check::shapes::{net, Net};
+use crate::check::value::Obj;
+use crate::diagnostics::{Code, Diag};
+use crate::schema::{ActionSpace, EnvSpaces};
+
+/// Env steps one seed takes, and the model and policy updates it makes.
+pub(super) fn budget(agent: &Obj) -> (u64, u64) {
+    let int = |f: &str| agent.int(f).unwrap_or(0).max(0) as u64;
+    let steps = int("stages") * int("steps_per_stage");
+    let updates = int("stages") * int("iters") * (int("model_iters") + int("policy_iters"));
+    (steps, updates)
+}
+
+pub(super) fn nets(agent: &Obj, spaces: &EnvSpaces) -> Vec<Net> {
+    let ActionSpace::Continuous(act) = spaces.action else {
+        return Vec::new();
+    };
+    let obs = spaces.obs_dim;
+    let mut nets = Vec::new();
+    if let Some(policy) = agent.obj("policy") {
+        let mut p = net("policy", policy, obs, act);
+        p.extra_params = act;
+        nets.push(p);
+    }
+    if let Some(value) = agent.obj("value") {
+        nets.push(net("value", value, obs, 1));
+    }
+    if let Some(model) = agent.obj("model") {
+        nets.push(net("dynamics", model, obs + act, obs));
+    }
+    nets
+}
+
+pub(super) fn rules(ev: &mut Evaluator, agent: &Obj) {
+    within(ev, agent, "model_batch", "buffer");
+    role(
+        ev,
+        agent,
+        "policy",
+        &["gaussian_policy"],
+        "a Gaussian policy",
+    );
+    role(ev, agent, "value", &["mlp"], "a value network");
+    role(
+        ev,
+        agent,
+        "model_optimizer",
+        &["adam"],
+        "Adam with L2 and clipping (`adam`)",
+    );
+    role(
+        ev,
+        agent,
+        "model",
+        &["dynamics"],
+        "a deterministic dynamics model",
+    );
+    if let (Some(model), Some(loss)) = (agent.obj("model"), agent.obj("model_loss")) {
+        loss_fits(ev, agent, model, loss);
+    }
+    if let (Some(every), Some(iters)) = (agent.int("value_refit_every"), agent.int("model_iters")) {
+        if every > iters {
+            let msg = format!(
+                "`value_refit_every` ({every}) exceeds `model_iters` ({iters}): V is never refit"
+            );
+            let diag = Diag::warning(
+                Code::IgnoredField,
+                msg,
+                agent.span_of("value_refit_every"),
+                "never reached",
+            )
+            .with_label(agent.span_of("model_iters"), "model updates per iteration")
+            .with_help("use a value at most `model_iters`, e.g. 20, or 0 to switch refits off");
+            ev.diags.push(diag);
+        }
+    }
+    let (Some(trpo), Some(planner)) = (agent.obj("trpo"), agent.obj("planner")) else {
+        return;
+    };
+    let samples = planner.int("envs").unwrap_or(0) * planner.int("length").unwrap_or(0);
+    if let Some(batch) = trpo.int("vf_batch") {
+        if samples > 0 && batch > samples {
+            let msg = format!(
+                "value minibatch of {batch} exceeds the {samples} virtual samples per TRPO step"
+            );
+            let diag = Diag::error(
+                Code::BatchExceedsBuffer,
+                msg,
+                trpo.span_of("vf_batch"),
+                "minibatch",
+            )
+            .with_label(planner.span, format!("{samples} samples per rollout"))
+            .with_help("lower `vf_batch` or roll out more virtual steps");
+            ev.diags.push(diag);
+        }
+    }
+}

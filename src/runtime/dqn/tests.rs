@@ -1,0 +1,234 @@
+//! The DQN learner's timing rules against young2022 spec §2-3, on tiny
+//! plans compiled from `.exp` text: the first update, target syncs (with and
+//! without a target network), rollout weights, and the stale-observation
+//! quirk under `compat: young2022` only.
+
+use crate::compile::{self, AgentPlan, Plan};
+use crate::runtime::dqn::DqnLearner;
+use crate::runtime::driver::{Learner, Losses};
+use crate::source::Origin;
+use crate::tensor::device;
+
+/// The first cell of `experiment` (with `use young2022::*` prepended), compiled.
+pub(crate) fn plan_of(experiment: &str) -> Plan {
+    let text = format!("use young2022::*\n{experiment}");
+    let out = crate::check_source(
+        Origin::Inline("test.exp".into()),
+        text,
+        &[],
+        &crate::resolve::FsLoader,
+    );
+    let errors: Vec<_> = out.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let checked = out.checked.expect("parsed");
+    let exp = &checked.experiments[0];
+    compile::compile(&crate::graph::cell_graph(exp, &exp.cells[0]), 1.0).expect("compiles")
+}
+
+fn learner<'p>(plan: &Plan, dqn: &'p crate::compile::DqnPlan, seeds: &[u64]) -> DqnLearner<'p> {
+    DqnLearner::new(plan, dqn, seeds, &device().expect("cpu"))
+}
+
+fn dqn(plan: &Plan) -> &crate::compile::DqnPlan {
+    match &plan.agent {
+        AgentPlan::Dqn(d) => d,
+        other => panic!("not DQN: {other:?}"),
+    }
+}
+
+fn losses(seeds: usize) -> Losses {
+    Losses::new(&(0..seeds as u64).collect::<Vec<_>>(), 3)
+}
+
+const TINY: &str = "q: mlp { hidden: [8] }, eval: greedy_eval { envs: 2, steps: 5 steps }";
+
+/// The first update happens at env step `learning_starts` (spec §2: `train`
+/// is on from the chunk that starts there), and then `updates_per_step` per step.
+#[test]
+fn the_first_update_is_at_learning_starts() {
+    let plan = plan_of(&format!(
+        "experiment e {{ env: flute, agent: er {{ {TINY}, batch: 4, learning_starts: 30 steps, updates_per_step: 3, steps: 100 steps, eval_every: 50 steps }} }}"
+    ));
+    let dqn = dqn(&plan);
+    let mut l = learner(&plan, dqn, &[0]);
+    let mut sink = losses(1);
+    for t in 0..30 {
+        l.advance(t, &mut sink);
+        assert_eq!(l.q.t, 0, "no update before step 30 (step {t})");
+    }
+    l.advance(30, &mut sink);
+    assert_eq!(l.q.t, 3);
+    l.advance(31, &mut sink);
+    assert_eq!(l.q.t, 6);
+}
+
+/// The target network is synced before the step's updates at every step
+/// `t >= learning_starts` with `t % target_update_every == 0`, and only then.
+#[test]
+fn target_syncs_every_target_update_every_steps() {
+    let plan = plan_of(&format!(
+        "experiment e {{ env: flute, agent: er {{ {TINY}, batch: 4, learning_starts: 10 steps, target_update_every: 7 steps, steps: 100 steps, eval_every: 50 steps }} }}"
+    ));
+    let dqn = dqn(&plan);
+    let mut l = learner(&plan, dqn, &[0]);
+    let mut sink = losses(1);
+    let mut synced = Vec::new();
+    for t in 0..40 {
+        let before_target = l.q.target.params_of_seed(0);
+        let before_q = l.q.q.params_of_seed(0);
+        l.advance(t, &mut sink);
+        let after = l.q.target.params_of_seed(0);
+        if after != before_target {
+            assert_eq!(
+                after, before_q,
+                "a sync copies Q as it was before the step's update"
+            );
+            synced.push(t);
+        }
+    }
+    assert_eq!(
+        synced,
+        vec![14, 21, 28, 35],
+        "t = 7 is before learning starts; Q is unchanged at 10"
+    );
+}
+
+/// `use_target: false`: Q bootstraps from itself: before each step's update
+/// the target is the online network (with one update per step, the TD
+/// target is computed from the online network being trained).
+#[test]
+fn without_a_target_network_q_bootstraps_from_itself() {
+    let plan = plan_of(&format!(
+        "experiment e {{ env: flute, agent: er {{ {TINY}, batch: 4, learning_starts: 10 steps, use_target: false, steps: 100 steps, eval_every: 50 steps }} }}"
+    ));
+    let dqn = dqn(&plan);
+    assert!(!dqn.use_target);
+    let mut l = learner(&plan, dqn, &[0]);
+    let mut sink = losses(1);
+    for t in 0..30 {
+        let q_before = l.q.q.params_of_seed(0);
+        l.advance(t, &mut sink);
+        if t >= 10 {
+            assert_eq!(l.q.target.params_of_seed(0), q_before, "step {t}");
+            assert_ne!(l.q.q.params_of_seed(0), q_before, "Q trains at step {t}");
+        }
+    }
+}
+
+/// A learned model's rollouts weight step k by the product of the predicted
+/// continuations before it on episodic envs (spec §3.3), and every step 1
+/// under `weighting: none`.
+#[test]
+fn rollout_weights_follow_predicted_continuations() {
+    for (weighting, product) in [("auto", true), ("none", false)] {
+        let plan = plan_of(&format!(
+            "experiment e {{ env: procmaze(grid_size: 2), agent: simple_model {{ {TINY}, batch: 4, learning_starts: 5 steps, steps: 100 steps, eval_every: 50 steps, model: factored_model {{ hidden: [8] }}, planner: model_rollouts {{ starts: 3, length: 4 steps, weighting: {weighting} }} }} }}"
+        ));
+        let dqn = dqn(&plan);
+        let gamma = dqn.gamma as f32;
+        let mut l = learner(&plan, dqn, &[0, 1]);
+        let mut sink = losses(2);
+        for t in 0..6 {
+            l.advance(t, &mut sink);
+        }
+        // One more batch exactly as the update builds it.
+        let (_, _, batch) = l.q_batch(&mut sink);
+        let (w, disc) = (batch.weights.as_vec(), batch.discounts.as_vec());
+        let (starts, length) = (3, 4);
+        for s in 0..2 {
+            for j in 0..starts {
+                let row = |k: usize| s * starts * length + k * starts + j;
+                assert_eq!(w[row(0)], 1.0);
+                for k in 1..length {
+                    let expected = match product {
+                        true => w[row(k - 1)] * disc[row(k - 1)] / gamma,
+                        false => 1.0,
+                    };
+                    assert!(
+                        (w[row(k)] - expected).abs() < 1e-6,
+                        "{weighting}: seed {s} start {j} step {k}: {} vs {expected}",
+                        w[row(k)]
+                    );
+                }
+            }
+        }
+        if product {
+            assert!(w.iter().any(|x| *x < 1.0), "some continuation below 1");
+        }
+    }
+}
+
+/// The perfect model's rollouts weight every step after a terminal one 0
+/// (spec §3.2) and keep the terminal step itself.
+#[test]
+fn true_env_rollouts_stop_counting_after_a_terminal() {
+    let plan = plan_of(&format!(
+        "experiment e {{ env: procmaze(grid_size: 2), agent: perfect_model {{ {TINY}, learning_starts: 5 steps, steps: 100 steps, eval_every: 50 steps, planner: model_rollouts {{ starts: 16, length: 6 steps }} }} }}"
+    ));
+    let dqn = dqn(&plan);
+    let mut l = learner(&plan, dqn, &[0]);
+    let mut sink = losses(1);
+    for t in 0..6 {
+        l.advance(t, &mut sink);
+    }
+    let (_, _, batch) = l.q_batch(&mut sink);
+    let (w, disc) = (batch.weights.as_vec(), batch.discounts.as_vec());
+    let (starts, length) = (16, 6);
+    let mut cut = 0;
+    for j in 0..starts {
+        let row = |k: usize| k * starts + j;
+        let mut alive = true;
+        for k in 0..length {
+            assert_eq!(w[row(k)], f32::from(u8::from(alive)), "start {j} step {k}");
+            if disc[row(k)] == 0.0 {
+                cut += usize::from(alive && k + 1 < length);
+                alive = false;
+            }
+        }
+    }
+    assert!(cut > 0, "some rollout ended before its last step");
+}
+
+/// After a terminal step the agent acts from the new episode's first
+/// observation, except under `compat: young2022`, where it acts from (and
+/// stores) the old episode's last one (spec §8, quirk 1).
+#[test]
+fn stale_observations_only_under_young2022() {
+    for compat in ["none", "young2022"] {
+        let plan = plan_of(&format!(
+            "experiment e {{ compat: {compat}, env: procmaze(grid_size: 2), agent: er {{ {TINY}, batch: 4, learning_starts: 1000 steps, steps: 2000 steps, eval_every: 1000 steps }} }}"
+        ));
+        let dqn = dqn(&plan);
+        let mut l = learner(&plan, dqn, &[0]);
+        let mut sink = losses(1);
+        let d = dqn.obs_dim;
+        let (mut terminals, mut stale) = (0, 0);
+        for t in 0..300 {
+            l.advance(t, &mut sink);
+            if !l.terminals[0] {
+                continue;
+            }
+            terminals += 1;
+            let mut fresh = vec![0f32; d];
+            l.env.observe(0, &mut fresh);
+            // The transition just stored ends in the terminal step's observation.
+            let last = l.data.replays().expect("ER stores transitions")[0]
+                .last_next_obs()
+                .to_vec();
+            match compat {
+                "none" => assert_eq!(l.obs, fresh, "step {t}: acts from the reset obs"),
+                _ => {
+                    assert_eq!(l.obs, last, "step {t}: acts from the terminal obs");
+                    stale += usize::from(l.obs != fresh);
+                }
+            }
+        }
+        assert!(terminals > 5, "{compat}: {terminals} terminals");
+        if compat == "young2022" {
+            assert!(
+                stale > 0,
+                "the stale observation differs from the reset one"
+            );
+        }
+    }
+}
