@@ -397,3 +397,4 @@ fn the_posterior_entropy_term_trains_the_encoder_only() {
         }
     }
 }
+

@@ -252,12 +252,19 @@ impl LearnedModel {
         let obs = dev.tensor_from_vec(sample.obs.clone(), (n_seeds, b, d));
         let one_hot = dev.tensor_from_vec(one_hot(&sample.actions, a), (n_seeds, b, a));
         let w = self.plan.loss;
-        let to_base = (w.entropy != 0.0).then(|| posterior_to_base(dev, &post, latent));
-        let (phi, kl_post, kl_prior) = match latent {
+        let entropy = w.entropy != 0.0;
+        let (phi, kl_post, kl_prior, to_base) = match latent {
             Latent::Categorical { features: f, width } => {
                 let rows = (n_seeds, b * f, width);
                 let uniforms = draws(rngs, b * f, Stream::uniform);
-                let phi = categorical_straight_through(post.reshape_like(&rows), &uniforms)
+                let post = post.reshape_like(&rows);
+                // The posterior's KL to uniform classes (`entropy` weight).
+                let to_base = entropy.then(|| {
+                    categorical_kl(post.retaped::<Tape>(), &dev.zeros_like(&rows))
+                        .reshape_like(&(n_seeds, b, f))
+                        .sum::<(usize, usize), Axis<2>>()
+                });
+                let phi = categorical_straight_through(post, &uniforms)
                     .reshape_like(&(n_seeds, b, f * width));
                 let xa = (phi.retaped::<Tape>(), one_hot.clone()).concat_along(Axis::<2>);
                 let prior = self.nets[TRANSITION].forward(xa).reshape_like(&rows);
@@ -271,7 +278,7 @@ impl LearnedModel {
                 let kl_prior = categorical_kl_to(prior, &post_fixed)
                     .reshape_like(&per_feature)
                     .sum::<(usize, usize), Axis<2>>();
-                (phi, kl_post, kl_prior)
+                (phi, kl_post, kl_prior, to_base)
             }
             Latent::Gaussian {
                 features: f,
@@ -280,6 +287,14 @@ impl LearnedModel {
             } => {
                 let eps = dev.tensor_from_vec(draws(rngs, b * f, normal), (n_seeds, b, f));
                 let (mean, std) = gaussian_params(post, min_std, sigmoid2);
+                // The posterior's KL to unit Gaussians (`entropy` weight), from the
+                // same mean and std tensors: dfdx's CPU slice backward writes its
+                // input's gradient rather than adding to it, so slicing `post` a
+                // second time would drop one branch's gradient.
+                let to_base = entropy.then(|| {
+                    let unit = (dev.zeros_like(&(n_seeds, b, f)), dev.ones_like(&(n_seeds, b, f)));
+                    gaussian_kl(mean.retaped::<Tape>(), std.retaped::<Tape>(), &unit.0, &unit.1)
+                });
                 let phi = reparameterize(mean, std, &eps);
                 let xa = (phi.retaped::<Tape>(), one_hot.clone()).concat_along(Axis::<2>);
                 let (pm, ps) = gaussian_params(self.nets[TRANSITION].forward(xa), 0.0, sigmoid2);
@@ -288,7 +303,7 @@ impl LearnedModel {
                 let (qm_fixed, qs_fixed) = (stop_gradient(&qm), stop_gradient(&qs));
                 let kl_post = gaussian_kl(qm, qs, &pm_fixed, &ps_fixed);
                 let kl_prior = gaussian_kl_to(pm, ps, &qm_fixed, &qs_fixed);
-                (phi, kl_post, kl_prior)
+                (phi, kl_post, kl_prior, to_base)
             }
         };
         let recon = bernoulli_nll(self.nets[OBS].forward(phi.retaped::<Tape>()), &obs)
@@ -405,33 +420,6 @@ impl LearnedModel {
         TdBatch::from_rows(
             dev, n_seeds, z, feats, next_feats, actions, rewards, discounts, weights,
         )
-    }
-}
-
-/// The posterior's KL to the base distribution (unit Gaussians, or uniform
-/// classes), summed over features: the reference's posterior entropy term.
-fn posterior_to_base(dev: &Dev, post: &T3<Tape>, latent: Latent) -> T2<Tape> {
-    let (n_seeds, b, _) = *post.shape();
-    match latent {
-        Latent::Categorical { features: f, width } => {
-            let rows = (n_seeds, b * f, width);
-            let uniform = dev.zeros_like(&rows);
-            categorical_kl(post.retaped::<Tape>().reshape_like(&rows), &uniform)
-                .reshape_like(&(n_seeds, b, f))
-                .sum::<(usize, usize), Axis<2>>()
-        }
-        Latent::Gaussian {
-            features: f,
-            min_std,
-            sigmoid2,
-        } => {
-            let (mean, std) = gaussian_params(post.retaped::<Tape>(), min_std, sigmoid2);
-            let (zeros, ones) = (
-                dev.zeros_like(&(n_seeds, b, f)),
-                dev.ones_like(&(n_seeds, b, f)),
-            );
-            gaussian_kl(mean, std, &zeros, &ones)
-        }
     }
 }
 
