@@ -1,12 +1,23 @@
 //! mbrl: a declarative experiment language for model-based RL.
 //!
 //! The pipeline, one module per stage, in reading order:
-//! `syntax` (text to AST) -> `resolve` (imports, overrides) -> `check`
-//! (schema, types, shapes, cross-field rules; grid expansion) -> `graph`
-//! (the dataflow graph of each cell) -> `compile` (a cell to a runtime plan)
-//! -> `runtime` (seed-batched execution on `tensor` building blocks). `schema` is the registry all of them
-//! read; `diagnostics` is the shared error data; `cli` is the only module
-//! that prints.
+//! - `syntax`: `.exp` text to an AST whose nodes carry spans (pest);
+//! - `resolve`: imports, scopes and `--set` overrides;
+//! - `check`: schema, types, units, ranges, shapes and cross-field rules,
+//!   the grid expanded into cells; every diagnostic in one pass;
+//! - `graph`: each cell's dataflow graph (petgraph), whose nodes carry every
+//!   setting the runtime will use: the intermediate form;
+//! - `compile`: a cell's graph to a `Plan` (env, evaluation protocol,
+//!   schedule, agent plan), the only bridge from the language to the runtime;
+//! - `runtime`: the driver (seed shards and groups, schedule, evaluation,
+//!   losses, checkpoints, resume) runs one learner per agent kind;
+//! - `report`: run directories (manifest, metrics) and plots.
+//!
+//! Below them, the building blocks every stage may use: `schema` (the
+//! registry of block kinds and fields), `diagnostics`, `source`, `stdlib`,
+//! `envs` (seed-batched environments), `tensor` (numeric kernels on dfdx)
+//! and `seeds` (counter-based random streams). `cli` is the only module that
+//! prints. No module imports a stage above it.
 
 pub mod check;
 pub mod cli;

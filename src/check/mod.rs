@@ -13,6 +13,7 @@
 //! requires.
 
 mod agents;
+mod common;
 mod eval;
 mod grid;
 mod rules;
@@ -142,7 +143,7 @@ pub fn check(program: &Program) -> (Checked, Vec<Diag>) {
         let value = ev.definition(id, def.name.span);
         match (Kind::from_name(&def.kind.name), &value) {
             (Some(Kind::Agent), Value::Obj(agent)) => rules::block_rules(&mut ev, agent),
-            (Some(Kind::Model), Value::Obj(model)) => rules::latent_fields(&mut ev, model),
+            (Some(Kind::Model), Value::Obj(model)) => common::latent_fields(&mut ev, model),
             _ => (),
         }
     }

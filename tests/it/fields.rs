@@ -397,4 +397,3 @@ fn the_posterior_entropy_term_trains_the_encoder_only() {
         }
     }
 }
-

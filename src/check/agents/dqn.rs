@@ -2,10 +2,10 @@
 //! its budget, and its rules (components that fit together, settings the
 //! others make moot, values the runtime does not implement).
 
-use crate::check::eval::Evaluator;
-use crate::check::rules::{
+use crate::check::common::{
     fitting_loss, ignored, latent_fields, loss_fits, role, unsupported, within,
 };
+use crate::check::eval::Evaluator;
 use crate::check::shapes::{net, Net};
 use crate::check::value::Obj;
 use crate::diagnostics::{Code, Diag};

@@ -1,8 +1,8 @@
 //! SLBO in `check`: the policy, value and dynamics networks, the budget of
 //! stages, and the rules on its loss, refits and TRPO batch.
 
+use crate::check::common::{loss_fits, role, within};
 use crate::check::eval::Evaluator;
-use crate::check::rules::{loss_fits, role, within};
 use crate::check::shapes::{net, Net};
 use crate::check::value::Obj;
 use crate::diagnostics::{Code, Diag};

@@ -264,8 +264,11 @@ impl LearnedModel {
                         .reshape_like(&(n_seeds, b, f))
                         .sum::<(usize, usize), Axis<2>>()
                 });
-                let phi = categorical_straight_through(post, &uniforms)
-                    .reshape_like(&(n_seeds, b, f * width));
+                let phi = categorical_straight_through(post, &uniforms).reshape_like(&(
+                    n_seeds,
+                    b,
+                    f * width,
+                ));
                 let xa = (phi.retaped::<Tape>(), one_hot.clone()).concat_along(Axis::<2>);
                 let prior = self.nets[TRANSITION].forward(xa).reshape_like(&rows);
                 let post_next = post_next.reshape_like(&rows);
@@ -292,8 +295,16 @@ impl LearnedModel {
                 // input's gradient rather than adding to it, so slicing `post` a
                 // second time would drop one branch's gradient.
                 let to_base = entropy.then(|| {
-                    let unit = (dev.zeros_like(&(n_seeds, b, f)), dev.ones_like(&(n_seeds, b, f)));
-                    gaussian_kl(mean.retaped::<Tape>(), std.retaped::<Tape>(), &unit.0, &unit.1)
+                    let unit = (
+                        dev.zeros_like(&(n_seeds, b, f)),
+                        dev.ones_like(&(n_seeds, b, f)),
+                    );
+                    gaussian_kl(
+                        mean.retaped::<Tape>(),
+                        std.retaped::<Tape>(),
+                        &unit.0,
+                        &unit.1,
+                    )
                 });
                 let phi = reparameterize(mean, std, &eps);
                 let xa = (phi.retaped::<Tape>(), one_hot.clone()).concat_along(Axis::<2>);
