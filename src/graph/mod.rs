@@ -85,7 +85,8 @@ impl std::fmt::Display for Attr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Attr::Int(i) => write!(f, "{i}"),
-            Attr::Float(x) => write!(f, "{x:e}"),
+            Attr::Float(x) if *x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) => write!(f, "{x:e}"),
+            Attr::Float(x) => write!(f, "{x}"),
             Attr::Bool(b) => write!(f, "{b}"),
             Attr::Text(t) => write!(f, "{t}"),
             Attr::Ints(v) => {
