@@ -30,6 +30,10 @@ pub enum Purpose {
     RolloutAction = 8,
     /// Draws of a learned model's training step (latent samples).
     Model = 9,
+    /// Exploration noise added to actions (SLBO's OU process).
+    Noise = 10,
+    /// Shuffles into minibatches (SLBO's value fits).
+    Minibatch = 11,
 }
 
 /// A random stream; implements `rand::RngCore`.

@@ -156,3 +156,16 @@ pub fn ignored(ev: &mut Evaluator, obj: &Obj, field: &str, why: &str) {
         .with_help(format!("remove `{field}`"));
     ev.diags.push(diag);
 }
+
+/// An `mlp`'s `init` must be one the runtime implements without a std.
+pub fn mlp_init(ev: &mut Evaluator, mlp: &Obj) {
+    if mlp.enum_("init") == Some("truncated_normal") {
+        unsupported(
+            ev,
+            mlp,
+            "init",
+            "a truncated normal needs a std, and an `mlp` has none",
+            "use `init: haiku` (a truncated normal with std 1/sqrt(fan_in)), `normc` or `glorot`",
+        );
+    }
+}

@@ -656,6 +656,21 @@ fn scored_by(cell: &Cell) -> &'static str {
 /// A compatibility mode reproduces one codebase's quirks: it must name the
 /// codebase of some cell's agent, or it changes nothing.
 fn compat_used(ev: &mut Evaluator, compat: &str, span: Span, cells: &[Cell]) {
+    if compat == "vaslbo" {
+        let mle = cells.iter().find_map(|c| {
+            c.agent
+                .obj("model_loss")
+                .filter(|l| c.agent.ctor.name == "slbo" && l.ctor.name == "mle")
+                .map(|_| c.agent.clone())
+        });
+        if let Some(agent) = mle {
+            let msg = "`compat: vaslbo` cannot run SLBO's `mle` loss: the released code's mle mode crashes before its first model step (vaslbo spec §9.1)";
+            let diag = Diag::error(Code::UnsupportedValue, msg, span, "the released code")
+                .with_label(agent.span_of("model_loss"), "mle loss")
+                .with_help("remove `compat` to run the intended MLE loss (spec §4.2)");
+            ev.diags.push(diag);
+        }
+    }
     let agent = match compat {
         "young2022" => "dqn",
         "vaslbo" => "slbo",

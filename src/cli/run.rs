@@ -526,6 +526,7 @@ impl Progress {
             // A resumed run's first line has no interval to measure.
             let mut last = self.last.lock().expect("progress lock");
             let speed = match *last {
+                Some((since_step, _)) if step <= since_step => "before the first unit".to_string(),
                 Some((since_step, since)) => {
                     let secs = since.elapsed().as_secs_f64();
                     let rate = step.saturating_sub(since_step) as f64 / secs.max(1e-9);

@@ -13,6 +13,7 @@
 
 mod dqn;
 mod env;
+pub mod slbo;
 
 use crate::envs::EnvConfig;
 use crate::graph::{Graph, Node};
@@ -22,6 +23,7 @@ pub use dqn::{
     Rollouts,
 };
 pub use env::{EvalMetric, Protocol};
+pub use slbo::SlboPlan;
 
 /// Why a cell cannot be compiled.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -73,6 +75,8 @@ pub enum AgentPlan {
     Random,
     /// The Young et al. DQN family.
     Dqn(Box<DqnPlan>),
+    /// SLBO with its model losses.
+    Slbo(Box<SlboPlan>),
 }
 
 /// What a plan will compute and hold, for one seed.
@@ -106,14 +110,13 @@ pub fn compile(graph: &Graph, scale: f64) -> Result<Plan, CompileError> {
             };
             (schedule, AgentPlan::Random)
         }
+        "slbo" => {
+            let (schedule, plan) = slbo::compile(graph)?;
+            (schedule, AgentPlan::Slbo(Box::new(plan)))
+        }
         other => {
-            return Err(CompileError::Unsupported {
-                agent: need(graph, "schedule")?.name.clone(),
-                ctor: match other {
-                    "slbo" => "slbo",
-                    _ => "agent",
-                },
-                why: "the SLBO loop is not built".to_string(),
+            return Err(CompileError::Incomplete {
+                what: format!("agent kind `{other}`"),
             })
         }
     };
@@ -143,6 +146,7 @@ impl Plan {
         match &self.agent {
             AgentPlan::Random => &["eval"],
             AgentPlan::Dqn(_) => dqn::METRICS,
+            AgentPlan::Slbo(plan) => slbo::metrics(&plan.loss),
         }
     }
 
@@ -151,6 +155,7 @@ impl Plan {
         match &self.agent {
             AgentPlan::Random => Cost::default(),
             AgentPlan::Dqn(plan) => dqn::cost(plan, &self.schedule),
+            AgentPlan::Slbo(plan) => slbo::cost(plan, &self.schedule),
         }
     }
 
@@ -160,6 +165,10 @@ impl Plan {
         match &self.agent {
             AgentPlan::Random => (0, 0.0),
             AgentPlan::Dqn(p) => (p.learning_starts, p.updates_per_step as f64),
+            AgentPlan::Slbo(p) => {
+                let per_stage = p.iters * (p.model_iters + p.policy_iters);
+                (0, per_stage as f64 / p.steps_per_stage.max(1) as f64)
+            }
         }
     }
 

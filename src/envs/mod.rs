@@ -75,6 +75,26 @@ pub enum EnvConfig {
     HalfCheetah(usize),
 }
 
+/// The env's own reward and termination of a transition `(obs, action in
+/// [-1, 1], next obs)`, for rollouts in a learned model (SLBO's `mb_step`);
+/// `None` for envs without such functions (the grid worlds).
+pub fn known_reward(
+    config: &EnvConfig,
+    obs: &[f32],
+    action: &[f32],
+    next_obs: &[f32],
+) -> Option<(f32, bool)> {
+    match config {
+        EnvConfig::Control(task, _) => Some((
+            control::reward(*task, obs, action, next_obs),
+            control::terminal(*task, obs, action, next_obs),
+        )),
+        #[cfg(feature = "mujoco")]
+        EnvConfig::HalfCheetah(_) => Some((halfcheetah::reward(obs, action, next_obs), false)),
+        _ => None,
+    }
+}
+
 /// A saved instance state of any env.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EnvState {

@@ -1,8 +1,8 @@
 //! Runtime: executes compiled plans, seed-batched. The [`driver`] owns
 //! everything that is not the algorithm (seed shards and groups, the
 //! schedule, evaluation, losses, checkpoints, resume, stopping); each agent
-//! kind is a learner it drives: [`dqn`] (the Young et al. family) and
-//! [`random`]. Also the evaluation protocol, replay buffers, seed sharding
+//! kind is a learner it drives: [`dqn`] (the Young et al. family), [`slbo`]
+//! and [`random`]. Also the evaluation protocol, replay buffers, seed sharding
 //! over worker threads and the update benchmark.
 //!
 //! Invariants: never sees the AST or the graph, only [`crate::compile::Plan`];
@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod random;
 pub mod replay;
 pub mod shard;
+pub mod slbo;
 
 use crate::compile::{AgentPlan, Plan};
 use driver::{Outcome, Progress, RunError, Session};
@@ -32,5 +33,8 @@ pub fn run(
             driver::run(&dqn::Dqn { plan, dqn }, plan, threads, session, progress)
         }
         AgentPlan::Random => driver::run(&random::Random, plan, threads, session, progress),
+        AgentPlan::Slbo(slbo) => {
+            driver::run(&slbo::Slbo { plan, slbo }, plan, threads, session, progress)
+        }
     }
 }

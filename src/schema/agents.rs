@@ -108,6 +108,17 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("trpo", Ty::Ref(Kind::Trpo), D::Ctor("trpo"), "policy optimizer"),
             Field::new("noise", Ty::Ref(Kind::Noise), D::Ctor("ou"), "exploration noise when collecting"),
             Field::new("eval", Ty::Ref(Kind::Eval), D::Ctor("policy_eval"), "evaluation protocol"),
+            Field::new(
+                "eval_every",
+                Ty::Int,
+                D::Int(1),
+                "stages between evaluations (and one before the first stage)",
+            )
+            .unit(Unit::Stages)
+            .min(1.0),
+            Field::new("save_every", Ty::Int, D::Int(1), "stages between checkpoints")
+                .unit(Unit::Stages)
+                .min(1.0),
         ],
         ..Ctor::PLAIN
     },

@@ -70,6 +70,7 @@ pub(super) static CTORS: &[Ctor] = &[
         fields: &[
             Field::new("theta", Ty::Float, D::Float(0.15), "mean reversion").min(0.0),
             Field::new("sigma", Ty::Float, D::Float(0.3), "noise scale").min(0.0),
+            Field::new("mu", Ty::Float, D::Float(0.0), "the level the noise reverts to"),
         ],
         ..Ctor::PLAIN
     },
@@ -88,6 +89,8 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("max_kl", Ty::Float, D::Float(0.01), "trust-region size").above(0.0),
             Field::new("cg_iters", Ty::Int, D::Int(10), "conjugate-gradient iterations").min(1.0),
             Field::new("cg_damping", Ty::Float, D::Float(0.1), "Fisher damping").min(0.0),
+            Field::new("cg_tol", Ty::Float, D::Float(1e-10), "conjugate gradient stops below this squared residual")
+                .min(0.0),
             Field::new("line_search_steps", Ty::Int, D::Int(10), "backtracking halvings").min(0.0),
             Field::new("kl_tolerance", Ty::Float, D::Float(1.5), "accept KL up to this x max_kl").min(1.0),
             Field::new("gamma", Ty::Float, D::Float(0.99), "discount").min(0.0).max(1.0),
@@ -96,6 +99,13 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("ent_off_stage", Ty::Int, D::Int(50), "stage from which the entropy bonus is 0")
                 .unit(Unit::Stages)
                 .min(0.0),
+            Field::new(
+                "ent_limit",
+                Ty::Float,
+                D::Float(2.0),
+                "the bonus is the entropy restricted to [-limit, limit] (SLBO's LimitedEntNormal)",
+            )
+            .above(0.0),
             Field::new("vf_lr", Ty::Float, D::Float(1e-3), "value step size").above(0.0),
             Field::new("vf_epochs", Ty::Int, D::Int(5), "value epochs per TRPO step").min(1.0),
             Field::new("vf_batch", Ty::Int, D::Int(64), "value minibatch").min(1.0),

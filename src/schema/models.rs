@@ -160,7 +160,18 @@ pub(super) static CTORS: &[Ctor] = &[
         name: "mle",
         kind: Kind::Loss,
         doc: "maximum likelihood: NLL of each model head (MSE on the next state for deterministic dynamics)",
-        fields: &LOSS_WEIGHTS,
+        fields: &[
+            LOSS_WEIGHTS[0],
+            LOSS_WEIGHTS[1],
+            LOSS_WEIGHTS[2],
+            Field::new(
+                "horizon",
+                Ty::Int,
+                D::Int(1),
+                "steps H per sampled sequence for dynamics models, each an independent one-step sample",
+            )
+            .min(1.0),
+        ],
         ..Ctor::PLAIN
     },
     Ctor {

@@ -19,7 +19,7 @@ use crate::tensor::optim::{AdamConfig, MlpMoments};
 
 /// One seed's network as flat parameters: per layer the `[in, out]` weights
 /// (row-major), then the `[out]` bias.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     pub dims: Vec<usize>,
     /// Offset of each layer's weights; its bias follows them.
@@ -163,6 +163,63 @@ pub fn forward(
             activate(out, activation);
         }
     }
+}
+
+/// Forward-mode derivative of one seed's network on `rows` inputs `x` (the
+/// input held fixed): returns its outputs and their directional derivative
+/// `J v` along the parameter tangent `tangent`, laid out like `params`.
+pub fn jvp(
+    layout: &Layout,
+    params: &[f32],
+    tangent: &[f32],
+    activation: Activation,
+    x: &[f32],
+    rows: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut h = x.to_vec();
+    let mut dh = vec![0f32; x.len()];
+    for layer in 0..layout.layers() {
+        let (i, o) = (layout.dims[layer], layout.dims[layer + 1]);
+        let (w, b) = layout.ranges(layer);
+        let mut z = Vec::with_capacity(rows * o);
+        let mut dz = Vec::with_capacity(rows * o);
+        for _ in 0..rows {
+            z.extend_from_slice(&params[b.clone()]);
+            dz.extend_from_slice(&tangent[b.clone()]);
+        }
+        matmul(
+            rows,
+            i,
+            o,
+            &h,
+            false,
+            &params[w.clone()],
+            false,
+            &mut z,
+            true,
+        );
+        matmul(
+            rows,
+            i,
+            o,
+            &h,
+            false,
+            &tangent[w.clone()],
+            false,
+            &mut dz,
+            true,
+        );
+        if layer > 0 {
+            matmul(rows, i, o, &dh, false, &params[w], false, &mut dz, true);
+        }
+        if layer + 1 < layout.layers() {
+            activate(&mut z, activation);
+            activation_backward(&mut dz, &z, activation);
+        }
+        h = z;
+        dh = dz;
+    }
+    (h, dh)
 }
 
 /// Whether an input is sparse enough (fewer than 1 in 8 entries nonzero:

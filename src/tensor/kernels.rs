@@ -6,7 +6,7 @@
 //! it is given.
 
 /// A hidden layer's nonlinearity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     Elu,
     Relu,

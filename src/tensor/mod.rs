@@ -9,6 +9,7 @@
 
 pub mod dist;
 pub mod fused;
+pub mod gaussian;
 pub mod kernels;
 pub mod losses;
 pub mod mlp;

@@ -10,7 +10,7 @@ use crate::tensor::{Dev, T2, T3};
 /// SLBO's running Gaussian normalizer, one per seed, merged batch by batch:
 /// `d = mean(x - mu)`, `n' = n + m`, `mu' = mu + d m / n'`,
 /// `sigma'^2 = (sigma^2 n + var(x - mu) m + d^2 n m / n') / n'`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalizer {
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
@@ -30,7 +30,7 @@ impl Normalizer {
     pub fn update(&mut self, rows: &[f32]) {
         let dim = self.mean.len();
         let m = (rows.len() / dim) as f64;
-        if m == 0.0 {
+        if m == 0.0 || self.count.is_infinite() {
             return;
         }
         let n = self.count;
@@ -48,6 +48,27 @@ impl Normalizer {
             self.std[d] = merged.sqrt();
         }
         self.count = total;
+    }
+
+    /// The identity: mean 0 and std 1 that no update changes (`normalize: none`).
+    pub fn identity(dim: usize) -> Normalizer {
+        Normalizer {
+            count: f64::INFINITY,
+            ..Normalizer::new(dim)
+        }
+    }
+
+    /// `x sigma + mu`, the inverse of [`Normalizer::normalize`] (for
+    /// `sigma >= 1e-8`).
+    pub fn denormalize(&self, x: &[f32]) -> Vec<f32> {
+        let dim = self.mean.len();
+        x.chunks(dim)
+            .flat_map(|r| {
+                r.iter()
+                    .enumerate()
+                    .map(|(d, v)| (*v as f64 * self.std[d] + self.mean[d]) as f32)
+            })
+            .collect()
     }
 
     /// `(x - mu) / max(sigma, 1e-8)`.

@@ -107,6 +107,9 @@ const BASES: &[(&str, &str)] = &[
     ("categorical_latent", "flute"),
     ("gaussian_latent", "maze"),
     ("random", "flute"),
+    ("slbo_l2", "mbbl_pendulum"),
+    ("slbo_mle", "mbbl_pendulum"),
+    ("slbo_ma_l1", "mbbl_pendulum"),
 ];
 
 /// For each runnable agent of young2022 and each field of each block its
@@ -126,16 +129,20 @@ fn every_accepted_field_takes_effect_or_is_refused() {
         Code::MissingField,
         Code::ObservationSpace,
         Code::UnequalUpdateBatch,
+        Code::HorizonMismatch,
     ];
     let mut ignored = Vec::new();
     let mut tried = 0;
     for (agent, env) in BASES {
         let budget = match *agent {
             "random" => "steps: 2000 steps, eval_every: 500 steps",
+            a if a.starts_with("slbo") => {
+                "stages: 4 stages, steps_per_stage: 400 steps, planner: virtual_rollouts { envs: 2, length: 200 steps }"
+            }
             _ => "steps: 2000 steps, eval_every: 500 steps, learning_starts: 100 steps",
         };
         let text = format!(
-            "use young2022::*\nexperiment e {{\n  seeds: 2\n  env: {env}\n  agent: {agent} {{ {budget} }}\n}}\n"
+            "use young2022::*\nuse slbo::*\nexperiment e {{\n  seeds: 2\n  env: {env}\n  agent: {agent} {{ {budget} }}\n}}\n"
         );
         let (base_plan, base_codes) = compiled(&text, &[]);
         let base_plan = base_plan.unwrap_or_else(|| panic!("{agent}: {base_codes:?}"));
@@ -172,7 +179,11 @@ fn every_accepted_field_takes_effect_or_is_refused() {
                 }
             }
         }
-        for (field, value) in [("seeds", "3"), ("seed", "5"), ("compat", "young2022")] {
+        let other_compat = match agent.starts_with("slbo") {
+            true => "vaslbo",
+            false => "young2022",
+        };
+        for (field, value) in [("seeds", "3"), ("seed", "5"), ("compat", other_compat)] {
             tried += 1;
             let set = format!("experiment.{field}={value}");
             let (plan, codes) = compiled(&text, &[set.clone()]);

@@ -3,7 +3,7 @@
 //! others make moot, values the runtime does not implement).
 
 use crate::check::common::{
-    fitting_loss, ignored, latent_fields, loss_fits, role, unsupported, within,
+    fitting_loss, ignored, latent_fields, loss_fits, mlp_init, role, unsupported, within,
 };
 use crate::check::eval::Evaluator;
 use crate::check::shapes::{net, Net};
@@ -94,6 +94,13 @@ pub(super) fn rules(ev: &mut Evaluator, agent: &Obj) {
     role(
         ev,
         agent,
+        "planner",
+        &["model_rollouts"],
+        "rollouts from replay states (`model_rollouts`)",
+    );
+    role(
+        ev,
+        agent,
         "optimizer",
         &["adamw"],
         "the Young et al. Adam (`adamw`)",
@@ -171,6 +178,16 @@ fn unused_settings(ev: &mut Evaluator, agent: &Obj) {
             );
         }
     }
+    if let Some(loss) = agent.obj("model_loss").filter(|l| l.ctor.name == "mle") {
+        if loss.is_explicit("horizon") {
+            ignored(
+                ev,
+                loss,
+                "horizon",
+                "the simple model trains on one-step transitions",
+            );
+        }
+    }
     if let Some(eval) = agent.obj("eval") {
         if eval.is_explicit("stochastic") {
             ignored(ev, eval, "stochastic", "DQN evaluates greedily");
@@ -192,15 +209,7 @@ fn q_network(ev: &mut Evaluator, agent: &Obj) {
             "remove `normalize`, or write `normalize: none`",
         );
     }
-    if q.enum_("init") == Some("truncated_normal") {
-        unsupported(
-            ev,
-            q,
-            "init",
-            "a truncated normal needs a std, and an `mlp` has none",
-            "use `init: haiku` (a truncated normal with std 1/sqrt(fan_in)), `normc` or `glorot`",
-        );
-    }
+    mlp_init(ev, q);
 }
 
 /// The model, its loss and the planner must fit together.

@@ -1,7 +1,7 @@
 //! SLBO in `check`: the policy, value and dynamics networks, the budget of
 //! stages, and the rules on its loss, refits and TRPO batch.
 
-use crate::check::common::{loss_fits, role, within};
+use crate::check::common::{ignored, loss_fits, mlp_init, role, unsupported, within};
 use crate::check::eval::Evaluator;
 use crate::check::shapes::{net, Net};
 use crate::check::value::Obj;
@@ -60,8 +60,44 @@ pub(super) fn rules(ev: &mut Evaluator, agent: &Obj) {
         &["dynamics"],
         "a deterministic dynamics model",
     );
+    role(
+        ev,
+        agent,
+        "planner",
+        &["virtual_rollouts"],
+        "virtual rollouts in the model",
+    );
     if let (Some(model), Some(loss)) = (agent.obj("model"), agent.obj("model_loss")) {
         loss_fits(ev, agent, model, loss);
+    }
+    if let Some(loss) = agent.obj("model_loss").filter(|l| l.ctor.name == "mle") {
+        for field in ["reward_weight", "continuation_weight", "obs_weight"] {
+            if loss.is_explicit(field) {
+                ignored(
+                    ev,
+                    loss,
+                    field,
+                    "a dynamics model's MLE is the next state's squared error",
+                );
+            }
+        }
+    }
+    if let Some(value) = agent.obj("value").filter(|v| v.ctor.name == "mlp") {
+        mlp_init(ev, value);
+    }
+    if let Some(policy) = agent
+        .obj("policy")
+        .filter(|p| p.ctor.name == "gaussian_policy")
+    {
+        if policy.enum_("init").is_some_and(|i| i != "normc") {
+            unsupported(
+                ev,
+                policy,
+                "init",
+                "the policy's layers are normc-initialised, the mean's output layer at `output_init_scale` (vaslbo spec §2.2)",
+                "use `init: normc`",
+            );
+        }
     }
     if let (Some(every), Some(iters)) = (agent.int("value_refit_every"), agent.int("model_iters")) {
         if every > iters {

@@ -6,16 +6,39 @@ use crate::check::Cell;
 use crate::graph::lower::{block, evaluator, find, net_node, pick, schedule};
 use crate::graph::{Graph, NodeId, NodeKind};
 
-pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
-    let a = &cell.agent;
-    let act = super::act_dim(cell);
-    let obs = cell.spaces.obs_dim.to_string();
-    let shape = |dims: &[&str]| -> Vec<String> {
-        std::iter::once(s.to_string())
+/// Shapes along a cell's edges: `[S, dims...]`.
+struct Shapes<'a> {
+    s: &'a str,
+    obs: String,
+    act: String,
+}
+
+impl Shapes<'_> {
+    fn of(&self, dims: &[&str]) -> Vec<String> {
+        std::iter::once(self.s.to_string())
             .chain(dims.iter().map(|d| d.to_string()))
             .collect()
+    }
+
+    fn params(&self) -> Vec<String> {
+        vec![self.s.to_string(), "params".into()]
+    }
+}
+
+/// The networks of an SLBO cell.
+struct Nets {
+    policy: NodeId,
+    value: NodeId,
+    model: NodeId,
+}
+
+pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
+    let a = &cell.agent;
+    let sh = Shapes {
+        s,
+        obs: cell.spaces.obs_dim.to_string(),
+        act: super::act_dim(cell),
     };
-    let int = |f: &str| a.int(f).unwrap_or(0).to_string();
     let (Some(p), Some(v), Some(m)) = (
         find(cell, "policy"),
         find(cell, "value"),
@@ -33,18 +56,27 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
             "model_iters",
             "policy_iters",
             "value_refit_every",
+            "eval_every",
+            "save_every",
         ],
     );
-    let policy = net_node(g, "policy", p, a.obj("policy").map(|o| &**o));
-    let value = net_node(g, "value", v, a.obj("value").map(|o| &**o));
-    let model = net_node(g, "dynamics", m, a.obj("model").map(|o| &**o));
-    g.connect(
-        stages,
-        env,
-        "real steps per stage",
-        &[int("steps_per_stage")],
-    );
-    g.connect(env, policy, "state", &shape(&["1", &obs]));
+    let nets = Nets {
+        policy: net_node(g, "policy", p, a.obj("policy").map(|o| &**o)),
+        value: net_node(g, "value", v, a.obj("value").map(|o| &**o)),
+        model: net_node(g, "dynamics", m, a.obj("model").map(|o| &**o)),
+    };
+    let steps = a.int("steps_per_stage").unwrap_or(0).to_string();
+    g.connect(stages, env, "real steps per stage", &[steps]);
+    let buffer = collection(g, cell, env, &nets, &sh);
+    model_learning(g, cell, buffer, &nets, &sh);
+    planning(g, cell, &nets, &sh);
+    evaluator(g, a, nets.policy, s, "policy without noise");
+}
+
+/// The policy and its OU noise acting in the real env, into the FIFO buffer.
+fn collection(g: &mut Graph, cell: &Cell, env: NodeId, nets: &Nets, sh: &Shapes) -> NodeId {
+    let a = &cell.agent;
+    g.connect(env, nets.policy, "state", &sh.of(&["1", &sh.obs]));
     if let Some(noise) = a.obj("noise") {
         let n = g.add(
             NodeKind::Policy,
@@ -53,66 +85,66 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
             format!("{} exploration noise", noise.ctor.name),
             block(noise),
         );
-        g.connect(n, env, "noise", &shape(&["1", &act]));
+        g.connect(n, env, "noise", &sh.of(&["1", &sh.act]));
     }
-    g.connect(policy, env, "action", &shape(&["1", &act]));
+    g.connect(nets.policy, env, "action", &sh.of(&["1", &sh.act]));
+    let capacity = a.int("buffer").unwrap_or(0);
     let buffer = g.add(
         NodeKind::Buffer,
         "buffer",
         "real data",
-        format!("FIFO {} per seed", int("buffer")),
+        format!("FIFO {capacity} per seed"),
         pick(a, &["buffer", "model_batch"]),
     );
-    g.connect(
-        env,
-        buffer,
-        "transition",
-        &shape(&["1", &format!("2x{obs}+{act}+3")]),
-    );
+    let row = format!("2x{}+{}+3", sh.obs, sh.act);
+    g.connect(env, buffer, "transition", &sh.of(&["1", &row]));
+    buffer
+}
+
+/// The model loss on multi-step batches, and the model's optimizer.
+fn model_learning(g: &mut Graph, cell: &Cell, buffer: NodeId, nets: &Nets, sh: &Shapes) {
+    let a = &cell.agent;
+    let batch = a.int("model_batch").unwrap_or(0).to_string();
     let loss = a.obj("model_loss");
     let mloss = g.add(
         NodeKind::Loss,
         "model loss",
         loss.map(|l| l.label.clone()).unwrap_or_default(),
-        format!("{} updates/iter", int("model_iters")),
+        format!("{} updates/iter", a.int("model_iters").unwrap_or(0)),
         loss.map(|l| block(l)).unwrap_or_default(),
     );
     g.connect(
         buffer,
         mloss,
         "multi-step batch",
-        &shape(&["H", &int("model_batch"), &obs]),
+        &sh.of(&["H", &batch, &sh.obs]),
     );
-    g.connect(
-        model,
-        mloss,
-        "prediction",
-        &shape(&[&int("model_batch"), &obs]),
-    );
+    g.connect(nets.model, mloss, "prediction", &sh.of(&[&batch, &sh.obs]));
     if loss.is_some_and(|l| l.ctor.name == "value_aware") {
         g.connect(
-            value,
+            nets.value,
             mloss,
             "V(s'), V(f(s,a)) (frozen)",
-            &shape(&[&int("model_batch")]),
+            &sh.of(&[&batch]),
         );
     }
-    let mut opt_attrs = a
-        .obj("model_optimizer")
-        .map(|o| block(o))
-        .unwrap_or_default();
-    opt_attrs.extend(pick(a, &["model_lr"]));
+    let optimizer = a.obj("model_optimizer");
+    let mut attrs = optimizer.map(|o| block(o)).unwrap_or_default();
+    attrs.extend(pick(a, &["model_lr"]));
     let mopt = g.add(
         NodeKind::Optimizer,
         "model optimizer",
-        a.obj("model_optimizer")
-            .map(|o| o.label.clone())
-            .unwrap_or_default(),
+        optimizer.map(|o| o.label.clone()).unwrap_or_default(),
         format!("lr {}", a.float("model_lr").unwrap_or(0.0)),
-        opt_attrs,
+        attrs,
     );
-    g.connect(mloss, mopt, "grad", &[s.to_string(), "params".into()]);
-    g.connect(mopt, model, "update", &[s.to_string(), "params".into()]);
+    g.connect(mloss, mopt, "grad", &sh.params());
+    g.connect(mopt, nets.model, "update", &sh.params());
+}
+
+/// Virtual rollouts of the policy in the model, and TRPO with its value fit.
+fn planning(g: &mut Graph, cell: &Cell, nets: &Nets, sh: &Shapes) {
+    let a = &cell.agent;
     let planner = a.obj("planner");
     let envs = planner.and_then(|p| p.int("envs")).unwrap_or(0);
     let length = planner.and_then(|p| p.int("length")).unwrap_or(0);
@@ -123,35 +155,24 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
         format!("{envs} virtual envs x {length} steps"),
         planner.map(|p| block(p)).unwrap_or_default(),
     );
+    let (envs, samples) = (envs.to_string(), (envs * length).to_string());
     g.connect(
-        model,
+        nets.model,
         rollouts,
         "next state",
-        &shape(&[&envs.to_string(), &obs]),
+        &sh.of(&[&envs, &sh.obs]),
     );
-    g.connect(
-        policy,
-        rollouts,
-        "action",
-        &shape(&[&envs.to_string(), &act]),
-    );
+    g.connect(nets.policy, rollouts, "action", &sh.of(&[&envs, &sh.act]));
     let trpo_obj = a.obj("trpo");
     let trpo = g.add(
         NodeKind::Optimizer,
         "trpo",
         trpo_obj.map(|t| t.label.clone()).unwrap_or_default(),
-        format!("{} updates/iter", int("policy_iters")),
+        format!("{} updates/iter", a.int("policy_iters").unwrap_or(0)),
         trpo_obj.map(|t| block(t)).unwrap_or_default(),
     );
-    let samples = (envs * length).to_string();
-    g.connect(rollouts, trpo, "trajectories", &shape(&[&samples, &obs]));
-    g.connect(value, trpo, "GAE baseline", &shape(&[&samples]));
-    g.connect(trpo, value, "value fit", &[s.to_string(), "params".into()]);
-    g.connect(
-        trpo,
-        policy,
-        "natural-gradient step",
-        &[s.to_string(), "params".into()],
-    );
-    evaluator(g, a, policy, s, "policy without noise");
+    g.connect(rollouts, trpo, "trajectories", &sh.of(&[&samples, &sh.obs]));
+    g.connect(nets.value, trpo, "GAE baseline", &sh.of(&[&samples]));
+    g.connect(trpo, nets.value, "value fit", &sh.params());
+    g.connect(trpo, nets.policy, "natural-gradient step", &sh.params());
 }

@@ -1,0 +1,482 @@
+//! SLBO's plan (vaslbo spec §1-4): the policy, value and dynamics networks,
+//! the model loss and its optimizer, virtual rollouts, TRPO with its value
+//! fit, the exploration noise, and the stage loop's sizes.
+
+use crate::compile::{count, need, CompileError, Cost, Schedule};
+use crate::graph::{Graph, Node};
+use crate::tensor::mlp::{Activation, Init};
+
+/// A network's sizes and settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetPlan {
+    /// `[in, hidden..., out]`.
+    pub dims: Vec<usize>,
+    pub activation: Activation,
+    pub init: Init,
+    /// The input goes through the running state normalizer.
+    pub normalize: bool,
+}
+
+/// The Gaussian policy: a mean network and a state-independent log-std.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyPlan {
+    pub mean: NetPlan,
+    pub init_std: f64,
+}
+
+/// What the dynamics network's output means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Predicts {
+    /// The state delta in diff-normalized units: `s' = s + out sigma_d + mu_d`.
+    Delta,
+    /// The next state in state-normalized units: `s' = out sigma_s + mu_s`.
+    NextState,
+}
+
+/// The deterministic dynamics model (vaslbo spec §2.1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynamicsPlan {
+    pub net: NetPlan,
+    pub predicts: Predicts,
+    /// Clip of the predicted next state in state-normalized units.
+    pub clip: f32,
+    /// Actions are clipped to `+-action_clip` before the network.
+    pub action_clip: f32,
+}
+
+/// The model loss (vaslbo spec §4), over sequences of `horizon` steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SlboLoss {
+    /// The SLBO multi-step loss: per step the L2 norm (or with `squared` its
+    /// square) of the diff-normalized delta error, summed (or averaged, `mean`)
+    /// over state dims, rolled `horizon` steps through the model.
+    MultiStep {
+        horizon: usize,
+        squared: bool,
+        mean: bool,
+    },
+    /// `sum_d (f(s, a) - s')^2` on `horizon x batch` independent one-step samples.
+    Mle { horizon: usize },
+    /// `coeff * mean |V(s') - V(f(s, a))|^p` through the frozen V (p = 1 or 2).
+    ValueAware {
+        horizon: usize,
+        squared: bool,
+        coeff: f32,
+    },
+}
+
+impl SlboLoss {
+    pub fn horizon(&self) -> usize {
+        match *self {
+            SlboLoss::MultiStep { horizon, .. }
+            | SlboLoss::Mle { horizon }
+            | SlboLoss::ValueAware { horizon, .. } => horizon,
+        }
+    }
+}
+
+/// Adam (TF defaults) with an L2 regulariser and global-norm clipping.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlboAdam {
+    pub lr: f64,
+    pub b1: f64,
+    pub b2: f64,
+    pub eps: f64,
+    /// `l2 * sum |theta|^2 / 2` is added to the loss.
+    pub l2: f64,
+    pub grad_clip: Option<f64>,
+}
+
+/// TRPO, GAE and the value fit (vaslbo spec §3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrpoPlan {
+    pub max_kl: f64,
+    pub cg_iters: usize,
+    pub cg_damping: f64,
+    pub cg_tol: f64,
+    pub line_search_steps: usize,
+    pub kl_tolerance: f64,
+    pub gamma: f64,
+    pub lambda: f64,
+    pub ent_coef: f64,
+    /// From this stage on the entropy bonus is 0.
+    pub ent_off_stage: u64,
+    pub ent_limit: f64,
+    pub vf: SlboAdam,
+    pub vf_epochs: usize,
+    pub vf_batch: usize,
+}
+
+/// Exploration noise added to the policy's samples when collecting real data.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// Ornstein-Uhlenbeck: `x += theta (mu - x) + sigma N(0, I)`, one process per seed.
+    Ou {
+        theta: f64,
+        sigma: f64,
+        mu: f64,
+    },
+    None,
+}
+
+/// Where virtual episodes start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// States drawn from the real env's reset distribution.
+    Reset,
+    /// States drawn uniformly from the real-data buffer.
+    Buffer,
+}
+
+/// The released code's behaviour where it differs and still runs (vaslbo spec §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlboCompat {
+    /// GAE bootstraps a mid-buffer timeout with V of the next row's state (§9.8).
+    pub next_row_bootstrap: bool,
+    /// Each stage also collects an unused dev set with the shared OU noise (§9.8).
+    pub dev_set: bool,
+}
+
+/// An SLBO cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlboPlan {
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    /// Episode length of the real env: collection resets after it.
+    pub horizon: usize,
+    pub policy: PolicyPlan,
+    pub value: NetPlan,
+    pub dynamics: DynamicsPlan,
+    pub loss: SlboLoss,
+    pub model_adam: SlboAdam,
+    pub model_batch: usize,
+    pub buffer: usize,
+    pub steps_per_stage: usize,
+    pub iters: usize,
+    pub model_iters: usize,
+    pub policy_iters: usize,
+    /// Refit V on fresh virtual rollouts every this many model steps (0: never).
+    pub value_refit_every: usize,
+    pub trpo: TrpoPlan,
+    pub noise: Noise,
+    /// Virtual envs per TRPO update, each rolled `length` steps.
+    pub envs: usize,
+    pub length: usize,
+    pub start: Start,
+    pub compat: SlboCompat,
+}
+
+pub(super) fn compile(graph: &Graph) -> Result<(Schedule, SlboPlan), CompileError> {
+    let schedule = need(graph, "schedule")?;
+    let env = need(graph, "env")?;
+    let unsupported = |why: &str| CompileError::Unsupported {
+        agent: schedule.name.clone(),
+        ctor: "slbo",
+        why: why.to_string(),
+    };
+    let act_dim = env
+        .int("act_dim")
+        .ok_or_else(|| unsupported("SLBO needs continuous actions"))? as usize;
+    let horizon = env
+        .int("horizon")
+        .ok_or_else(|| unsupported("SLBO needs an env with fixed-length episodes"))?
+        as usize;
+    let policy = need(graph, "policy")?;
+    let value = need(graph, "value")?;
+    let dynamics = need(graph, "dynamics")?;
+    let loss = need(graph, "model loss")?;
+    let planner = need(graph, "planner")?;
+    let trpo = need(graph, "trpo")?;
+    let model_opt = need(graph, "model optimizer")?;
+    let buffer = need(graph, "buffer")?;
+    let plan = SlboPlan {
+        obs_dim: count(env, "obs_dim") as usize,
+        act_dim,
+        horizon,
+        policy: PolicyPlan {
+            mean: net(
+                policy,
+                Init::Normc {
+                    hidden: 1.0,
+                    last: policy.float("output_init_scale").unwrap_or(0.01),
+                },
+            )?,
+            init_std: policy.float("init_std").unwrap_or(1.0),
+        },
+        value: net(value, init_of(value))?,
+        dynamics: DynamicsPlan {
+            net: net(
+                dynamics,
+                Init::TruncatedNormal(dynamics.float("init_std").unwrap_or(1e-5)),
+            )?,
+            predicts: match dynamics.text("predicts") {
+                Some("next_state") => Predicts::NextState,
+                _ => Predicts::Delta,
+            },
+            clip: dynamics.float("clip").unwrap_or(100.0) as f32,
+            action_clip: dynamics.float("action_clip").unwrap_or(1.0) as f32,
+        },
+        loss: model_loss(loss).map_err(|why| unsupported(&why))?,
+        model_adam: adam(model_opt, model_opt.float("model_lr").unwrap_or(1e-3)),
+        model_batch: count(buffer, "model_batch") as usize,
+        buffer: count(buffer, "buffer") as usize,
+        steps_per_stage: count(schedule, "steps_per_stage") as usize,
+        iters: count(schedule, "iters") as usize,
+        model_iters: count(schedule, "model_iters") as usize,
+        policy_iters: count(schedule, "policy_iters") as usize,
+        value_refit_every: count(schedule, "value_refit_every") as usize,
+        trpo: trpo_plan(trpo),
+        noise: match graph.find("noise") {
+            Some(n) if n.text("ctor") == Some("ou") => Noise::Ou {
+                theta: n.float("theta").unwrap_or(0.15),
+                sigma: n.float("sigma").unwrap_or(0.3),
+                mu: n.float("mu").unwrap_or(0.0),
+            },
+            _ => Noise::None,
+        },
+        envs: count(planner, "envs") as usize,
+        length: count(planner, "length") as usize,
+        start: match planner.text("start") {
+            Some("buffer") => Start::Buffer,
+            _ => Start::Reset,
+        },
+        compat: SlboCompat {
+            next_row_bootstrap: graph.run.compat == "vaslbo",
+            dev_set: graph.run.compat == "vaslbo",
+        },
+    };
+    let every = |f: &str| count(schedule, f).max(1);
+    let sched = Schedule {
+        units: count(schedule, "stages"),
+        steps_per_unit: plan.steps_per_stage as u64,
+        eval_every: every("eval_every"),
+        save_every: every("save_every"),
+        eval_at_start: true,
+    };
+    Ok((sched, plan))
+}
+
+/// A network node's sizes and settings.
+fn net(node: &Node, init: Init) -> Result<NetPlan, CompileError> {
+    let dims = node
+        .ints("dims")
+        .ok_or_else(|| CompileError::Incomplete {
+            what: format!("layer sizes on `{}`", node.name),
+        })?
+        .iter()
+        .map(|d| (*d).max(0) as usize)
+        .collect();
+    Ok(NetPlan {
+        dims,
+        activation: Activation::from_name(node.text("activation").unwrap_or("tanh")),
+        init,
+        normalize: node.text("normalize") == Some("running"),
+    })
+}
+
+/// An `mlp`'s init: Haiku's, normc or Glorot.
+fn init_of(node: &Node) -> Init {
+    match node.text("init") {
+        Some("normc") => Init::Normc {
+            hidden: 1.0,
+            last: 1.0,
+        },
+        Some("glorot") => Init::Glorot,
+        _ => Init::Haiku,
+    }
+}
+
+fn model_loss(loss: &Node) -> Result<SlboLoss, String> {
+    let horizon = count(loss, "horizon").max(1) as usize;
+    Ok(match loss.text("ctor") {
+        Some("multi_step") => SlboLoss::MultiStep {
+            horizon,
+            squared: loss.text("norm") == Some("mse"),
+            mean: loss.text("reduce") == Some("mean"),
+        },
+        Some("mle") => SlboLoss::Mle { horizon },
+        Some("value_aware") => SlboLoss::ValueAware {
+            horizon,
+            squared: loss.text("norm") == Some("l2"),
+            coeff: loss.float("coeff").unwrap_or(0.01) as f32,
+        },
+        other => {
+            return Err(format!(
+                "SLBO cannot fit its model with `{}`",
+                other.unwrap_or("?")
+            ))
+        }
+    })
+}
+
+fn adam(node: &Node, lr: f64) -> SlboAdam {
+    SlboAdam {
+        lr,
+        b1: node.float("b1").unwrap_or(0.9),
+        b2: node.float("b2").unwrap_or(0.999),
+        eps: node.float("eps").unwrap_or(1e-8),
+        l2: node.float("l2").unwrap_or(0.0),
+        grad_clip: node.float("grad_clip"),
+    }
+}
+
+fn trpo_plan(t: &Node) -> TrpoPlan {
+    TrpoPlan {
+        max_kl: t.float("max_kl").unwrap_or(0.01),
+        cg_iters: count(t, "cg_iters") as usize,
+        cg_damping: t.float("cg_damping").unwrap_or(0.1),
+        cg_tol: t.float("cg_tol").unwrap_or(1e-10),
+        line_search_steps: count(t, "line_search_steps") as usize,
+        kl_tolerance: t.float("kl_tolerance").unwrap_or(1.5),
+        gamma: t.float("gamma").unwrap_or(0.99),
+        lambda: t.float("lambda").unwrap_or(0.95),
+        ent_coef: t.float("ent_coef").unwrap_or(0.0),
+        ent_off_stage: count(t, "ent_off_stage"),
+        ent_limit: t.float("ent_limit").unwrap_or(2.0),
+        vf: SlboAdam {
+            lr: t.float("vf_lr").unwrap_or(1e-3),
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            l2: 0.0,
+            grad_clip: t.float("vf_grad_clip"),
+        },
+        vf_epochs: count(t, "vf_epochs") as usize,
+        vf_batch: count(t, "vf_batch").max(1) as usize,
+    }
+}
+
+/// Metric names of an SLBO learner, `eval` first: the model loss minimized,
+/// its raw term, the model's L2 regulariser, V's loss after each fit, the
+/// accepted TRPO steps' KL, the policy's (limited) entropy, the surrogate's
+/// gain, and the mean return of virtual and of real training episodes.
+pub fn metrics(loss: &SlboLoss) -> &'static [&'static str] {
+    match loss {
+        SlboLoss::MultiStep { .. } => METRICS_MULTI_STEP,
+        SlboLoss::Mle { .. } => METRICS_MLE,
+        SlboLoss::ValueAware { squared: false, .. } => METRICS_VA_L1,
+        SlboLoss::ValueAware { squared: true, .. } => METRICS_VA_L2,
+    }
+}
+
+/// Indices into [`metrics`].
+pub mod metric {
+    pub const MODEL_LOSS: usize = 1;
+    pub const MODEL_TERM: usize = 2;
+    pub const MODEL_REG: usize = 3;
+    pub const VALUE_LOSS: usize = 4;
+    pub const POLICY_KL: usize = 5;
+    pub const POLICY_ENTROPY: usize = 6;
+    pub const SURROGATE_GAIN: usize = 7;
+    pub const VIRTUAL_RETURN: usize = 8;
+    pub const TRAIN_RETURN: usize = 9;
+}
+
+const REST: [&str; 7] = [
+    "model_reg",
+    "value_loss",
+    "policy_kl",
+    "policy_entropy",
+    "surrogate_gain",
+    "virtual_return",
+    "train_return",
+];
+const METRICS_MULTI_STEP: &[&str] = &[
+    "eval",
+    "model_loss",
+    "model_multi_step",
+    REST[0],
+    REST[1],
+    REST[2],
+    REST[3],
+    REST[4],
+    REST[5],
+    REST[6],
+];
+const METRICS_MLE: &[&str] = &[
+    "eval",
+    "model_loss",
+    "model_mse",
+    REST[0],
+    REST[1],
+    REST[2],
+    REST[3],
+    REST[4],
+    REST[5],
+    REST[6],
+];
+const METRICS_VA_L1: &[&str] = &[
+    "eval",
+    "model_loss",
+    "model_va_l1",
+    REST[0],
+    REST[1],
+    REST[2],
+    REST[3],
+    REST[4],
+    REST[5],
+    REST[6],
+];
+const METRICS_VA_L2: &[&str] = &[
+    "eval",
+    "model_loss",
+    "model_va_l2",
+    REST[0],
+    REST[1],
+    REST[2],
+    REST[3],
+    REST[4],
+    REST[5],
+    REST[6],
+];
+
+/// Multiply-adds of one forward pass of `dims` for one row.
+fn macs(dims: &[usize]) -> f64 {
+    dims.windows(2).map(|w| (w[0] * w[1]) as f64).sum()
+}
+
+fn params(dims: &[usize]) -> f64 {
+    dims.windows(2).map(|w| ((w[0] + 1) * w[1]) as f64).sum()
+}
+
+/// One seed's cost, from what a stage computes (2 FLOPs per multiply-add;
+/// a backward pass costs twice a forward): the model's steps on `horizon x
+/// batch` rows (through V too for value-aware losses), every virtual rollout
+/// (policy and model forward per virtual step, V on its states), TRPO (the
+/// surrogate's gradient, a Fisher-vector product per CG iteration and the
+/// line search's evaluations) and the value fits; the buffer and parameters
+/// with their Adam moments.
+pub(super) fn cost(plan: &SlboPlan, schedule: &Schedule) -> Cost {
+    let (model, policy, value) = (
+        macs(&plan.dynamics.net.dims),
+        macs(&plan.policy.mean.dims),
+        macs(&plan.value.dims),
+    );
+    let rows = (plan.loss.horizon() * plan.model_batch) as f64;
+    let va = matches!(plan.loss, SlboLoss::ValueAware { .. });
+    let model_step = 2.0 * rows * (3.0 * model + if va { 4.0 * value } else { 0.0 });
+    let samples = (plan.envs * plan.length) as f64;
+    let rollout = 2.0 * samples * (model + policy + 2.0 * value);
+    let t = plan.trpo;
+    let fit = 2.0 * 3.0 * value * t.vf_epochs as f64 * samples;
+    let trpo_passes = 3.0 + 3.0 * (t.cg_iters + 1) as f64 + t.line_search_steps as f64;
+    let trpo = 2.0 * samples * policy * trpo_passes;
+    let refits = match plan.value_refit_every {
+        0 => 0,
+        n => plan.model_iters / n,
+    } as f64;
+    let iter = plan.model_iters as f64 * model_step
+        + refits * (rollout + fit)
+        + plan.policy_iters as f64 * (rollout + trpo + fit);
+    let collect = 2.0 * plan.steps_per_stage as f64 * policy;
+    let per_stage = plan.iters as f64 * iter + collect;
+    let transition = (2 * plan.obs_dim + plan.act_dim + 3) as f64 * 4.0;
+    let all_params = params(&plan.dynamics.net.dims)
+        + params(&plan.policy.mean.dims)
+        + plan.act_dim as f64
+        + params(&plan.value.dims);
+    Cost {
+        flops: per_stage * schedule.units as f64,
+        bytes: plan.buffer as f64 * transition + all_params * 16.0,
+    }
+}
