@@ -615,6 +615,29 @@ fn report_rules(ev: &mut Evaluator, report: &Obj, cells: &[Cell]) {
             );
         }
     }
+    if let Some(Value::List(items)) = report.get("lines").map(|f| &f.value) {
+        for item in items {
+            let Value::Name(name) = &item.value else {
+                continue;
+            };
+            if name == "optimum" && !cells.iter().any(|c| c.env.ctor.name == "panflute" && scored_by(c) == "rate") {
+                let msg = "`optimum` draws nothing: no cell's env has a known optimum (PanFlute's reward rate)";
+                let diag = Diag::warning(Code::IgnoredField, msg, item.span, "no line")
+                    .with_help("remove `optimum`");
+                ev.diags.push(diag);
+                continue;
+            }
+            if ["random", "optimum"].contains(&name.as_str()) {
+                continue;
+            }
+            let msg = format!("`{name}` is not a reference line");
+            let help = did_you_mean(name, ["random", "optimum"])
+                .unwrap_or_else(|| "the reference lines are `random` and `optimum`".into());
+            ev.diags.push(
+                Diag::error(Code::UnknownName, msg, item.span, "not a line").with_help(help),
+            );
+        }
+    }
     let wanted = match report.enum_("metric") {
         Some("eval_return") => "return",
         Some("reward_rate") => "rate",

@@ -1,7 +1,8 @@
 //! `mbrl bench`: throughput of the seed-batched ER DQN update, or with
 //! `--agent NAME` the steady-state env steps/s of a whole Figure 4 agent
 //! (acting, replay or rollouts, model and Q updates) on ProcMaze grid 4 in
-//! the high-data regime.
+//! the high-data regime, or the seconds per stage of an SLBO agent at the
+//! spec's sizes on MBBL Pendulum.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
@@ -27,13 +28,18 @@ pub struct BenchArgs {
     /// Seeds per batched update within a worker (1 is fastest on the CPU).
     #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
-    /// Time the whole loop of this young2022 agent instead (`er`,
-    /// `perfect_model`, `simple_model`, `categorical_latent`, `gaussian_latent`).
+    /// Time the whole loop of this agent instead: a young2022 agent (`er`,
+    /// `perfect_model`, `simple_model`, `categorical_latent`,
+    /// `gaussian_latent`) or an SLBO one (`slbo_l2`, `slbo_mle`,
+    /// `slbo_ma_l1`, `slbo_vaml`).
     #[arg(long)]
     pub agent: Option<String>,
     /// Env steps to time in the agent loop, after a warm-up of 50 steps.
     #[arg(long, default_value_t = 50)]
     pub steps: u64,
+    /// SLBO stages to time (`--agent slbo_*`).
+    #[arg(long, default_value_t = 1)]
+    pub stages: u64,
 }
 
 pub fn run(args: &BenchArgs) -> u8 {
@@ -80,14 +86,25 @@ pub fn run(args: &BenchArgs) -> u8 {
     0
 }
 
-/// Env steps per second of `agent` for all seeds together, between the end
-/// of a 50-step warm-up (replay filling, first updates) and the end of the run.
+/// A young2022 agent: env steps per second for all seeds together, between
+/// the end of a 50-step warm-up (replay filling, first updates) and the end
+/// of the run. An SLBO agent (`slbo_*`): seconds per stage for all seeds at
+/// the spec's sizes on MBBL Pendulum (10k real steps; 20 x (100 model steps,
+/// 40 TRPO steps on 20 x 200 virtual steps)), after the evaluation before the
+/// first stage.
 fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     const WARMUP: u64 = 50;
-    let text = format!(
-        "use young2022::*\nexperiment bench {{\n  seeds: {}\n  env: maze\n  agent: {agent}\n  regime: high_data\n  compat: young2022\n}}\n",
-        args.seeds
-    );
+    let slbo = agent.starts_with("slbo");
+    let text = match slbo {
+        true => format!(
+            "use slbo::*\nexperiment bench {{\n  seeds: {}\n  env: mbbl_pendulum\n  agent: {agent} {{ stages: {} stages, planner: virtual_rollouts {{ envs: 20, length: 200 steps }} }}\n}}\n",
+            args.seeds, args.stages
+        ),
+        false => format!(
+            "use young2022::*\nexperiment bench {{\n  seeds: {}\n  env: maze\n  agent: {agent}\n  regime: high_data\n  compat: young2022\n}}\n",
+            args.seeds
+        ),
+    };
     let out = crate::check_source(
         crate::source::Origin::Inline("bench".into()),
         text,
@@ -96,18 +113,47 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     );
     if out.has_errors() {
         eprint!("{}", super::render(&out));
-        return Err(format!("`{agent}` is not an agent of the young2022 module"));
+        return Err(format!("`{agent}` is not an agent of the young2022 or slbo module"));
     }
     let checked = out.checked.as_ref().expect("no errors");
     let exp = &checked.experiments[0];
     let cell = &exp.cells[0];
     let mut plan =
         compile::compile(&crate::graph::cell_graph(exp, cell), 1.0).map_err(|e| e.to_string())?;
-    plan.schedule.eval_every = WARMUP;
-    plan.schedule.units = WARMUP + args.steps;
-    if let AgentPlan::Dqn(dqn) = &mut plan.agent {
-        dqn.learning_starts = WARMUP / 2;
+    let from = match slbo {
+        true => 0,
+        false => {
+            plan.schedule.eval_every = WARMUP;
+            plan.schedule.units = WARMUP + args.steps;
+            if let AgentPlan::Dqn(dqn) = &mut plan.agent {
+                dqn.learning_starts = WARMUP / 2;
+            }
+            WARMUP
+        }
+    };
+    let secs = time_from(&plan, args.threads, from)?;
+    let n_seeds = plan.seeds.len();
+    match slbo {
+        true => println!(
+            "{agent} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
+            args.threads,
+            secs / args.stages as f64,
+            args.stages
+        ),
+        false => println!(
+            "{agent} on ProcMaze g4 (high data): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
+            args.threads,
+            args.steps as f64 / secs,
+            secs / args.steps as f64,
+            args.steps
+        ),
     }
+    Ok(())
+}
+
+/// Seconds from the moment every seed has reported its evaluation at env
+/// step `from` to the end of the run.
+fn time_from(plan: &compile::Plan, threads: usize, from: u64) -> Result<f64, String> {
     let stop = AtomicBool::new(false);
     let session = Session {
         checkpoints: None,
@@ -120,26 +166,17 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         let mut r = reported.lock().expect("bench lock");
         r.0 += points
             .iter()
-            .filter(|p| p.step == WARMUP && p.metric == EVAL)
+            .filter(|p| p.step == from && p.metric == EVAL)
             .count();
         if r.0 == n_seeds && r.1.is_none() {
             r.1 = Some(Instant::now());
         }
     };
-    crate::runtime::run(&plan, args.threads, session, &progress).map_err(|e| e.to_string())?;
+    crate::runtime::run(plan, threads, session, &progress).map_err(|e| e.to_string())?;
     let start = reported
         .lock()
         .expect("bench lock")
         .1
         .ok_or("the warm-up never finished")?;
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{agent} on ProcMaze g4 (high data): {} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
-        n_seeds,
-        args.threads,
-        args.steps as f64 / secs,
-        secs / args.steps as f64,
-        args.steps
-    );
-    Ok(())
+    Ok(start.elapsed().as_secs_f64())
 }

@@ -134,6 +134,20 @@ fn compile_cells(exp: &CheckedExperiment, scale: f64) -> Result<Vec<Plan>, u8> {
             }
         }
     }
+    // An env this build cannot run (HalfCheetah without MuJoCo) stops the run before it starts.
+    for (cell, plan) in exp.cells.iter().zip(&plans) {
+        let probe = crate::envs::Layout {
+            root_seed: plan.root_seed,
+            seeds: vec![0],
+            envs_per_seed: 1,
+            purpose: crate::seeds::Purpose::Env,
+            round: 0,
+        };
+        if let Err(err) = crate::envs::Batch::new(plan.env, &probe) {
+            eprintln!("error: cell {} [{}]: {}", cell.index, cell.label(), err.0);
+            failed = true;
+        }
+    }
     match failed {
         true => Err(2),
         false => Ok(plans),

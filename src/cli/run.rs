@@ -219,6 +219,11 @@ fn open_run(
         eprintln!("error: cannot create `{}`: {err}", dir.display());
         return Err(2);
     }
+    let report = report_spec(exp);
+    let references = references(plans, &report.lines).map_err(|err| {
+        eprintln!("error: {err}");
+        2u8
+    })?;
     let manifest = Manifest {
         experiment: exp.name.clone(),
         source: args.file.display().to_string(),
@@ -233,8 +238,9 @@ fn open_run(
         scale: args.scale,
         cells,
         coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
-        report: report_spec(exp),
+        report,
         updates: plans.iter().map(Plan::updates_per_step).collect(),
+        references,
     };
     if let Err(err) = report::write_manifest(&dir, &manifest) {
         eprintln!("error: cannot write the manifest: {err}");
@@ -330,23 +336,56 @@ fn report_spec(exp: &CheckedExperiment) -> ReportSpec {
         },
         None => default.band,
     };
-    let facet = match r.get("facet").map(|f| &f.value) {
-        Some(Value::List(items)) => items
-            .iter()
-            .filter_map(|i| match &i.value {
-                Value::Name(n) => Some(n.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => default.facet,
+    let names = |field: &str| -> Option<Vec<String>> {
+        match r.get(field).map(|f| &f.value) {
+            Some(Value::List(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| match &i.value {
+                        Value::Name(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
     };
     ReportSpec {
         metric: r.enum_("metric").unwrap_or("auto").to_string(),
         x: r.enum_("x").unwrap_or("env_steps").to_string(),
         band,
-        facet,
+        facet: names("facet").unwrap_or(default.facet),
         smooth: r.int("smooth").unwrap_or(1).max(1) as usize,
+        lines: names("lines").unwrap_or_default(),
     }
+}
+
+/// Each cell's reference levels for the plot: the random agent's mean
+/// score under the cell's protocol (the first evaluation round's envs), and
+/// the env's known optimum where its protocol scores the reward rate.
+fn references(plans: &[Plan], lines: &[String]) -> Result<Vec<Vec<(String, f64)>>, String> {
+    let mut out = Vec::new();
+    for plan in plans {
+        let mut levels = Vec::new();
+        for line in lines {
+            match line.as_str() {
+                "random" => {
+                    let (_, values) = evaluate_random(plan)?;
+                    levels.push((line.clone(), super::mean_sd(&values).0));
+                }
+                "optimum" => {
+                    let rate = crate::envs::known_optimal_rate(&plan.env)
+                        .filter(|_| plan.protocol.metric == crate::compile::EvalMetric::RewardRate);
+                    if let Some(rate) = rate {
+                        levels.push((line.clone(), rate));
+                    }
+                }
+                _ => (),
+            }
+        }
+        out.push(levels);
+    }
+    Ok(out)
 }
 
 /// What differs between a run directory's experiment and this one, in words.

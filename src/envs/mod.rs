@@ -95,6 +95,23 @@ pub fn known_reward(
     }
 }
 
+/// The best reward rate an agent can reach, for envs where it is known in
+/// closed form: PanFlute, `1/N` plus the spontaneous rewards of the other
+/// steps, `p (1 - 1/N)` (young2022 spec §1.3).
+pub fn known_optimal_rate(config: &EnvConfig) -> Option<f64> {
+    match config {
+        EnvConfig::PanFlute(p) => {
+            let n = p.pipes as f64;
+            let spontaneous = match p.spontaneous_reward {
+                true => panflute::p_spontaneous(p.pipes) * (1.0 - 1.0 / n),
+                false => 0.0,
+            };
+            Some(1.0 / n + spontaneous)
+        }
+        _ => None,
+    }
+}
+
 /// A saved instance state of any env.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EnvState {

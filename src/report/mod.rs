@@ -37,6 +37,9 @@ pub struct Manifest {
     /// updates done by an env step, for `x: updates`.
     #[serde(default)]
     pub updates: Vec<(u64, f64)>,
+    /// Per cell, the reference levels the report asks for: `(name, value)`.
+    #[serde(default)]
+    pub references: Vec<Vec<(String, f64)>>,
 }
 
 /// The `report` block, resolved: what `mbrl plot` draws.
@@ -51,6 +54,9 @@ pub struct ReportSpec {
     pub facet: Vec<String>,
     /// Moving-average window over evaluations (1: none).
     pub smooth: usize,
+    /// Reference lines: `random`, `optimum`.
+    #[serde(default)]
+    pub lines: Vec<String>,
 }
 
 /// The uncertainty band over seeds.
@@ -74,6 +80,7 @@ impl Default for ReportSpec {
             },
             facet: vec!["env".into(), "regime".into()],
             smooth: 1,
+            lines: Vec::new(),
         }
     }
 }

@@ -24,6 +24,13 @@ pub struct Curve {
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
+/// One panel: its curves and its horizontal reference lines `(label, level)`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Panel {
+    pub curves: Vec<Curve>,
+    pub lines: Vec<(String, f64)>,
+}
+
 /// The percentile bootstrap CI of the mean: `resamples` resamples of the
 /// values with replacement, drawn from a fixed stream (deterministic plots).
 pub fn bootstrap_ci(values: &[f64], level: f64, resamples: usize, stream: u64) -> (f64, f64) {
@@ -65,7 +72,7 @@ fn smoothed(points: Vec<(f64, f64, f64, f64)>, window: usize) -> Vec<(f64, f64, 
 
 /// Groups rows into panels (one per value of the report's facet axes) of
 /// curves (one per value of the other axes).
-pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Vec<Curve>> {
+pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel> {
     let report = &manifest.report;
     let mut by_cell: BTreeMap<usize, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.value.is_finite()) {
@@ -76,7 +83,7 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Vec<C
             .or_default()
             .push(r.value);
     }
-    let mut panels: BTreeMap<String, Vec<Curve>> = BTreeMap::new();
+    let mut panels: BTreeMap<String, Panel> = BTreeMap::new();
     for (cell, steps) in by_cell {
         let coords = manifest.coords.get(cell).cloned().unwrap_or_default();
         let in_facet = |k: &String| report.facet.iter().any(|f| f == k);
@@ -116,10 +123,13 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Vec<C
             true => format!("cell {cell}"),
             false => others.join(" "),
         };
-        panels
-            .entry(facet.join(" "))
-            .or_default()
-            .push(Curve { label, points });
+        let panel = panels.entry(facet.join(" ")).or_default();
+        panel.curves.push(Curve { label, points });
+        for (name, level) in manifest.references.get(cell).into_iter().flatten() {
+            if !panel.lines.iter().any(|(n, l)| n.starts_with(name.as_str()) && (l - level).abs() <= 1e-9 * level.abs().max(1.0)) {
+                panel.lines.push((format!("{name} {}", short(*level)), *level));
+            }
+        }
     }
     panels
 }
@@ -186,9 +196,14 @@ impl Axes {
     }
 }
 
+/// A level for a legend: 3 significant digits.
+fn short(x: f64) -> String {
+    format!("{x:.3}")
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
-    panels: &BTreeMap<String, Vec<Curve>>,
+    panels: &BTreeMap<String, Panel>,
     (cols, rows): (usize, usize),
     axes: &Axes,
 ) -> Result<(), Box<dyn std::error::Error + 'static>>
@@ -197,12 +212,14 @@ where
 {
     root.fill(&WHITE)?;
     let areas = root.split_evenly((rows, cols));
-    for ((title, curves), area) in panels.iter().zip(areas) {
+    for ((title, panel), area) in panels.iter().zip(areas) {
+        let curves = &panel.curves;
         let xs = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0));
         let x_max = xs.fold(1.0f64, f64::max);
         let ys = curves
             .iter()
-            .flat_map(|c| c.points.iter().flat_map(|p| [p.2, p.3]));
+            .flat_map(|c| c.points.iter().flat_map(|p| [p.2, p.3]))
+            .chain(panel.lines.iter().map(|(_, l)| *l));
         let (y_min, y_max) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
         let pad = ((y_max - y_min) * 0.05).max(1e-3);
         let mut chart = ChartBuilder::on(&area)
@@ -237,6 +254,18 @@ where
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
+        }
+        for (i, (label, level)) in panel.lines.iter().enumerate() {
+            let color = if i % 2 == 0 { BLACK } else { RGBColor(110, 110, 110) };
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, *level), (x_max, *level)],
+                    6,
+                    4,
+                    color.stroke_width(1),
+                ))?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(1)));
         }
         chart
             .configure_series_labels()
@@ -316,6 +345,7 @@ mod tests {
             ],
             report,
             updates: vec![(50, 2.0); 4],
+            references: vec![vec![("random".to_string(), 0.1)]; 4],
         };
         let mut rows = Vec::new();
         for cell in 0..4 {
@@ -341,8 +371,9 @@ mod tests {
         let (m, rows) = run(ReportSpec::default());
         let panels = curves(&m, &rows);
         assert_eq!(panels.keys().collect::<Vec<_>>(), ["env=x", "env=y"]);
-        let labels: Vec<&str> = panels["env=x"].iter().map(|c| c.label.as_str()).collect();
+        let labels: Vec<&str> = panels["env=x"].curves.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(labels, ["a", "b"]);
+        assert_eq!(panels["env=x"].lines, vec![("random 0.100".to_string(), 0.1)]);
         let (m, rows) = run(ReportSpec {
             facet: vec!["agent".into()],
             x: "updates".into(),
@@ -352,7 +383,7 @@ mod tests {
         });
         let panels = curves(&m, &rows);
         assert_eq!(panels.keys().collect::<Vec<_>>(), ["agent=a", "agent=b"]);
-        let curve = &panels["agent=a"][0];
+        let curve = &panels["agent=a"].curves[0];
         assert_eq!(curve.label, "x");
         // Step 100 is update (100 - 50) x 2; the mean of seeds 0.5 and 2.5 smoothed over two points.
         assert_eq!(curve.points[0], (100.0, 0.5, 0.0, 1.0));

@@ -128,6 +128,12 @@ pub(super) static CTORS: &[Ctor] = &[
             Field::new("band", Ty::Ref(Kind::Band), D::Ctor("bootstrap"), "uncertainty band over seeds"),
             Field::new("facet", Ty::List(&Ty::Name), D::Names(&["env", "regime"]), "one panel per value of these axes"),
             Field::new("smooth", Ty::Int, D::Int(1), "moving-average window in evaluations").min(1.0),
+            Field::new(
+                "lines",
+                Ty::List(&Ty::Name),
+                D::Names(&[]),
+                "reference lines: `random` (the random agent's score under each cell's protocol) and `optimum` (where the env has a known one)",
+            ),
         ],
         ..Ctor::PLAIN
     },

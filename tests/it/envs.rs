@@ -647,3 +647,51 @@ fn halfcheetah_rules() {
         .observe(3, &mut y);
     assert_eq!(x, y, "seed 1's reset does not depend on the batch");
 }
+
+/// SLBO runs a whole stage on HalfCheetah (MuJoCo): real collection, model
+/// steps, virtual rollouts with the cheetah's reward, a TRPO step and the
+/// evaluations before and after, all finite.
+#[cfg(feature = "mujoco")]
+#[test]
+fn halfcheetah_slbo_stage() {
+    use mbrl::runtime::driver::{Point, Session};
+    let text = "use slbo::*
+experiment cheetah_stage {
+  env: cheetah
+  agent: slbo_l2 {
+    stages: 1 stages, steps_per_stage: 1000 steps, iters: 1 iterations
+    model_iters: 2 updates, policy_iters: 1 updates, value_refit_every: 0 updates
+    model: dynamics { hidden: [16] }
+    planner: virtual_rollouts { envs: 1, length: 1000 steps }
+    eval: policy_eval { envs: 1, steps: 1000 steps }
+  }
+}
+";
+    let out = mbrl::check_source(
+        mbrl::source::Origin::Inline("cheetah.exp".into()),
+        text.to_string(),
+        &[],
+        &mbrl::resolve::FsLoader,
+    );
+    assert!(!out.has_errors(), "{:?}", out.diags);
+    let checked = out.checked.unwrap();
+    let exp = &checked.experiments[0];
+    let plan = mbrl::compile::compile(&mbrl::graph::cell_graph(exp, &exp.cells[0]), 1.0).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let session = Session {
+        checkpoints: None,
+        stop: &stop,
+        stop_at: None,
+    };
+    let outcome = mbrl::runtime::run(&plan, 1, session, &|_: &[Point], _| ()).unwrap();
+    let names = plan.metrics();
+    let seen: Vec<(u64, &str)> = outcome
+        .points
+        .iter()
+        .map(|p| (p.step, names[p.metric]))
+        .collect();
+    for want in [(0, "eval"), (1000, "eval"), (1000, "model_multi_step"), (1000, "train_return")] {
+        assert!(seen.contains(&want), "{want:?} in {seen:?}");
+    }
+    assert!(outcome.points.iter().all(|p| p.value.is_finite()), "{:?}", outcome.points);
+}
