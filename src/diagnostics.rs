@@ -307,6 +307,10 @@ codes! {
     InvalidNumber = "mbrl::syntax::invalid_number",
     /// A string has an unknown escape (`"a\q"`); only `\"`, `\\`, `\n`, `\t` exist.
     InvalidEscape = "mbrl::syntax::invalid_escape",
+    /// A file is larger than the 1 MiB mbrl reads as one experiment file.
+    FileTooLarge = "mbrl::syntax::too_large",
+    /// Brackets nest deeper than 64 levels.
+    TooDeep = "mbrl::syntax::too_deep",
     /// `use` names a module that is neither in the stdlib nor a readable file (`use young2021::*`).
     UnknownModule = "mbrl::resolve::unknown_module",
     /// `use m::{x}` names a definition that module `m` does not define.
@@ -381,4 +385,6 @@ codes! {
     HorizonMismatch = "mbrl::check::horizon_mismatch",
     /// A value the schema allows that the runtime does not implement where it is used (`normalize: running` on a DQN's Q network).
     UnsupportedValue = "mbrl::check::unsupported_value",
+    /// A list has more than 10,000 entries, or a grid more than 100,000 cells.
+    TooLarge = "mbrl::check::too_large",
 }

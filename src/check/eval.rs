@@ -15,6 +15,9 @@ use crate::schema::{self, Ctor, Default, Field, Kind, Ty};
 use crate::source::Span;
 use crate::syntax::ast;
 
+/// The longest list a field takes.
+pub const MAX_LIST: usize = 10_000;
+
 /// Names visible to an expression: its module's scope plus bound parameters.
 #[derive(Clone)]
 pub struct Scope<'a> {
@@ -178,6 +181,18 @@ impl<'p> Evaluator<'p> {
             (Ty::Ref(kind), ast::ExprKind::Construct(c)) => self.construct(scope, c, e.span, kind),
             (Ty::Ref(kind), ast::ExprKind::Record(fields)) => {
                 self.anonymous(scope, fields, e.span, kind, field)
+            }
+            (Ty::List(_), ast::ExprKind::List(items)) if items.len() > MAX_LIST => {
+                let msg = format!(
+                    "a list of {} entries; mbrl takes lists of up to {MAX_LIST}",
+                    items.len()
+                );
+                self.diags.push(
+                    Diag::error(Code::TooLarge, msg, e.span, "this list").with_help(
+                        "a list this long is a mistake, or belongs in a file of its own",
+                    ),
+                );
+                Value::Unknown
             }
             (Ty::List(inner), ast::ExprKind::List(items)) => {
                 let items = items

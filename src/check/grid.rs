@@ -417,13 +417,27 @@ fn names_of(idents: &[ast::Ident]) -> String {
     names.join(", ")
 }
 
+/// The largest grid an experiment expands to.
+const MAX_CELLS: usize = 100_000;
+
 fn cells<'p>(
     ev: &mut Evaluator<'p>,
     axes: &[Axis<'p>],
     table: Option<&Table>,
     root: &Scope<'p>,
 ) -> Vec<Cell> {
-    let n_cells: usize = axes.iter().map(|a| a.values.len()).product();
+    let n_cells = axes
+        .iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.values.len()))
+        .unwrap_or(usize::MAX);
+    let widest = axes.iter().max_by_key(|a| a.values.len()).map(|a| a.span);
+    if let (true, Some(span)) = (n_cells > MAX_CELLS, widest) {
+        let msg = format!("the grid has {n_cells} cells; mbrl runs grids of up to {MAX_CELLS}");
+        let diag = Diag::error(Code::TooLarge, msg, span, "the grid's axes")
+            .with_help("split the experiment, or vary fewer values");
+        ev.diags.push(diag);
+        return Vec::new();
+    }
     let mut cells = Vec::new();
     let mut missing_reported = false;
     for index in 0..n_cells {
@@ -620,7 +634,11 @@ fn report_rules(ev: &mut Evaluator, report: &Obj, cells: &[Cell]) {
             let Value::Name(name) = &item.value else {
                 continue;
             };
-            if name == "optimum" && !cells.iter().any(|c| c.env.ctor.name == "panflute" && scored_by(c) == "rate") {
+            if name == "optimum"
+                && !cells
+                    .iter()
+                    .any(|c| c.env.ctor.name == "panflute" && scored_by(c) == "rate")
+            {
                 let msg = "`optimum` draws nothing: no cell's env has a known optimum (PanFlute's reward rate)";
                 let diag = Diag::warning(Code::IgnoredField, msg, item.span, "no line")
                     .with_help("remove `optimum`");
@@ -633,9 +651,8 @@ fn report_rules(ev: &mut Evaluator, report: &Obj, cells: &[Cell]) {
             let msg = format!("`{name}` is not a reference line");
             let help = did_you_mean(name, ["random", "optimum"])
                 .unwrap_or_else(|| "the reference lines are `random` and `optimum`".into());
-            ev.diags.push(
-                Diag::error(Code::UnknownName, msg, item.span, "not a line").with_help(help),
-            );
+            ev.diags
+                .push(Diag::error(Code::UnknownName, msg, item.span, "not a line").with_help(help));
         }
     }
     let wanted = match report.enum_("metric") {

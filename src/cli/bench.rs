@@ -47,7 +47,7 @@ pub fn run(args: &BenchArgs) -> u8 {
         return match bench_agent(args, agent) {
             Ok(()) => 0,
             Err(err) => {
-                eprintln!("error: {err}");
+                errln!("error: {err}");
                 2
             }
         };
@@ -57,7 +57,7 @@ pub fn run(args: &BenchArgs) -> u8 {
         ..DqnBench::reference(args.seeds, args.threads, 1)
     };
     if let Err(err) = warmup.run() {
-        eprintln!("error: {err}");
+        errln!("error: {err}");
         return 2;
     }
     let bench = DqnBench {
@@ -67,11 +67,11 @@ pub fn run(args: &BenchArgs) -> u8 {
     let res = match bench.run() {
         Ok(res) => res,
         Err(err) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             return 2;
         }
     };
-    println!(
+    outln!(
         "dqn update (Q 64-200-200-200-5 ELU, batch 320, target fwd, Adam): {} seeds, {} threads, {} seed(s) per batch: \
          {:.2} updates/s ({:.1} seed-updates/s), {:.1} GFLOP/s ({:.0} MFLOP per seed-update), {:.2} s",
         args.seeds,
@@ -112,8 +112,10 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         &crate::resolve::FsLoader,
     );
     if out.has_errors() {
-        eprint!("{}", super::render(&out));
-        return Err(format!("`{agent}` is not an agent of the young2022 or slbo module"));
+        err!("{}", super::render(&out));
+        return Err(format!(
+            "`{agent}` is not an agent of the young2022 or slbo module"
+        ));
     }
     let checked = out.checked.as_ref().expect("no errors");
     let exp = &checked.experiments[0];
@@ -134,13 +136,13 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     let secs = time_from(&plan, args.threads, from)?;
     let n_seeds = plan.seeds.len();
     match slbo {
-        true => println!(
+        true => outln!(
             "{agent} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
             args.threads,
             secs / args.stages as f64,
             args.stages
         ),
-        false => println!(
+        false => outln!(
             "{agent} on ProcMaze g4 (high data): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
             args.threads,
             args.steps as f64 / secs,

@@ -26,12 +26,12 @@ pub fn run(args: &CheckArgs) -> u8 {
         let out = match crate::check_file(path, &args.overrides) {
             Ok(out) => out,
             Err(err) => {
-                eprintln!("error: cannot read `{}`: {err}", path.display());
+                errln!("error: cannot read `{}`: {err}", path.display());
                 return 2;
             }
         };
         if !out.diags.is_empty() {
-            eprint!("{}", super::render(&out));
+            err!("{}", super::render(&out));
         }
         let n_warnings = out
             .diags
@@ -40,7 +40,7 @@ pub fn run(args: &CheckArgs) -> u8 {
             .count();
         let n_errors = out.diags.len() - n_warnings;
         if n_errors > 0 {
-            println!(
+            outln!(
                 "{}: {n_errors} error(s), {n_warnings} warning(s)",
                 path.display()
             );
@@ -51,7 +51,7 @@ pub fn run(args: &CheckArgs) -> u8 {
             .checked
             .as_ref()
             .expect("no errors means the file parsed");
-        println!(
+        outln!(
             "{}: ok, {}{}",
             path.display(),
             summary(checked),
@@ -60,8 +60,8 @@ pub fn run(args: &CheckArgs) -> u8 {
         if args.cost {
             for exp in &checked.experiments {
                 match super::compile_cells(exp, 1.0) {
-                    Ok(plans) => println!("  {}", super::cost_line(&exp.name, &plans)),
-                    Err(_) => println!(
+                    Ok(plans) => outln!("  {}", super::cost_line(&exp.name, &plans)),
+                    Err(_) => outln!(
                         "  cost of `{}`: not known until every cell compiles",
                         exp.name
                     ),

@@ -11,28 +11,28 @@ pub fn envs() -> u8 {
             .iter()
             .map(|f| format!("{}={}", f.name, default_text(f.default)))
             .collect();
-        println!("{}({})", ctor.name, params.join(", "));
+        outln!("{}({})", ctor.name, params.join(", "));
         if let Some(sp) = spaces {
             let episodic = match sp.episodic {
                 true => "episodic",
                 false => "continuing",
             };
-            println!(
+            outln!(
                 "    obs {}, actions {}, {episodic}",
                 sp.describe_obs(),
                 sp.action.describe()
             );
         }
-        println!("    {}", ctor.doc);
+        outln!("    {}", ctor.doc);
     }
     0
 }
 
 pub fn describe(name: &str) -> u8 {
     if let Some(kind) = Kind::from_name(name) {
-        println!("{} constructors:", kind.name());
+        outln!("{} constructors:", kind.name());
         for ctor in schema::ctors_of(kind) {
-            println!("  {:<18} {}", ctor.name, ctor.doc);
+            outln!("  {:<18} {}", ctor.name, ctor.doc);
         }
         return 0;
     }
@@ -42,13 +42,13 @@ pub fn describe(name: &str) -> u8 {
             .map(|c| c.name)
             .chain(Kind::DECLARABLE.iter().map(|k| k.name()));
         let hint = crate::diagnostics::did_you_mean(name, names).unwrap_or_default();
-        eprintln!("error: no kind or constructor `{name}` {hint}");
+        errln!("error: no kind or constructor `{name}` {hint}");
         return 2;
     }
     for ctor in ctors {
-        println!("{} {}: {}", ctor.kind.name(), ctor.name, ctor.doc);
+        outln!("{} {}: {}", ctor.kind.name(), ctor.name, ctor.doc);
         if ctor.open {
-            println!("  accepts any agent field; checked where applied");
+            outln!("  accepts any agent field; checked where applied");
         }
         for f in ctor.fields {
             let unit = f.unit.map(|u| format!(" {}", u.name())).unwrap_or_default();
@@ -56,13 +56,13 @@ pub fn describe(name: &str) -> u8 {
                 true => String::new(),
                 false => format!(" in {}", f.range),
             };
-            println!(
+            outln!(
                 "  {:<20} {}{range}, default {}{unit}",
                 f.name,
                 f.ty,
                 default_text(f.default)
             );
-            println!("  {:<20} {}", "", f.doc);
+            outln!("  {:<20} {}", "", f.doc);
         }
     }
     0
@@ -74,13 +74,11 @@ pub fn explain(code: &str) -> u8 {
         .find(|c| c.as_str() == code || c.as_str().ends_with(&format!("::{code}")));
     match found {
         Some(c) => {
-            println!("{}: {}", c.as_str(), c.summary());
+            outln!("{}: {}", c.as_str(), c.summary());
             0
         }
         None => {
-            eprintln!(
-                "error: unknown diagnostic code `{code}`; the codes are listed in the README"
-            );
+            errln!("error: unknown diagnostic code `{code}`; the codes are listed in the README");
             2
         }
     }

@@ -26,7 +26,7 @@ pub fn run(args: &EvalArgs) -> u8 {
     for exp in &checked.experiments {
         for cell in &exp.cells {
             if cell.agent.ctor.name != "random" {
-                println!(
+                outln!(
                     "{} [{}]: skipped, `{}` must train first",
                     exp.name,
                     cell.label(),
@@ -37,19 +37,19 @@ pub fn run(args: &EvalArgs) -> u8 {
             let plan = match crate::compile::compile(&crate::graph::cell_graph(exp, cell), 1.0) {
                 Ok(plan) => plan,
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    errln!("error: {err}");
                     return 2;
                 }
             };
             let (protocol, scores) = match super::run::evaluate_random(&plan) {
                 Ok(res) => res,
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    errln!("error: {err}");
                     return 2;
                 }
             };
             let (mean, sd) = super::mean_sd(&scores);
-            println!(
+            outln!(
                 "{} [{}]: {:?} {mean:.4} ± {sd:.4} (sd over {} seeds; {} envs x {} steps each)",
                 exp.name,
                 cell.label(),
@@ -63,9 +63,7 @@ pub fn run(args: &EvalArgs) -> u8 {
     }
     match evaluated {
         0 => {
-            eprintln!(
-                "error: no cell has an agent that can be evaluated without training (`random`)"
-            );
+            errln!("error: no cell has an agent that can be evaluated without training (`random`)");
             2
         }
         _ => 0,

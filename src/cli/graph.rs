@@ -34,11 +34,11 @@ pub fn run(args: &GraphArgs) -> u8 {
         None => checked.experiments.first(),
     };
     let Some(exp) = exp else {
-        eprintln!("error: `{}` has no such experiment", args.file.display());
+        errln!("error: `{}` has no such experiment", args.file.display());
         return 2;
     };
     let Some(cell) = exp.cells.get(args.cell) else {
-        eprintln!(
+        errln!(
             "error: experiment `{}` has {} cells; `--cell {}` is out of range",
             exp.name,
             exp.cells.len(),
@@ -48,8 +48,8 @@ pub fn run(args: &GraphArgs) -> u8 {
     };
     let graph = crate::graph::cell_graph(exp, cell);
     match args.dot {
-        true => print!("{}", graph.to_dot()),
-        false => print!("{}", graph.to_text()),
+        true => out!("{}", graph.to_dot()),
+        false => out!("{}", graph.to_text()),
     }
     0
 }

@@ -3,12 +3,47 @@
 //! Invariants: the only module that prints, reads the process environment,
 //! decides exit codes, or renders diagnostics for a terminal.
 
+/// `println!` that ends quietly when stdout is closed (piped into `head`):
+/// a reader that stopped reading is not an error, and a run goes on.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ends quietly when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ends quietly when stderr is closed.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that ends quietly when stderr is closed.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod check;
 mod describe;
 mod eval;
 mod graph;
+mod progress;
 mod run;
+mod rundir;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -63,16 +98,7 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Plot { run } => match crate::report::plots::plot_run(&run) {
-            Ok(paths) => {
-                paths.iter().for_each(|p| println!("{}", p.display()));
-                0
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                2
-            }
-        },
+        Command::Plot { run } => plot(&run),
         Command::Graph(args) => graph::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Envs => describe::envs(),
@@ -96,16 +122,64 @@ fn load_checked(file: &std::path::Path, overrides: &[String]) -> Result<crate::C
     let out = match crate::check_file(file, overrides) {
         Ok(out) => out,
         Err(err) => {
-            eprintln!("error: cannot read `{}`: {err}", file.display());
+            errln!("error: cannot read `{}`: {err}", file.display());
             return Err(2);
         }
     };
     if !out.diags.is_empty() {
-        eprint!("{}", render(&out));
+        err!("{}", render(&out));
     }
     match out.has_errors() {
         true => Err(1),
         false => Ok(out),
+    }
+}
+
+/// Draws a run's plots, saying what was left out; exit status 0 or 2.
+fn plot(dir: &std::path::Path) -> u8 {
+    use crate::report::plots::{plot_run, PlotError};
+    match plot_run(dir) {
+        Ok(plotted) => {
+            if plotted.skipped.non_finite > 0 {
+                errln!(
+                    "note: {} non-finite evaluation(s) left out of the plots",
+                    plotted.skipped.non_finite
+                );
+            }
+            let names: Vec<String> = plotted
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            outln!("plots: {}", names.join(", "));
+            0
+        }
+        Err(PlotError::Damaged(d)) => rundir::show(rundir::DamagedFile::metrics(d)),
+        Err(PlotError::Manifest(crate::report::ManifestError::Damaged(d))) => {
+            rundir::show(rundir::DamagedFile::manifest(d))
+        }
+        Err(err) => {
+            errln!("error: {err}");
+            2
+        }
+    }
+}
+
+/// A value parser for counts that must be at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A value parser for finite positive numbers.
+fn positive_finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) => Err(format!("must be a finite number above 0, found {x}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -129,7 +203,7 @@ fn compile_cells(exp: &CheckedExperiment, scale: f64) -> Result<Vec<Plan>, u8> {
         match compile::compile(&crate::graph::cell_graph(exp, cell), scale) {
             Ok(plan) => plans.push(plan),
             Err(err) => {
-                eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
+                errln!("error: cell {} [{}]: {err}", cell.index, cell.label());
                 failed = true;
             }
         }
@@ -144,7 +218,7 @@ fn compile_cells(exp: &CheckedExperiment, scale: f64) -> Result<Vec<Plan>, u8> {
             round: 0,
         };
         if let Err(err) = crate::envs::Batch::new(plan.env, &probe) {
-            eprintln!("error: cell {} [{}]: {}", cell.index, cell.label(), err.0);
+            errln!("error: cell {} [{}]: {}", cell.index, cell.label(), err.0);
             failed = true;
         }
     }

@@ -1,24 +1,27 @@
 //! `mbrl run FILE [--out DIR] [--scale F] [--threads N] [--set P=V]`: runs
-//! every cell of every experiment (the DQN family and the random agent),
-//! seeds batched and sharded, into a run directory with checkpoints. Running
-//! again on the same directory resumes; a changed experiment is refused.
-//! Ctrl-C checkpoints every seed at its next evaluation and exits.
+//! every cell of every experiment (the DQN family, SLBO and the random
+//! agent), seeds batched and sharded, into a run directory with
+//! checkpoints. Before anything is allocated, the memory the largest cell
+//! needs is checked against what the machine has. Running again on the same
+//! directory resumes; a changed experiment is refused. Ctrl-C checkpoints
+//! every seed at its next evaluation and exits.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::Args;
 
 use crate::check::{Cell, CheckedExperiment, Value};
-use crate::compile::{Plan, Protocol};
+use crate::compile::{self, Plan, Protocol};
 use crate::envs::Layout;
-use crate::report::{self, Band, Manifest, MetricRow, ReportSpec};
-use crate::runtime::driver::{Checkpoints, Point, Session, EVAL};
+use crate::report::{self, Band, MetricRow, ReportSpec};
+use crate::runtime::driver::{Point, Session, EVAL};
 use crate::runtime::evaluate::{self, RandomPolicy};
 use crate::seeds::Purpose;
+
+use super::progress::{Progress, Record};
+use super::rundir::{self, CellCheckpoints, RunDir};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -26,17 +29,87 @@ pub struct RunArgs {
     /// The run directory (default `runs/EXPERIMENT-HASH`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Multiply every step budget by F (rounded to whole evaluation intervals).
-    #[arg(long, default_value_t = 1.0)]
+    /// Multiply every step budget by F > 0 (rounded to whole evaluation intervals).
+    #[arg(long, default_value_t = 1.0, value_parser = super::positive_finite)]
     pub scale: f64,
-    /// Worker threads (seed shards); default: the machine's cores.
-    #[arg(long)]
+    /// Worker threads (seed shards), at least 1; default: the machine's cores.
+    #[arg(long, value_parser = super::at_least_one)]
     pub threads: Option<usize>,
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+    /// Move damaged checkpoints aside and train their seeds again from the start.
+    #[arg(long)]
+    pub recompute_damaged: bool,
+    /// Memory the run may use, in GiB (default: what the machine has available).
+    #[arg(long, value_name = "GIB", value_parser = super::positive_finite)]
+    pub memory: Option<f64>,
     /// Behave as if Ctrl-C were pressed when a seed reaches env step N (for testing resume).
     #[arg(long, hide = true, value_name = "N")]
     pub stop_at: Option<u64>,
+}
+
+/// More memory than the machine has (or than `--memory` allows).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("experiment `{experiment}` needs about {need:.2} GiB for its largest cell ({what}), but {have:.2} GiB {source_of_limit}")]
+#[diagnostic(
+    code(mbrl::run::insufficient_memory),
+    help("lower `seeds`, `buffer` or the network sizes (`mbrl check --cost` shows the estimate), or pass `--memory GIB` to allow more on purpose")
+)]
+struct InsufficientMemory {
+    experiment: String,
+    need: f64,
+    what: String,
+    have: f64,
+    source_of_limit: String,
+}
+
+/// A file with no experiment in it.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{file}` defines no experiment to run")]
+#[diagnostic(
+    code(mbrl::run::no_experiment),
+    help(
+        "add `experiment NAME {{ env: ..., agent: ... }}`, or `use` this file from one that does"
+    )
+)]
+struct NoExperiment {
+    file: String,
+}
+
+/// The memory available to new processes, in bytes (Linux's `MemAvailable`).
+fn available_memory() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Refuses a run whose largest cell would not fit in memory, before
+/// anything is allocated: the estimate of `mbrl check --cost` (replay and
+/// parameters with optimizer state, all seeds) plus a margin for the
+/// process itself, against `--memory` or what the machine has available.
+fn check_memory(exp: &CheckedExperiment, plans: &[Plan], limit: Option<f64>) -> Result<(), u8> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MARGIN: f64 = 256.0 * (1u64 << 20) as f64;
+    let need = compile::total_cost(plans).bytes + MARGIN;
+    let (have, source_of_limit) = match limit {
+        Some(gib) => (gib * GIB, "is allowed by `--memory`".to_string()),
+        None => match available_memory() {
+            Some(bytes) => (bytes, "is available on this machine".to_string()),
+            None => return Ok(()),
+        },
+    };
+    if need <= have {
+        return Ok(());
+    }
+    Err(rundir::show(InsufficientMemory {
+        experiment: exp.name.clone(),
+        need: need / GIB,
+        what: "replay buffers and parameters with their Adam moments, all seeds, plus 0.25 GiB"
+            .into(),
+        have: have / GIB,
+        source_of_limit,
+    }))
 }
 
 /// Set by Ctrl-C: checkpoint and stop.
@@ -46,47 +119,11 @@ static STOP: AtomicBool = AtomicBool::new(false);
 fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again: exiting without a checkpoint");
+            errln!("\ninterrupted again: exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: checkpointing every seed at its next evaluation (Ctrl-C again to exit now)");
+        errln!("\ninterrupt: checkpointing every seed at its next evaluation (Ctrl-C again to exit now)");
     });
-}
-
-/// Checkpoints of one cell under `RUN/checkpoints/cell-N/`, written atomically.
-struct CellCheckpoints {
-    dir: PathBuf,
-}
-
-impl Checkpoints for CellCheckpoints {
-    fn load(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.dir.join(format!("{key}.bin"))) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn save(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        report::write_atomic(&self.dir.join(format!("{key}.bin")), bytes)
-    }
-}
-
-/// Rerunning on a directory that holds a run of another experiment.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("`{dir}` holds a run of a different experiment")]
-#[diagnostic(
-    code(mbrl::run::changed_experiment),
-    help("resuming needs the experiment the run started with; choose another `--out` to run this one, or restore the file ({what})")
-)]
-struct ChangedExperiment {
-    dir: String,
-    what: String,
-    #[source_code]
-    source_code: miette::NamedSource<String>,
-    #[label("this experiment differs from the one in `{dir}`")]
-    span: miette::SourceSpan,
 }
 
 pub fn run(args: &RunArgs) -> u8 {
@@ -94,14 +131,15 @@ pub fn run(args: &RunArgs) -> u8 {
         Ok(out) => out,
         Err(code) => return code,
     };
-    if !(args.scale > 0.0) {
-        eprintln!("error: `--scale` must be positive, found {}", args.scale);
-        return 2;
-    }
     let checked = out
         .checked
         .as_ref()
         .expect("no errors means the file parsed");
+    if checked.experiments.is_empty() {
+        return rundir::show(NoExperiment {
+            file: args.file.display().to_string(),
+        });
+    }
     install_interrupt_handler();
     for exp in &checked.experiments {
         let status = run_experiment(args, &out, exp);
@@ -117,16 +155,35 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         Ok(plans) => plans,
         Err(code) => return code,
     };
-    let run = match open_run(args, out, exp, &plans) {
+    if let Err(code) = check_memory(exp, &plans, args.memory) {
+        return code;
+    }
+    let report = report_spec(exp);
+    let manifest_extra = |manifest: &mut report::Manifest| -> Result<(), String> {
+        manifest.references = references(&plans, &report.lines)?;
+        manifest.report = report.clone();
+        Ok(())
+    };
+    let run = match rundir::open(
+        args.out.as_deref(),
+        args.threads,
+        &args.file,
+        out,
+        exp,
+        &plans,
+        args.scale,
+        args.recompute_damaged,
+        manifest_extra,
+    ) {
         Ok(run) => run,
         Err(code) => return code,
     };
-    println!(
+    outln!(
         "run `{}`: {} cells x {} seeds on {} ({} threads) -> {}{}",
         exp.name,
         exp.cells.len(),
         exp.seeds,
-        device_name(),
+        rundir::device_name(),
         run.threads,
         run.dir.display(),
         if run.resuming {
@@ -135,122 +192,12 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             ""
         }
     );
-    println!("  {}", super::cost_line(&exp.name, &plans));
+    outln!("  {}", super::cost_line(&exp.name, &plans));
     let status = run_cells(args, exp, &plans, &run);
     if status != 0 {
         return status;
     }
-    match report::plots::plot_run(&run.dir) {
-        Ok(paths) => {
-            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            println!("plots: {}", names.join(", "));
-            0
-        }
-        Err(err) => {
-            eprintln!("error: cannot plot: {err}");
-            2
-        }
-    }
-}
-
-/// A run directory opened for this experiment.
-struct RunDir {
-    dir: PathBuf,
-    threads: usize,
-    /// It held a run of this experiment already.
-    resuming: bool,
-}
-
-/// The run directory: `--out`, or a fresh one named after the experiment;
-/// an existing one must hold this experiment (else it is refused, exit 1).
-/// Writes the manifest.
-fn open_run(
-    args: &RunArgs,
-    out: &crate::CheckOutput,
-    exp: &CheckedExperiment,
-    plans: &[Plan],
-) -> Result<RunDir, u8> {
-    let cells: Vec<String> = exp
-        .cells
-        .iter()
-        .map(|c| {
-            format!(
-                "{} env={} agent={}",
-                c.label(),
-                c.env.describe(),
-                c.agent.describe()
-            )
-        })
-        .collect();
-    let hash = report::hash(&format!(
-        "{}|{}|{}|{}|{:?}",
-        exp.seeds, exp.root_seed, exp.compat, args.scale, cells
-    ));
-    let dir = match &args.out {
-        Some(dir) => dir.clone(),
-        None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
-    };
-    let previous = report::read_manifest(&dir).map_err(|err| {
-        eprintln!("error: {err}");
-        2u8
-    })?;
-    if let Some(previous) = previous.as_ref().filter(|p| p.hash != hash) {
-        let what = changed_part(previous, &cells, exp, args.scale);
-        let file = out.sources.get(exp.span.file);
-        let report = miette::Report::new(ChangedExperiment {
-            dir: dir.display().to_string(),
-            what,
-            source_code: miette::NamedSource::new(file.name(), file.text.clone()),
-            span: exp.span.range().into(),
-        });
-        eprintln!("{report:?}");
-        return Err(1);
-    }
-    // A resumed run keeps its thread count: on the GPU it decides how seeds are grouped.
-    let threads = args
-        .threads
-        .or(previous.as_ref().map(|p| p.threads))
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-    if let Err(err) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create `{}`: {err}", dir.display());
-        return Err(2);
-    }
-    let report = report_spec(exp);
-    let references = references(plans, &report.lines).map_err(|err| {
-        eprintln!("error: {err}");
-        2u8
-    })?;
-    let manifest = Manifest {
-        experiment: exp.name.clone(),
-        source: args.file.display().to_string(),
-        hash,
-        mbrl_version: env!("CARGO_PKG_VERSION").to_string(),
-        device: device_name(),
-        host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
-        threads,
-        seeds: exp.seeds,
-        scale: args.scale,
-        cells,
-        coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
-        report,
-        updates: plans.iter().map(Plan::updates_per_step).collect(),
-        references,
-    };
-    if let Err(err) = report::write_manifest(&dir, &manifest) {
-        eprintln!("error: cannot write the manifest: {err}");
-        return Err(2);
-    }
-    Ok(RunDir {
-        dir,
-        threads,
-        resuming: previous.is_some(),
-    })
+    super::plot(&run.dir)
 }
 
 /// Runs the cells one after the other, rewriting `metrics.csv` after each;
@@ -262,6 +209,9 @@ fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Plan], run: &RunD
         let start = Instant::now();
         let store = CellCheckpoints {
             dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),
+            experiment: run.hash.clone(),
+            cell: cell.index,
+            recompute: args.recompute_damaged,
         };
         let session = Session {
             checkpoints: Some(&store),
@@ -270,6 +220,7 @@ fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Plan], run: &RunD
         };
         let record = Record {
             dir: dir.clone(),
+            hash: run.hash.clone(),
             done: rows.clone(),
             cell: cell.index,
         };
@@ -278,17 +229,17 @@ fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Plan], run: &RunD
             match run_cell(cell, plan, run.threads, resuming, session, record) {
                 Ok(result) => result,
                 Err(err) => {
-                    eprintln!("error: cell {} [{}]: {err}", cell.index, cell.label());
-                    return 2;
+                    let label = format!("cell {} [{}]", cell.index, cell.label());
+                    return rundir::show_run_error(&label, err);
                 }
             };
         rows.extend(points.iter().map(|p| metric_row(cell.index, plan, p)));
-        if let Err(err) = report::write_metrics(dir, &rows) {
-            eprintln!("error: cannot write metrics: {err}");
+        if let Err(err) = report::write_metrics(dir, &run.hash, &rows) {
+            errln!("error: cannot write metrics: {err}");
             return 2;
         }
         if interrupted {
-            println!(
+            outln!(
                 "stopped: every seed is checkpointed in `{}`; run the same command with `--out {}` to resume",
                 dir.join("checkpoints").display(),
                 dir.display()
@@ -302,7 +253,7 @@ fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Plan], run: &RunD
             .map(|p| p.value)
             .collect();
         let (mean, sd) = super::mean_sd(&finals);
-        println!(
+        outln!(
             "cell {} [{}]: final eval {mean:.4} ± {sd:.4} at step {last} ({:.1} s)",
             cell.index,
             cell.label(),
@@ -317,7 +268,7 @@ fn metric_row(cell: usize, plan: &Plan, p: &Point) -> MetricRow {
         cell,
         seed: p.seed,
         step: p.step,
-        metric: plan.metrics()[p.metric],
+        metric: plan.metrics()[p.metric].to_string(),
         value: p.value,
     }
 }
@@ -388,57 +339,6 @@ fn references(plans: &[Plan], lines: &[String]) -> Result<Vec<Vec<(String, f64)>
     Ok(out)
 }
 
-/// What differs between a run directory's experiment and this one, in words.
-fn changed_part(
-    previous: &Manifest,
-    cells: &[String],
-    exp: &CheckedExperiment,
-    scale: f64,
-) -> String {
-    if previous.seeds != exp.seeds {
-        return format!("seeds were {}, now {}", previous.seeds, exp.seeds);
-    }
-    if previous.scale != scale {
-        return format!("`--scale` was {}, now {scale}", previous.scale);
-    }
-    if previous.cells.len() != cells.len() {
-        return format!("{} cells, now {}", previous.cells.len(), cells.len());
-    }
-    for (i, (was, now)) in previous.cells.iter().zip(cells).enumerate() {
-        if was != now {
-            let split = |s: &str| -> Vec<String> {
-                s.split([' ', ',', '{', '}'])
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            };
-            let (a, b) = (split(was), split(now));
-            let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-            let token = |t: &[String]| t.get(at).cloned().unwrap_or_default();
-            return format!("in cell {i}, `{}` is now `{}`", token(&a), token(&b));
-        }
-    }
-    "the root seed or compatibility mode changed".to_string()
-}
-
-/// `base`, or `base-2`, `base-3`, ... : the first that does not exist yet.
-fn fresh_dir(base: &str) -> PathBuf {
-    let mut dir = PathBuf::from(base);
-    let mut n = 2;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{base}-{n}"));
-        n += 1;
-    }
-    dir
-}
-
-fn device_name() -> String {
-    match cfg!(feature = "cuda") {
-        true => "cuda:0".to_string(),
-        false => "cpu".to_string(),
-    }
-}
-
 /// The random agent's score per seed under the cell's protocol: one
 /// evaluation, the first round of a run's.
 pub(super) fn evaluate_random(plan: &Plan) -> Result<(Protocol, Vec<f64>), String> {
@@ -463,13 +363,12 @@ fn run_cell(
     resuming: bool,
     session: Session,
     record: Record,
-) -> Result<(Vec<Point>, bool), String> {
+) -> Result<(Vec<Point>, bool), crate::runtime::driver::RunError> {
     let progress = Progress::new(plan, cell, resuming, record);
     let report = |points: &[Point], restored: bool| progress.record(points, restored);
-    let outcome =
-        crate::runtime::run(plan, threads, session, &report).map_err(|e| e.to_string())?;
+    let outcome = crate::runtime::run(plan, threads, session, &report)?;
     for f in outcome.failures.iter().take(5) {
-        eprintln!(
+        errln!(
             "warning: cell {} [{}] seed {}: non-finite {} at env step {}",
             cell.index,
             cell.label(),
@@ -479,106 +378,4 @@ fn run_cell(
         );
     }
     Ok((outcome.points, outcome.interrupted))
-}
-
-/// The run's `metrics.csv` while a cell runs: the finished cells' rows and
-/// the cell's index.
-struct Record {
-    dir: PathBuf,
-    done: Vec<MetricRow>,
-    cell: usize,
-}
-
-/// How often a running cell's points are written to `metrics.csv`.
-const WRITE_EVERY_S: f64 = 30.0;
-
-/// Prints a line when every seed has reported an evaluation, and keeps
-/// `metrics.csv` current during long cells.
-struct Progress {
-    n_seeds: usize,
-    steps: u64,
-    metrics: &'static [&'static str],
-    label: String,
-    /// The step and time of the last line printed (unknown when resuming).
-    last: Mutex<Option<(u64, Instant)>>,
-    /// Where the metrics go, the cell's points so far, and when they were last written.
-    record: Mutex<(Record, Vec<Point>, Instant)>,
-    pending: Mutex<BTreeMap<u64, Vec<f64>>>,
-}
-
-impl Progress {
-    /// Adds `points` to the cell's record; rewrites `metrics.csv` (finished
-    /// cells and this cell so far) at most every [`WRITE_EVERY_S`] seconds.
-    fn write_now_and_then(&self, points: &[Point]) {
-        let mut guard = self.record.lock().expect("progress lock");
-        let (record, all, last) = &mut *guard;
-        all.extend_from_slice(points);
-        if last.elapsed().as_secs_f64() < WRITE_EVERY_S {
-            return;
-        }
-        *last = Instant::now();
-        let mut sorted = all.clone();
-        sorted.sort_by_key(|p| (p.step, p.seed, p.metric));
-        let mut rows = record.done.clone();
-        rows.extend(sorted.iter().map(|p| MetricRow {
-            cell: record.cell,
-            seed: p.seed,
-            step: p.step,
-            metric: self.metrics[p.metric],
-            value: p.value,
-        }));
-        // A failed write leaves the previous file; the checkpoints hold the points.
-        let _ = report::write_metrics(&record.dir, &rows);
-    }
-
-    fn new(plan: &Plan, cell: &Cell, resuming: bool, record: Record) -> Progress {
-        let label = format!("cell {} [{}]", cell.index, cell.label());
-        Progress {
-            n_seeds: plan.seeds.len(),
-            steps: plan.env_steps(),
-            metrics: plan.metrics(),
-            label,
-            last: Mutex::new((!resuming).then(|| (0, Instant::now()))),
-            record: Mutex::new((record, Vec::new(), Instant::now())),
-            pending: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn record(&self, points: &[Point], restored: bool) {
-        self.write_now_and_then(points);
-        if restored {
-            return;
-        }
-        let mut pending = self.pending.lock().expect("progress lock");
-        for p in points.iter().filter(|p| p.metric == EVAL) {
-            pending.entry(p.step).or_default().push(p.value);
-        }
-        let complete: Vec<u64> = pending
-            .iter()
-            .filter(|(_, v)| v.len() == self.n_seeds)
-            .map(|(k, _)| *k)
-            .collect();
-        for step in complete {
-            let values = pending.remove(&step).unwrap_or_default();
-            let (mean, _) = super::mean_sd(&values);
-            // The rate of the last interval: steps before learning starts are far cheaper.
-            // A resumed run's first line has no interval to measure.
-            let mut last = self.last.lock().expect("progress lock");
-            let speed = match *last {
-                Some((since_step, _)) if step <= since_step => "before the first unit".to_string(),
-                Some((since_step, since)) => {
-                    let secs = since.elapsed().as_secs_f64();
-                    let rate = step.saturating_sub(since_step) as f64 / secs.max(1e-9);
-                    let eta = (self.steps - step) as f64 / rate.max(1e-9);
-                    format!("{rate:.0} steps/s, ETA {eta:.0} s")
-                }
-                None => "resumed".to_string(),
-            };
-            *last = Some((step, Instant::now()));
-            println!(
-                "  {} step {step}/{}: eval {mean:.4} ({speed})",
-                self.label, self.steps
-            );
-        }
-    }
 }

@@ -1,9 +1,13 @@
 //! Report: run directories. A manifest (`manifest.ron`: the resolved
-//! experiment, its hash, the mbrl version, device and host) and long-format
-//! metrics (`metrics.csv`: `cell,seed,step,metric,value`), each written
-//! atomically (write to a temporary file, fsync, rename).
+//! experiment, its hash, the mbrl version, device and host), long-format
+//! metrics (`metrics.csv`: `cell,seed,step,metric,value`, with its checksum
+//! and identity in `metrics.sum`), sealed checkpoints ([`sealed`]) and the
+//! directory's lock ([`lock`]). Every file is written atomically (a
+//! temporary file beside it, fsync, rename; the temporary removed on
+//! failure), and every file read back is verified before it is used.
 //!
-//! Invariants: formats and writes results; computes nothing that changes them.
+//! Invariants: formats, writes and verifies results; computes nothing that
+//! changes them.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -11,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod lock;
 pub mod plots;
+pub mod sealed;
 
 /// What a run directory records about its run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,7 +97,7 @@ pub struct MetricRow {
     pub cell: usize,
     pub seed: u64,
     pub step: u64,
-    pub metric: &'static str,
+    pub metric: String,
     pub value: f64,
 }
 
@@ -105,25 +111,89 @@ pub fn hash(text: &str) -> String {
     format!("{h:016x}")
 }
 
-pub fn write_manifest(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
-    let config = ron::ser::PrettyConfig::new();
-    let text = ron::ser::to_string_pretty(manifest, config).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join("manifest.ron"), text.as_bytes())
+/// The format of the files this version writes; a reader refuses others.
+pub const FORMAT: u32 = 1;
+
+/// A file of a run directory that failed its verification.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("`{path}` {why}")]
+pub struct Damaged {
+    pub path: String,
+    pub why: String,
 }
 
-/// The manifest of an existing run directory, if it has one.
-pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, String> {
-    let path = dir.join("manifest.ron");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => ron::from_str(&text)
-            .map(Some)
-            .map_err(|e| format!("`{}` is not a manifest: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
+fn damaged(path: &Path, why: impl Into<String>) -> Damaged {
+    Damaged {
+        path: path.display().to_string(),
+        why: why.into(),
     }
 }
 
-pub fn write_metrics(dir: &Path, rows: &[MetricRow]) -> std::io::Result<()> {
+/// The CRC-32 of `bytes`, in hex.
+pub fn crc32(bytes: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(bytes))
+}
+
+/// The last line of `manifest.ron`: a RON comment with the CRC-32 of the text before it.
+const MANIFEST_SEAL: &str = "// crc32 ";
+
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
+    let config = ron::ser::PrettyConfig::new();
+    let mut text = ron::ser::to_string_pretty(manifest, config).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let seal = format!("{MANIFEST_SEAL}{}\n", crc32(text.as_bytes()));
+    text.push_str(&seal);
+    write_atomic(&dir.join("manifest.ron"), text.as_bytes())
+}
+
+/// Why a run directory's manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read `{0}`: {1}")]
+    Io(String, std::io::Error),
+    #[error(transparent)]
+    Damaged(#[from] Damaged),
+}
+
+/// The manifest of an existing run directory, if it has one, verified
+/// against its checksum line.
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
+    let path = dir.join("manifest.ron");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ManifestError::Io(path.display().to_string(), e)),
+    };
+    let body_end = text.rfind(MANIFEST_SEAL).ok_or_else(|| {
+        damaged(
+            &path,
+            "has no checksum line: it was not written by this mbrl, or was cut short",
+        )
+    })?;
+    let (body, seal) = text.split_at(body_end);
+    let recorded = seal[MANIFEST_SEAL.len()..].trim();
+    if recorded != crc32(body.as_bytes()) {
+        return Err(damaged(
+            &path,
+            "does not match its checksum: it was changed or damaged",
+        )
+        .into());
+    }
+    ron::from_str(body)
+        .map(Some)
+        .map_err(|e| damaged(&path, format!("is not a manifest ({e})")).into())
+}
+
+/// `metrics.csv`'s companion: the identity and checksum of its contents.
+fn metrics_seal(hash: &str, rows: usize, text: &[u8]) -> String {
+    format!(
+        "mbrl-metrics format={FORMAT} experiment={hash} rows={rows} crc32={}\n",
+        crc32(text)
+    )
+}
+
+/// Writes `metrics.csv` and then `metrics.sum`, both atomically.
+pub fn write_metrics(dir: &Path, hash: &str, rows: &[MetricRow]) -> std::io::Result<()> {
     let mut text = String::from("cell,seed,step,metric,value\n");
     for r in rows {
         let _ = writeln!(
@@ -132,24 +202,98 @@ pub fn write_metrics(dir: &Path, rows: &[MetricRow]) -> std::io::Result<()> {
             r.cell, r.seed, r.step, r.metric, r.value
         );
     }
-    write_atomic(&dir.join("metrics.csv"), text.as_bytes())
+    write_atomic(&dir.join("metrics.csv"), text.as_bytes())?;
+    let seal = metrics_seal(hash, rows.len(), text.as_bytes());
+    write_atomic(&dir.join("metrics.sum"), seal.as_bytes())
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part.
+/// What a reader of `metrics.csv` left out, to be reported.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Skipped {
+    /// Rows whose value is NaN or infinite.
+    pub non_finite: usize,
+}
+
+/// The rows of a run's `metrics.csv`, verified against `metrics.sum` and
+/// the run's experiment `hash`; rows with a non-finite value are left out and counted.
+pub fn read_metrics(dir: &Path, hash: &str) -> Result<(Vec<MetricRow>, Skipped), Damaged> {
+    let path = dir.join("metrics.csv");
+    let sum_path = dir.join("metrics.sum");
+    let bytes =
+        std::fs::read(&path).map_err(|e| damaged(&path, format!("cannot be read ({e})")))?;
+    let seal = std::fs::read_to_string(&sum_path).map_err(|e| {
+        damaged(
+            &sum_path,
+            format!("cannot be read ({e}): the metrics cannot be verified"),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| damaged(&path, "is not text"))?;
+    let rows_n = text.lines().count().saturating_sub(1);
+    if seal != metrics_seal(hash, rows_n, text.as_bytes()) {
+        let why = match seal.contains(&format!("experiment={hash} ")) {
+            true => "does not match its checksum in `metrics.sum`: it was changed or damaged",
+            false => "was written for another experiment than this run directory's manifest names",
+        };
+        return Err(damaged(&path, why));
+    }
+    let mut rows = Vec::new();
+    let mut skipped = Skipped::default();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let parse = || -> Option<MetricRow> {
+            if f.len() != 5 {
+                return None;
+            }
+            Some(MetricRow {
+                cell: f[0].parse().ok()?,
+                seed: f[1].parse().ok()?,
+                step: f[2].parse().ok()?,
+                metric: f[3].to_string(),
+                value: f[4].parse().ok()?,
+            })
+        };
+        let row = parse()
+            .ok_or_else(|| damaged(&path, format!("line {}: malformed row `{line}`", n + 1)))?;
+        if row.value.is_finite() {
+            rows.push(row);
+        } else {
+            skipped.non_finite += 1;
+        }
+    }
+    Ok((rows, skipped))
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new
+/// one, never a part: a temporary file beside it (named after this
+/// process), fsync, rename, and the directory fsynced. On failure the
+/// temporary file is removed and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    {
+    let tmp = temporary(path);
+    let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    written?;
     if let Some(parent) = path.parent() {
         if let Ok(dir) = std::fs::File::open(parent) {
             let _ = dir.sync_all();
         }
     }
     Ok(())
+}
+
+/// The temporary name [`write_atomic`] writes `path` under first.
+pub fn temporary(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 #[cfg(test)]

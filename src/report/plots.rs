@@ -126,52 +126,108 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
         let panel = panels.entry(facet.join(" ")).or_default();
         panel.curves.push(Curve { label, points });
         for (name, level) in manifest.references.get(cell).into_iter().flatten() {
-            if !panel.lines.iter().any(|(n, l)| n.starts_with(name.as_str()) && (l - level).abs() <= 1e-9 * level.abs().max(1.0)) {
-                panel.lines.push((format!("{name} {}", short(*level)), *level));
+            if !panel.lines.iter().any(|(n, l)| {
+                n.starts_with(name.as_str()) && (l - level).abs() <= 1e-9 * level.abs().max(1.0)
+            }) {
+                panel
+                    .lines
+                    .push((format!("{name} {}", short(*level)), *level));
             }
         }
     }
     panels
 }
 
-/// Draws `RUN/plots/eval.png` and `eval.svg` from the run's metrics.
-pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let manifest: Manifest = ron::from_str(
-        &std::fs::read_to_string(dir.join("manifest.ron"))
-            .map_err(|e| format!("cannot read the manifest: {e}"))?,
-    )
-    .map_err(|e| format!("cannot parse the manifest: {e}"))?;
-    let rows = read_metrics(&dir.join("metrics.csv"))?;
+/// Why a run cannot be plotted.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error(transparent)]
+    Manifest(#[from] crate::report::ManifestError),
+    #[error("`{0}` has no manifest: it is not a run directory")]
+    NoManifest(String),
+    #[error(transparent)]
+    Damaged(#[from] crate::report::Damaged),
+    #[error("the run has no evaluations yet")]
+    Empty,
+    #[error("cannot draw `{0}`: {1}")]
+    Draw(String, String),
+}
+
+/// The files drawn, and what the metrics reader left out.
+#[derive(Debug)]
+pub struct Plotted {
+    pub paths: Vec<PathBuf>,
+    pub skipped: crate::report::Skipped,
+}
+
+/// Draws `RUN/plots/eval.png` and `eval.svg` from the run's verified
+/// metrics, each written atomically.
+pub fn plot_run(dir: &Path) -> Result<Plotted, PlotError> {
+    let manifest = crate::report::read_manifest(dir)?
+        .ok_or_else(|| PlotError::NoManifest(dir.display().to_string()))?;
+    let (rows, skipped) = crate::report::read_metrics(dir, &manifest.hash)?;
+    let rows: Vec<MetricRow> = rows.into_iter().filter(|r| r.metric == "eval").collect();
     let panels = curves(&manifest, &rows);
     if panels.is_empty() {
-        return Err("the run has no evaluations yet".to_string());
+        return Err(PlotError::Empty);
     }
     REGISTER.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
     let out = dir.join("plots");
-    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&out)
+        .map_err(|e| PlotError::Draw(out.display().to_string(), e.to_string()))?;
     let cols = panels.len().min(3);
     let rows_n = panels.len().div_ceil(cols);
     let size = (480 * cols as u32, 360 * rows_n as u32);
+    let axes = Axes::of(&manifest.report);
     let png = out.join("eval.png");
     let svg = out.join("eval.svg");
-    let axes = Axes::of(&manifest.report);
-    draw(
-        BitMapBackend::new(&png, size).into_drawing_area(),
-        &panels,
-        (cols, rows_n),
-        &axes,
-    )
-    .map_err(|e| e.to_string())?;
-    draw(
-        SVGBackend::new(&svg, size).into_drawing_area(),
-        &panels,
-        (cols, rows_n),
-        &axes,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(vec![png, svg])
+    atomically(&png, |tmp| {
+        draw(
+            BitMapBackend::new(tmp, size).into_drawing_area(),
+            &panels,
+            (cols, rows_n),
+            &axes,
+        )
+    })?;
+    atomically(&svg, |tmp| {
+        draw(
+            SVGBackend::new(tmp, size).into_drawing_area(),
+            &panels,
+            (cols, rows_n),
+            &axes,
+        )
+    })?;
+    Ok(Plotted {
+        paths: vec![png, svg],
+        skipped,
+    })
+}
+
+/// Draws into a temporary file beside `path`, then renames it over `path`;
+/// on failure the temporary file is removed and `path` is as it was.
+fn atomically(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::error::Error + 'static>>,
+) -> Result<(), PlotError> {
+    // The backends pick the format from the extension: keep it last.
+    let tmp = crate::report::temporary(path);
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tmp.with_extension(format!("tmp.{ext}"));
+    let result = draw(&tmp).map_err(|e| e.to_string()).and_then(|()| {
+        let file = std::fs::File::open(&tmp).map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    });
+    if let Err(why) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(PlotError::Draw(path.display().to_string(), why));
+    }
+    Ok(())
 }
 
 /// The axis titles a report asks for.
@@ -256,7 +312,11 @@ where
                 });
         }
         for (i, (label, level)) in panel.lines.iter().enumerate() {
-            let color = if i % 2 == 0 { BLACK } else { RGBColor(110, 110, 110) };
+            let color = if i % 2 == 0 {
+                BLACK
+            } else {
+                RGBColor(110, 110, 110)
+            };
             chart
                 .draw_series(DashedLineSeries::new(
                     [(0.0, *level), (x_max, *level)],
@@ -265,7 +325,9 @@ where
                     color.stroke_width(1),
                 ))?
                 .label(label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(1)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(1))
+                });
         }
         chart
             .configure_series_labels()
@@ -288,30 +350,6 @@ fn steps_label(x: f64) -> String {
     };
     let text = format!("{value:.1}");
     format!("{}{unit}", text.trim_end_matches(".0"))
-}
-
-fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read metrics: {e}"))?;
-    let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.get(3) != Some(&"eval") {
-            continue;
-        }
-        let parse = || -> Option<MetricRow> {
-            Some(MetricRow {
-                cell: f.first()?.parse().ok()?,
-                seed: f.get(1)?.parse().ok()?,
-                step: f.get(2)?.parse().ok()?,
-                metric: "eval",
-                value: f.get(4)?.parse().ok()?,
-            })
-        };
-        rows.push(
-            parse().ok_or_else(|| format!("metrics.csv line {}: malformed row `{line}`", n + 1))?,
-        );
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
@@ -355,7 +393,7 @@ mod tests {
                         cell,
                         seed,
                         step: *step,
-                        metric: "eval",
+                        metric: "eval".into(),
                         value: (cell * 10 + i * 2) as f64 + seed as f64,
                     });
                 }
@@ -371,9 +409,16 @@ mod tests {
         let (m, rows) = run(ReportSpec::default());
         let panels = curves(&m, &rows);
         assert_eq!(panels.keys().collect::<Vec<_>>(), ["env=x", "env=y"]);
-        let labels: Vec<&str> = panels["env=x"].curves.iter().map(|c| c.label.as_str()).collect();
+        let labels: Vec<&str> = panels["env=x"]
+            .curves
+            .iter()
+            .map(|c| c.label.as_str())
+            .collect();
         assert_eq!(labels, ["a", "b"]);
-        assert_eq!(panels["env=x"].lines, vec![("random 0.100".to_string(), 0.1)]);
+        assert_eq!(
+            panels["env=x"].lines,
+            vec![("random 0.100".to_string(), 0.1)]
+        );
         let (m, rows) = run(ReportSpec {
             facet: vec!["agent".into()],
             x: "updates".into(),

@@ -135,14 +135,32 @@ pub enum RunError {
     Device(#[from] DeviceError),
     #[error("{}", .0 .0)]
     Env(Unavailable),
+    /// A checkpoint could not be read or written (the message names the file).
     #[error("checkpoint `{key}`: {why}")]
     Checkpoint { key: String, why: String },
+    /// A checkpoint failed its verification: truncated or changed bytes.
+    #[error("{0}")]
+    Damaged(String),
+    /// An intact checkpoint of another experiment, cell or seed group.
+    #[error("{0}")]
+    Foreign(String),
+}
+
+/// Why a stored checkpoint cannot be used; each message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Damaged(String),
+    #[error("{0}")]
+    Foreign(String),
 }
 
 /// Where a run keeps its checkpoints: one blob per group of seeds, written
-/// atomically by the implementation.
+/// atomically and verified when read back by the implementation.
 pub trait Checkpoints: Sync {
-    fn load(&self, key: &str) -> std::io::Result<Option<Vec<u8>>>;
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, LoadError>;
     fn save(&self, key: &str, bytes: &[u8]) -> std::io::Result<()>;
 }
 
@@ -428,16 +446,23 @@ impl<A: Agent> Worker<'_, A> {
         let Some(store) = self.session.checkpoints else {
             return Ok(None);
         };
-        let err = |why: String| RunError::Checkpoint {
-            key: key.to_string(),
-            why,
+        let bytes = match store.load(key) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(LoadError::Io(why)) => {
+                return Err(RunError::Checkpoint {
+                    key: key.to_string(),
+                    why,
+                })
+            }
+            Err(LoadError::Damaged(why)) => return Err(RunError::Damaged(why)),
+            Err(LoadError::Foreign(why)) => return Err(RunError::Foreign(why)),
         };
-        match store.load(key).map_err(|e| err(e.to_string()))? {
-            None => Ok(None),
-            Some(bytes) => bincode::deserialize(&bytes)
-                .map(Some)
-                .map_err(|e| err(format!("unreadable ({e})"))),
-        }
+        bincode::deserialize(&bytes).map(Some).map_err(|e| {
+            RunError::Foreign(format!(
+                "checkpoint `{key}` is intact but holds another agent's state ({e})"
+            ))
+        })
     }
 
     fn save(&self, group: &mut Group<A::Learner>, done: bool) -> Result<(), RunError> {

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-fn mbrl(args: &[&str]) -> Output {
+pub(crate) fn mbrl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbrl"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -11,11 +11,11 @@ fn mbrl(args: &[&str]) -> Output {
         .expect("run mbrl")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -287,7 +287,7 @@ experiment toy {
 }
 ";
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mbrl-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -529,11 +529,26 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
     let res = mbrl(&["run", file, "--out", whole.to_str().unwrap()]);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
     let metrics = std::fs::read_to_string(whole.join("metrics.csv")).unwrap();
-    for (cell, term) in ["model_multi_step", "model_mse", "model_va_l1", "model_va_l2"]
-        .iter()
-        .enumerate()
+    for (cell, term) in [
+        "model_multi_step",
+        "model_mse",
+        "model_va_l1",
+        "model_va_l2",
+    ]
+    .iter()
+    .enumerate()
     {
-        for metric in ["eval", "model_loss", term, "model_reg", "value_loss", "policy_kl", "policy_entropy", "virtual_return", "train_return"] {
+        for metric in [
+            "eval",
+            "model_loss",
+            term,
+            "model_reg",
+            "value_loss",
+            "policy_kl",
+            "policy_entropy",
+            "virtual_return",
+            "train_return",
+        ] {
             let row = format!("{cell},1,600,{metric},");
             assert!(metrics.contains(&row), "no `{row}` in\n{metrics}");
         }
@@ -542,7 +557,14 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
     assert!(metrics.contains("\n0,0,0,eval,") && metrics.contains("\n3,1,600,eval,"));
     let mut stops = 0;
     loop {
-        let res = mbrl(&["run", file, "--out", pieces.to_str().unwrap(), "--stop-at", "400"]);
+        let res = mbrl(&[
+            "run",
+            file,
+            "--out",
+            pieces.to_str().unwrap(),
+            "--stop-at",
+            "400",
+        ]);
         match res.status.code() {
             Some(130) => stops += 1,
             Some(0) => break,
@@ -551,6 +573,9 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
         assert!(stops <= 4, "every stop makes progress");
     }
     assert_eq!(stops, 4, "each cell stopped once");
-    assert_eq!(metrics, std::fs::read_to_string(pieces.join("metrics.csv")).unwrap());
+    assert_eq!(
+        metrics,
+        std::fs::read_to_string(pieces.join("metrics.csv")).unwrap()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -690,8 +690,17 @@ experiment cheetah_stage {
         .iter()
         .map(|p| (p.step, names[p.metric]))
         .collect();
-    for want in [(0, "eval"), (1000, "eval"), (1000, "model_multi_step"), (1000, "train_return")] {
+    for want in [
+        (0, "eval"),
+        (1000, "eval"),
+        (1000, "model_multi_step"),
+        (1000, "train_return"),
+    ] {
         assert!(seen.contains(&want), "{want:?} in {seen:?}");
     }
-    assert!(outcome.points.iter().all(|p| p.value.is_finite()), "{:?}", outcome.points);
+    assert!(
+        outcome.points.iter().all(|p| p.value.is_finite()),
+        "{:?}",
+        outcome.points
+    );
 }

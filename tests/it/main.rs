@@ -2,6 +2,7 @@
 
 mod cli;
 mod envs;
+mod faults;
 mod fields;
 mod numerics;
 mod props;

@@ -3,7 +3,8 @@
 //!
 //! A fixture's first lines declare what it expects:
 //! `// expect: mbrl::check::unknown_field` (or `// expect: ok`), and
-//! optionally `// set: path=value` overrides. Regenerate snapshots with
+//! optionally `// set: path=value` overrides and `// pad: N` (N bytes of
+//! comment appended, for size limits). Regenerate snapshots with
 //! `cargo insta review` (or `INSTA_UPDATE=always cargo test`).
 
 use std::path::{Path, PathBuf};
@@ -15,12 +16,15 @@ use mbrl::source::Origin;
 struct Header {
     expect: Vec<String>,
     overrides: Vec<String>,
+    /// Bytes of comment appended to the fixture (for size limits).
+    pad: usize,
 }
 
 fn header(text: &str) -> Header {
     let mut header = Header {
         expect: Vec::new(),
         overrides: Vec::new(),
+        pad: 0,
     };
     for line in text.lines().take_while(|l| l.starts_with("//")) {
         if let Some(code) = line.strip_prefix("// expect: ") {
@@ -28,6 +32,9 @@ fn header(text: &str) -> Header {
         }
         if let Some(ov) = line.strip_prefix("// set: ") {
             header.overrides.push(ov.trim().to_string());
+        }
+        if let Some(n) = line.strip_prefix("// pad: ") {
+            header.pad = n.trim().parse().expect("a byte count");
         }
     }
     header
@@ -42,8 +49,13 @@ fn relative(path: &Path) -> PathBuf {
 fn ui_fixtures() {
     insta::glob!("../ui", "**/*.exp", |path| {
         let rel = relative(path);
-        let text = std::fs::read_to_string(path).unwrap();
+        let mut text = std::fs::read_to_string(path).unwrap();
         let header = header(&text);
+        if header.pad > 0 {
+            text.push_str("//");
+            text.push_str(&" ".repeat(header.pad));
+            text.push('\n');
+        }
         assert!(
             !header.expect.is_empty(),
             "{} declares no `// expect:`",

@@ -1,0 +1,395 @@
+//! A run directory as `mbrl run` uses it: opened for one experiment
+//! (identified by its name and compiled plans, not by how it is written),
+//! locked for this process, its manifest verified and rewritten, and its
+//! checkpoints sealed with their identity and checksum. Every refusal is a
+//! coded diagnostic that names the file and the way out.
+
+use std::path::{Path, PathBuf};
+
+use crate::check::CheckedExperiment;
+use crate::compile::Plan;
+use crate::report::lock::{self, LockError, RunLock};
+use crate::report::sealed::{self, Identity, Unsealed};
+use crate::report::{self, Manifest, ManifestError};
+use crate::runtime::driver::{Checkpoints, LoadError, RunError};
+
+/// A run directory opened for one experiment.
+pub struct RunDir {
+    pub dir: PathBuf,
+    pub threads: usize,
+    /// It held a run of this experiment already.
+    pub resuming: bool,
+    /// The experiment's identity: checkpoints and metrics carry it.
+    pub hash: String,
+    _lock: RunLock,
+}
+
+/// An experiment's identity: its name and what its cells compile to
+/// (seeds, envs, protocols, schedules at `--scale`, agents), so that the
+/// same values written differently are the same experiment.
+pub fn identity(exp: &CheckedExperiment, plans: &[Plan]) -> String {
+    report::hash(&format!("{}|{plans:?}", exp.name))
+}
+
+/// The run directory: `--out`, or a fresh one named after the experiment.
+/// An existing one must hold this experiment (else it is refused, exit 1)
+/// and not be in use; its manifest is verified, then rewritten.
+pub fn open(
+    out_dir: Option<&Path>,
+    threads: Option<usize>,
+    source: &Path,
+    out: &crate::CheckOutput,
+    exp: &CheckedExperiment,
+    plans: &[Plan],
+    scale: f64,
+    recompute: bool,
+    manifest_extra: impl FnOnce(&mut Manifest) -> Result<(), String>,
+) -> Result<RunDir, u8> {
+    let hash = identity(exp, plans);
+    let cells: Vec<String> = exp
+        .cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{} env={} agent={}",
+                c.label(),
+                c.env.describe(),
+                c.agent.describe()
+            )
+        })
+        .collect();
+    let dir = match out_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
+    };
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        errln!("error: cannot create `{}`: {err}", dir.display());
+        return Err(2);
+    }
+    let lock = lock::lock(&dir).map_err(|err| match err {
+        LockError::Held { dir, holder } => show(Locked { dir, holder }),
+        LockError::Io(path, e) => {
+            errln!("error: cannot lock `{path}`: {e}");
+            2
+        }
+    })?;
+    let previous = match report::read_manifest(&dir) {
+        Ok(previous) => previous,
+        Err(ManifestError::Damaged(d)) => return Err(show(DamagedFile::manifest(d))),
+        Err(err) => {
+            errln!("error: {err}");
+            return Err(2);
+        }
+    };
+    if let Some(previous) = previous.as_ref().filter(|p| p.hash != hash) {
+        let what = changed_part(previous, &cells, exp, scale);
+        let file = out.sources.get(exp.span.file);
+        show(ChangedExperiment {
+            dir: dir.display().to_string(),
+            what,
+            source_code: miette::NamedSource::new(file.name(), file.text.clone()),
+            span: exp.span.range().into(),
+        });
+        return Err(1);
+    }
+    // A resumed run keeps its thread count: on the GPU it decides how seeds are grouped.
+    let threads = threads
+        .or(previous.as_ref().map(|p| p.threads))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+    let mut manifest = Manifest {
+        experiment: exp.name.clone(),
+        source: source.display().to_string(),
+        hash: hash.clone(),
+        mbrl_version: env!("CARGO_PKG_VERSION").to_string(),
+        device: device_name(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        threads,
+        seeds: exp.seeds,
+        scale,
+        cells,
+        coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
+        report: Default::default(),
+        updates: plans.iter().map(Plan::updates_per_step).collect(),
+        references: Vec::new(),
+    };
+    if let Err(err) = manifest_extra(&mut manifest) {
+        errln!("error: {err}");
+        return Err(2);
+    }
+    let run = RunDir {
+        dir,
+        threads,
+        resuming: previous.is_some(),
+        hash,
+        _lock: lock,
+    };
+    // Checkpoints are verified before the manifest claims the directory.
+    verify_checkpoints(&run, plans.len(), recompute)?;
+    if let Err(err) = report::write_manifest(&run.dir, &manifest) {
+        errln!("error: cannot write the manifest: {err}");
+        return Err(2);
+    }
+    Ok(run)
+}
+
+/// Prints a coded diagnostic; returns the exit status for it (2).
+pub fn show<D: miette::Diagnostic + Send + Sync + 'static>(diag: D) -> u8 {
+    errln!("{:?}", miette::Report::new(diag));
+    2
+}
+
+/// A run's failure as the user sees it: coded for damaged and foreign
+/// checkpoints, else in words. Returns the exit status (2).
+pub fn show_run_error(cell: &str, err: RunError) -> u8 {
+    match err {
+        RunError::Damaged(why) => show(DamagedCheckpoint { why }),
+        RunError::Foreign(why) => show(ForeignCheckpoint { why }),
+        other => {
+            errln!("error: {cell}: {other}");
+            2
+        }
+    }
+}
+
+/// Checkpoints of one cell under `RUN/checkpoints/cell-N/`, sealed with
+/// the run's identity and written atomically. With `recompute`, a damaged
+/// one is moved aside (`*.damaged`) and its seeds start again.
+pub struct CellCheckpoints {
+    pub dir: PathBuf,
+    pub experiment: String,
+    pub cell: usize,
+    pub recompute: bool,
+}
+
+impl CellCheckpoints {
+    fn identity(&self, key: &str) -> Identity {
+        Identity {
+            experiment: self.experiment.clone(),
+            cell: self.cell,
+            key: key.to_string(),
+        }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.bin"))
+    }
+}
+
+/// Verifies every checkpoint of the run before any cell runs, so that a
+/// damaged or foreign one is refused before anything changes (with
+/// `recompute`, damaged ones are moved aside now).
+fn verify_checkpoints(run: &RunDir, cells: usize, recompute: bool) -> Result<(), u8> {
+    for cell in 0..cells {
+        let store = CellCheckpoints {
+            dir: run.dir.join("checkpoints").join(format!("cell-{cell}")),
+            experiment: run.hash.clone(),
+            cell,
+            recompute,
+        };
+        let Ok(entries) = std::fs::read_dir(&store.dir) else {
+            continue;
+        };
+        let mut keys: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".bin").map(str::to_string)
+            })
+            .collect();
+        keys.sort();
+        for key in keys {
+            match store.load(&key) {
+                Ok(_) => (),
+                Err(LoadError::Damaged(why)) => return Err(show(DamagedCheckpoint { why })),
+                Err(LoadError::Foreign(why)) => return Err(show(ForeignCheckpoint { why })),
+                Err(LoadError::Io(why)) => {
+                    errln!("error: {why}");
+                    return Err(2);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Checkpoints for CellCheckpoints {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, LoadError> {
+        let path = self.path(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(LoadError::Io(format!(
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let named = |why: String| format!("checkpoint `{}` {why}", path.display());
+        match sealed::unseal(&bytes, &self.identity(key)) {
+            Ok(payload) => Ok(Some(payload.to_vec())),
+            Err(Unsealed::Damaged(why)) if self.recompute => {
+                let aside = path.with_extension("bin.damaged");
+                std::fs::rename(&path, &aside).map_err(|e| {
+                    LoadError::Io(format!("cannot move `{}` aside: {e}", path.display()))
+                })?;
+                errln!(
+                    "note: {}; moved to `{}`, its seeds start again",
+                    named(why),
+                    aside.display()
+                );
+                Ok(None)
+            }
+            Err(Unsealed::Damaged(why)) => Err(LoadError::Damaged(named(why))),
+            Err(Unsealed::Foreign(why)) => Err(LoadError::Foreign(named(why))),
+        }
+    }
+
+    fn save(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let sealed = sealed::seal(&self.identity(key), bytes);
+        report::write_atomic(&self.path(key), &sealed)
+    }
+}
+
+/// Rerunning on a directory that holds a run of another experiment.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{dir}` holds a run of a different experiment")]
+#[diagnostic(
+    code(mbrl::run::changed_experiment),
+    help("resuming needs the experiment the run started with; choose another `--out` to run this one, or restore the file ({what})")
+)]
+pub struct ChangedExperiment {
+    dir: String,
+    what: String,
+    #[source_code]
+    source_code: miette::NamedSource<String>,
+    #[label("this experiment differs from the one in `{dir}`")]
+    span: miette::SourceSpan,
+}
+
+/// Another process uses the run directory.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{dir}` is in use by {holder}")]
+#[diagnostic(
+    code(mbrl::run::locked),
+    help("wait for that run to end (or stop it with Ctrl-C), or choose another `--out`")
+)]
+pub struct Locked {
+    pub dir: String,
+    pub holder: String,
+}
+
+/// A checkpoint failed its verification.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{why}")]
+#[diagnostic(
+    code(mbrl::run::damaged_checkpoint),
+    help("nothing was changed. Rerun with `--recompute-damaged` to move the damaged checkpoint aside and train its seeds again from the start (the other seeds and cells are kept), or restore the file from a copy")
+)]
+pub struct DamagedCheckpoint {
+    pub why: String,
+}
+
+/// An intact checkpoint of another experiment.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{why}")]
+#[diagnostic(
+    code(mbrl::run::foreign_checkpoint),
+    help(
+        "the directory holds another experiment's checkpoints; choose another `--out` for this one"
+    )
+)]
+pub struct ForeignCheckpoint {
+    pub why: String,
+}
+
+/// A manifest or metrics file failed its verification.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{damaged}")]
+#[diagnostic(code(mbrl::run::damaged_file), help("{help}"))]
+pub struct DamagedFile {
+    pub damaged: report::Damaged,
+    pub help: String,
+}
+
+impl DamagedFile {
+    pub fn manifest(damaged: report::Damaged) -> DamagedFile {
+        DamagedFile {
+            damaged,
+            help:
+                "nothing was changed; restore the manifest from a copy, or choose another `--out`"
+                    .into(),
+        }
+    }
+
+    pub fn metrics(damaged: report::Damaged) -> DamagedFile {
+        DamagedFile {
+            damaged,
+            help: "rerun `mbrl run` with the same experiment and `--out`: it rewrites the metrics from the checkpoints".into(),
+        }
+    }
+}
+
+/// What differs between a run directory's experiment and this one, in words.
+fn changed_part(
+    previous: &Manifest,
+    cells: &[String],
+    exp: &CheckedExperiment,
+    scale: f64,
+) -> String {
+    if previous.experiment != exp.name {
+        return format!(
+            "the experiment was named `{}`, now `{}`",
+            previous.experiment, exp.name
+        );
+    }
+    if previous.seeds != exp.seeds {
+        return format!("seeds were {}, now {}", previous.seeds, exp.seeds);
+    }
+    if previous.scale != scale {
+        return format!("`--scale` was {}, now {scale}", previous.scale);
+    }
+    if previous.cells.len() != cells.len() {
+        return format!("{} cells, now {}", previous.cells.len(), cells.len());
+    }
+    for (i, (was, now)) in previous.cells.iter().zip(cells).enumerate() {
+        if was != now {
+            let split = |s: &str| -> Vec<String> {
+                s.split([' ', ',', '{', '}'])
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            let (a, b) = (split(was), split(now));
+            let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            let token = |t: &[String]| t.get(at).cloned().unwrap_or_default();
+            return format!("in cell {i}, `{}` is now `{}`", token(&a), token(&b));
+        }
+    }
+    "the root seed, the compatibility mode or a resolved setting changed".to_string()
+}
+
+/// `base`, or `base-2`, `base-3`, ... : the first that does not exist yet.
+fn fresh_dir(base: &str) -> PathBuf {
+    let mut dir = PathBuf::from(base);
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+pub fn device_name() -> String {
+    match cfg!(feature = "cuda") {
+        true => "cuda:0".to_string(),
+        false => "cpu".to_string(),
+    }
+}
