@@ -41,9 +41,11 @@ mod check;
 mod describe;
 mod eval;
 mod graph;
+mod merge;
 mod progress;
 mod run;
 mod rundir;
+mod slurm;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -68,8 +70,12 @@ struct Args {
 enum Command {
     /// Check experiment files statically: every problem, before anything runs.
     Check(check::CheckArgs),
-    /// Run an experiment's cells (the DQN family and random agents) into a resumable run directory.
+    /// Run an experiment's cells (the DQN family, SLBO and random agents) into a resumable run directory.
     Run(run::RunArgs),
+    /// Run an experiment as a Slurm job array, one part of its (cell, seed) units per task.
+    Slurm(slurm::SlurmArgs),
+    /// Combine the parts of a sharded run (`run --shard`, `slurm`) into one verified run directory.
+    Merge(merge::MergeArgs),
     /// Draw a run's evaluation curves (mean, 95% bootstrap band over seeds) into RUN/plots.
     Plot {
         /// The run directory.
@@ -98,6 +104,8 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Slurm(args) => slurm::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Plot { run } => plot(&run),
         Command::Graph(args) => graph::run(&args),
         Command::Eval(args) => eval::run(&args),

@@ -40,6 +40,14 @@ pub struct RunArgs {
     /// Move damaged checkpoints aside and train their seeds again from the start.
     #[arg(long)]
     pub recompute_damaged: bool,
+    /// Run part I of N of the experiment's (cell, seed) units into `--out`
+    /// (`mbrl merge` combines the parts).
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Refuse to run unless the experiment's identity is this hash (the
+    /// experiment a Slurm job was written for).
+    #[arg(long, value_name = "HASH")]
+    pub expect_hash: Option<String>,
     /// Memory the run may use, in GiB (default: what the machine has available).
     #[arg(long, value_name = "GIB", value_parser = super::positive_finite)]
     pub memory: Option<f64>,
@@ -74,6 +82,34 @@ struct InsufficientMemory {
 )]
 struct NoExperiment {
     file: String,
+}
+
+/// `I/N` with `0 <= I < N`.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or("write the shard as I/N, e.g. 0/4")?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|e| format!("{e}"))?,
+        n.trim().parse().map_err(|e| format!("{e}"))?,
+    );
+    match i < n {
+        true => Ok((i, n)),
+        false => Err(format!("shard {i} of {n}: I must be below N")),
+    }
+}
+
+/// The experiment changed since a Slurm job was written for it.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("experiment `{experiment}` is not the one this job was written for (hash {found}, expected {expected})")]
+#[diagnostic(
+    code(mbrl::run::changed_experiment),
+    help("the file or an override changed after `mbrl slurm` wrote the job; restore it, or write and submit a new job")
+)]
+struct NotTheJobsExperiment {
+    experiment: String,
+    found: String,
+    expected: String,
 }
 
 /// The memory available to new processes, in bytes (Linux's `MemAvailable`).
@@ -151,38 +187,73 @@ pub fn run(args: &RunArgs) -> u8 {
 }
 
 fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperiment) -> u8 {
-    let plans = match super::compile_cells(exp, args.scale) {
+    let all = match super::compile_cells(exp, args.scale) {
         Ok(plans) => plans,
         Err(code) => return code,
     };
-    if let Err(code) = check_memory(exp, &plans, args.memory) {
+    let hash = rundir::identity(exp, &all);
+    if let Some(expected) = args.expect_hash.as_ref().filter(|e| **e != hash) {
+        rundir::show(NotTheJobsExperiment {
+            experiment: exp.name.clone(),
+            found: hash,
+            expected: expected.clone(),
+        });
+        return 1;
+    }
+    let part = args.shard.map(|(i, n)| {
+        let seeds: Vec<Vec<u64>> = all.iter().map(|p| p.seeds.clone()).collect();
+        report::Part::of(i, n, &seeds)
+    });
+    // The cells this directory runs, with the seeds of its part.
+    let plans: Vec<Option<Plan>> = all
+        .iter()
+        .enumerate()
+        .map(|(cell, plan)| match &part {
+            None => Some(plan.clone()),
+            Some(part) => {
+                let seeds = part.seeds_of(cell);
+                (!seeds.is_empty()).then(|| Plan {
+                    seeds,
+                    ..plan.clone()
+                })
+            }
+        })
+        .collect();
+    let running: Vec<Plan> = plans.iter().flatten().cloned().collect();
+    if let Err(code) = check_memory(exp, &running, args.memory) {
         return code;
     }
     let report = report_spec(exp);
     let manifest_extra = |manifest: &mut report::Manifest| -> Result<(), String> {
-        manifest.references = references(&plans, &report.lines)?;
+        manifest.references = references(&all, &report.lines)?;
         manifest.report = report.clone();
         Ok(())
     };
-    let run = match rundir::open(
-        args.out.as_deref(),
-        args.threads,
-        &args.file,
-        out,
-        exp,
-        &plans,
-        args.scale,
-        args.recompute_damaged,
-        manifest_extra,
-    ) {
+    let opening = rundir::Opening {
+        out_dir: args.out.as_deref(),
+        threads: args.threads,
+        source: &args.file,
+        scale: args.scale,
+        recompute: args.recompute_damaged,
+        hash,
+        part: part.clone(),
+    };
+    let run = match rundir::open(opening, out, exp, &all, manifest_extra) {
         Ok(run) => run,
         Err(code) => return code,
     };
+    let what = match &part {
+        Some(p) => format!(
+            "part {} of {} ({} cell-seed units)",
+            p.index,
+            p.count,
+            p.units.len()
+        ),
+        None => format!("{} cells x {} seeds", exp.cells.len(), exp.seeds),
+    };
     outln!(
-        "run `{}`: {} cells x {} seeds on {} ({} threads) -> {}{}",
+        "run `{}`: {what} on {} ({} threads) -> {}{}",
         exp.name,
-        exp.cells.len(),
-        exp.seeds,
         rundir::device_name(),
         run.threads,
         run.dir.display(),
@@ -192,20 +263,37 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             ""
         }
     );
-    outln!("  {}", super::cost_line(&exp.name, &plans));
+    outln!("  {}", super::cost_line(&exp.name, &running));
     let status = run_cells(args, exp, &plans, &run);
     if status != 0 {
         return status;
     }
-    super::plot(&run.dir)
+    if let Err(err) = run.finish() {
+        errln!("error: cannot write the manifest: {err}");
+        return 2;
+    }
+    match &part {
+        Some(p) => {
+            outln!(
+                "part {} of {} finished; `mbrl merge` combines the parts into one run",
+                p.index,
+                p.count
+            );
+            0
+        }
+        None => super::plot(&run.dir),
+    }
 }
 
 /// Runs the cells one after the other, rewriting `metrics.csv` after each;
 /// 0 when all finished, 130 when stopped with checkpoints, 2 on an error.
-fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Plan], run: &RunDir) -> u8 {
+fn run_cells(args: &RunArgs, exp: &CheckedExperiment, plans: &[Option<Plan>], run: &RunDir) -> u8 {
     let dir = &run.dir;
     let mut rows = Vec::new();
     for (cell, plan) in exp.cells.iter().zip(plans) {
+        let Some(plan) = plan else {
+            continue;
+        };
         let start = Instant::now();
         let store = CellCheckpoints {
             dir: dir.join("checkpoints").join(format!("cell-{}", cell.index)),

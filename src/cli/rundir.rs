@@ -21,7 +21,19 @@ pub struct RunDir {
     pub resuming: bool,
     /// The experiment's identity: checkpoints and metrics carry it.
     pub hash: String,
+    manifest: Manifest,
     _lock: RunLock,
+}
+
+impl RunDir {
+    /// Records in the manifest that every cell ran to its end.
+    pub fn finish(&self) -> std::io::Result<()> {
+        let manifest = Manifest {
+            finished: true,
+            ..self.manifest.clone()
+        };
+        report::write_manifest(&self.dir, &manifest)
+    }
 }
 
 /// An experiment's identity: its name and what its cells compile to
@@ -31,21 +43,40 @@ pub fn identity(exp: &CheckedExperiment, plans: &[Plan]) -> String {
     report::hash(&format!("{}|{plans:?}", exp.name))
 }
 
+/// What a run directory is opened for.
+pub struct Opening<'a> {
+    pub out_dir: Option<&'a Path>,
+    pub threads: Option<usize>,
+    pub source: &'a Path,
+    pub scale: f64,
+    pub recompute: bool,
+    /// The experiment's identity ([`identity`] of all its cells' plans).
+    pub hash: String,
+    /// The part of a sharded run this directory holds.
+    pub part: Option<report::Part>,
+}
+
 /// The run directory: `--out`, or a fresh one named after the experiment.
-/// An existing one must hold this experiment (else it is refused, exit 1)
-/// and not be in use; its manifest is verified, then rewritten.
+/// An existing one must hold this experiment (and the same part of it;
+/// else it is refused, exit 1) and not be in use; its checkpoints are
+/// verified, then its manifest is written. `plans` holds the cells this
+/// directory runs (`None` for cells of other parts).
 pub fn open(
-    out_dir: Option<&Path>,
-    threads: Option<usize>,
-    source: &Path,
+    opening: Opening,
     out: &crate::CheckOutput,
     exp: &CheckedExperiment,
     plans: &[Plan],
-    scale: f64,
-    recompute: bool,
     manifest_extra: impl FnOnce(&mut Manifest) -> Result<(), String>,
 ) -> Result<RunDir, u8> {
-    let hash = identity(exp, plans);
+    let Opening {
+        out_dir,
+        threads,
+        source,
+        scale,
+        recompute,
+        hash,
+        part,
+    } = opening;
     let cells: Vec<String> = exp
         .cells
         .iter()
@@ -81,8 +112,18 @@ pub fn open(
             return Err(2);
         }
     };
-    if let Some(previous) = previous.as_ref().filter(|p| p.hash != hash) {
-        let what = changed_part(previous, &cells, exp, scale);
+    if let Some(previous) = previous
+        .as_ref()
+        .filter(|p| p.hash != hash || p.part != part)
+    {
+        let what = match previous.hash == hash {
+            true => format!(
+                "it holds {}, this is {}",
+                part_name(&previous.part),
+                part_name(&part)
+            ),
+            false => changed_part(previous, &cells, exp, scale),
+        };
         let file = out.sources.get(exp.span.file);
         show(ChangedExperiment {
             dir: dir.display().to_string(),
@@ -117,6 +158,12 @@ pub fn open(
         report: Default::default(),
         updates: plans.iter().map(Plan::updates_per_step).collect(),
         references: Vec::new(),
+        metrics: plans
+            .iter()
+            .map(|p| p.metrics().iter().map(|n| n.to_string()).collect())
+            .collect(),
+        part,
+        finished: false,
     };
     if let Err(err) = manifest_extra(&mut manifest) {
         errln!("error: {err}");
@@ -127,6 +174,7 @@ pub fn open(
         threads,
         resuming: previous.is_some(),
         hash,
+        manifest: manifest.clone(),
         _lock: lock,
     };
     // Checkpoints are verified before the manifest claims the directory.
@@ -136,6 +184,14 @@ pub fn open(
         return Err(2);
     }
     Ok(run)
+}
+
+/// `part 2 of 4`, or `the whole experiment`.
+fn part_name(part: &Option<report::Part>) -> String {
+    match part {
+        Some(p) => format!("part {} of {}", p.index, p.count),
+        None => "the whole experiment".into(),
+    }
 }
 
 /// Prints a coded diagnostic; returns the exit status for it (2).

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod lock;
+pub mod merge;
 pub mod plots;
 pub mod sealed;
 
@@ -46,6 +47,53 @@ pub struct Manifest {
     /// Per cell, the reference levels the report asks for: `(name, value)`.
     #[serde(default)]
     pub references: Vec<Vec<(String, f64)>>,
+    /// Per cell, its metric names in the order a step's rows are written.
+    #[serde(default)]
+    pub metrics: Vec<Vec<String>>,
+    /// Set when the directory holds one part of a sharded run.
+    #[serde(default)]
+    pub part: Option<Part>,
+    /// Every cell ran to its end (written last, after the final metrics).
+    #[serde(default)]
+    pub finished: bool,
+}
+
+/// One part of a sharded run: its index among `count` parts and the
+/// `(cell, seed)` units it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub index: usize,
+    pub count: usize,
+    pub units: Vec<(usize, u64)>,
+}
+
+impl Part {
+    /// Part `index` of `count` of an experiment whose cells have these
+    /// seeds: the experiment's `(cell, seed)` units, cell by cell, cut into
+    /// `count` contiguous runs of near-equal length.
+    pub fn of(index: usize, count: usize, seeds: &[Vec<u64>]) -> Part {
+        let units: Vec<(usize, u64)> = seeds
+            .iter()
+            .enumerate()
+            .flat_map(|(cell, s)| s.iter().map(move |seed| (cell, *seed)))
+            .collect();
+        let (n, count_) = (units.len(), count.max(1));
+        let (from, to) = (index * n / count_, (index + 1) * n / count_);
+        Part {
+            index,
+            count,
+            units: units[from..to].to_vec(),
+        }
+    }
+
+    /// The seeds of `cell` this part runs.
+    pub fn seeds_of(&self, cell: usize) -> Vec<u64> {
+        self.units
+            .iter()
+            .filter(|(c, _)| *c == cell)
+            .map(|(_, s)| *s)
+            .collect()
+    }
 }
 
 /// The `report` block, resolved: what `mbrl plot` draws.
@@ -134,16 +182,23 @@ pub fn crc32(bytes: &[u8]) -> String {
     format!("{:08x}", crc32fast::hash(bytes))
 }
 
-/// The last line of `manifest.ron`: a RON comment with the CRC-32 of the text before it.
+/// The last line of `manifest.ron` (and other sealed RON files): a RON
+/// comment with the CRC-32 of the text before it.
 const MANIFEST_SEAL: &str = "// crc32 ";
 
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
+    write_sealed_ron(&dir.join("manifest.ron"), manifest)
+}
+
+/// Writes `value` as RON with a last line holding the CRC-32 of the text
+/// before it (a RON comment), atomically.
+pub fn write_sealed_ron<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let config = ron::ser::PrettyConfig::new();
-    let mut text = ron::ser::to_string_pretty(manifest, config).map_err(std::io::Error::other)?;
+    let mut text = ron::ser::to_string_pretty(value, config).map_err(std::io::Error::other)?;
     text.push('\n');
     let seal = format!("{MANIFEST_SEAL}{}\n", crc32(text.as_bytes()));
     text.push_str(&seal);
-    write_atomic(&dir.join("manifest.ron"), text.as_bytes())
+    write_atomic(path, text.as_bytes())
 }
 
 /// Why a run directory's manifest cannot be used.
@@ -158,15 +213,23 @@ pub enum ManifestError {
 /// The manifest of an existing run directory, if it has one, verified
 /// against its checksum line.
 pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
-    let path = dir.join("manifest.ron");
-    let text = match std::fs::read_to_string(&path) {
+    read_sealed_ron(&dir.join("manifest.ron"), "a manifest")
+}
+
+/// The value [`write_sealed_ron`] wrote to `path`, if the file exists,
+/// verified against its checksum line; `what` names it in errors.
+pub fn read_sealed_ron<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Option<T>, ManifestError> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ManifestError::Io(path.display().to_string(), e)),
     };
     let body_end = text.rfind(MANIFEST_SEAL).ok_or_else(|| {
         damaged(
-            &path,
+            path,
             "has no checksum line: it was not written by this mbrl, or was cut short",
         )
     })?;
@@ -174,14 +237,14 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
     let recorded = seal[MANIFEST_SEAL.len()..].trim();
     if recorded != crc32(body.as_bytes()) {
         return Err(damaged(
-            &path,
+            path,
             "does not match its checksum: it was changed or damaged",
         )
         .into());
     }
     ron::from_str(body)
         .map(Some)
-        .map_err(|e| damaged(&path, format!("is not a manifest ({e})")).into())
+        .map_err(|e| damaged(path, format!("is not {what} ({e})")).into())
 }
 
 /// `metrics.csv`'s companion: the identity and checksum of its contents.
@@ -217,6 +280,24 @@ pub struct Skipped {
 /// The rows of a run's `metrics.csv`, verified against `metrics.sum` and
 /// the run's experiment `hash`; rows with a non-finite value are left out and counted.
 pub fn read_metrics(dir: &Path, hash: &str) -> Result<(Vec<MetricRow>, Skipped), Damaged> {
+    let all = read_rows(dir, hash)?;
+    let mut skipped = Skipped::default();
+    let rows = all
+        .into_iter()
+        .filter(|r| match r.value.is_finite() {
+            true => true,
+            false => {
+                skipped.non_finite += 1;
+                false
+            }
+        })
+        .collect();
+    Ok((rows, skipped))
+}
+
+/// Every row of a run's `metrics.csv` (non-finite values included),
+/// verified against `metrics.sum` and the run's experiment `hash`.
+pub fn read_rows(dir: &Path, hash: &str) -> Result<Vec<MetricRow>, Damaged> {
     let path = dir.join("metrics.csv");
     let sum_path = dir.join("metrics.sum");
     let bytes =
@@ -237,7 +318,6 @@ pub fn read_metrics(dir: &Path, hash: &str) -> Result<(Vec<MetricRow>, Skipped),
         return Err(damaged(&path, why));
     }
     let mut rows = Vec::new();
-    let mut skipped = Skipped::default();
     for (n, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         let parse = || -> Option<MetricRow> {
@@ -254,13 +334,9 @@ pub fn read_metrics(dir: &Path, hash: &str) -> Result<(Vec<MetricRow>, Skipped),
         };
         let row = parse()
             .ok_or_else(|| damaged(&path, format!("line {}: malformed row `{line}`", n + 1)))?;
-        if row.value.is_finite() {
-            rows.push(row);
-        } else {
-            skipped.non_finite += 1;
-        }
+        rows.push(row);
     }
-    Ok((rows, skipped))
+    Ok(rows)
 }
 
 /// Writes `bytes` to `path` so that readers see the old file or the new

@@ -384,6 +384,9 @@ mod tests {
             report,
             updates: vec![(50, 2.0); 4],
             references: vec![vec![("random".to_string(), 0.1)]; 4],
+            metrics: vec![vec!["eval".to_string()]; 4],
+            part: None,
+            finished: true,
         };
         let mut rows = Vec::new();
         for cell in 0..4 {

@@ -6,4 +6,5 @@ mod faults;
 mod fields;
 mod numerics;
 mod props;
+mod slurm;
 mod ui;
