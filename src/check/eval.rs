@@ -66,7 +66,7 @@ impl<'p> Evaluator<'p> {
     }
 
     pub fn snippet(&self, span: Span) -> String {
-        let text = self.program.sources.snippet(span);
+        let text = without_comments(self.program.sources.snippet(span));
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
@@ -930,4 +930,59 @@ fn param_binding<'a>(scope: &Scope<'a>, e: &ast::Expr) -> Option<Binding<'a>> {
         return None;
     }
     scope.params.get(&c.name().name).cloned()
+}
+
+/// `text` with its `//` and `/* */` comments removed (a span can end after
+/// the comments that follow its value); strings are kept whole.
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push(c);
+                while let Some(c) = chars.next() {
+                    out.push(c);
+                    match c {
+                        '\\' => out.extend(chars.next()),
+                        '"' => break,
+                        _ => (),
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push(' ');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+                out.push(' ');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod snippet_tests {
+    #[test]
+    fn comments_leave_a_snippet_but_strings_keep_theirs() {
+        let t = super::without_comments("quick // a note\n  /* more */ x \"a // b\"");
+        assert_eq!(
+            t.split_whitespace().collect::<Vec<_>>(),
+            ["quick", "x", "\"a", "//", "b\""]
+        );
+    }
 }

@@ -68,13 +68,39 @@ pub fn describe(name: &str) -> u8 {
     0
 }
 
+/// The codes of `run`, `merge` and `slurm`: refusals at run time, after
+/// `check` has passed (the checker's codes are [`Code`]).
+pub const RUN_CODES: &[(&str, &str)] = &[
+    ("mbrl::run::no_experiment", "The file declares no experiment to run."),
+    ("mbrl::run::insufficient_memory", "The run needs more memory than the machine has available (or `--memory` allows)."),
+    ("mbrl::run::changed_experiment", "The run directory (or the Slurm job) holds another experiment than this file now declares."),
+    ("mbrl::run::locked", "Another process is using the run directory."),
+    ("mbrl::run::damaged_checkpoint", "A checkpoint is cut short or its bytes changed; `--recompute-damaged` trains its seeds again."),
+    ("mbrl::run::foreign_checkpoint", "An intact checkpoint of another experiment, cell or seed group, or of another format."),
+    ("mbrl::run::damaged_file", "The manifest or the metrics of a run directory fail their checksum."),
+    ("mbrl::merge::not_a_part", "A directory given to `merge` holds no part of a sharded run."),
+    ("mbrl::merge::foreign_part", "A part of another experiment, or of the experiment cut into another number of parts."),
+    ("mbrl::merge::overlapping_parts", "Two directories hold the same part, or the same (cell, seed)."),
+    ("mbrl::merge::missing_part", "Some parts of the sharded run are not among the directories given."),
+    ("mbrl::merge::unfinished_part", "A part has not run to its end (still running, stopped, killed or failed)."),
+    ("mbrl::merge::damaged_part", "A part's manifest, metrics or checkpoint fails its verification."),
+    ("mbrl::merge::occupied_out", "The merge's output directory holds something else."),
+    ("mbrl::slurm::no_sbatch", "`sbatch` cannot be run on this machine; the job script was written."),
+    ("mbrl::slurm::rejected", "`sbatch` refused the job (partition, time, memory or account)."),
+    ("mbrl::slurm::changed_job", "The job directory holds a job of another experiment, or of this one cut into another number of parts."),
+    ("mbrl::slurm::several_experiments", "The file declares several experiments; a Slurm job runs one."),
+];
+
 pub fn explain(code: &str) -> u8 {
+    let matches = |c: &str| c == code || c.ends_with(&format!("::{code}"));
     let found = Code::ALL
         .iter()
-        .find(|c| c.as_str() == code || c.as_str().ends_with(&format!("::{code}")));
+        .map(|c| (c.as_str(), c.summary()))
+        .chain(RUN_CODES.iter().copied())
+        .find(|(c, _)| matches(c));
     match found {
-        Some(c) => {
-            outln!("{}: {}", c.as_str(), c.summary());
+        Some((c, summary)) => {
+            outln!("{c}: {summary}");
             0
         }
         None => {

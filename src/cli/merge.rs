@@ -84,16 +84,18 @@ pub fn merge_into(dirs: &[PathBuf], out: &Path) -> Result<(), u8> {
             );
             Ok(())
         }
-        Err(MergeError::Io(why)) => {
-            errln!("error: {why}");
-            Err(2)
-        }
-        Err(err) => Err(super::rundir::show(diagnostic(err))),
+        Err(err) => match diagnostic(err) {
+            Ok(refused) => Err(super::rundir::show(refused)),
+            Err(why) => {
+                errln!("error: {why}");
+                Err(2)
+            }
+        },
     }
 }
 
-/// A merge refusal as a coded diagnostic.
-fn diagnostic(err: MergeError) -> Refused {
+/// A merge refusal as a coded diagnostic; an IO error in words.
+fn diagnostic(err: MergeError) -> Result<Refused, String> {
     let message = err.to_string();
     let (code, help) = match &err {
         MergeError::NotAPart { .. } => (
@@ -128,13 +130,13 @@ fn diagnostic(err: MergeError) -> Refused {
             "mbrl::merge::occupied_out",
             "choose another `--out`, or remove the directory".to_string(),
         ),
-        MergeError::Io(_) => ("mbrl::merge::io", String::new()),
+        MergeError::Io(why) => return Err(why.clone()),
     };
-    Refused {
+    Ok(Refused {
         message,
         code,
         help,
-    }
+    })
 }
 
 /// A refused merge.

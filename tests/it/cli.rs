@@ -579,3 +579,44 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every diagnostic code in the source is explained by `mbrl explain` and
+/// listed in the README's table.
+#[test]
+fn every_code_is_explained_and_documented() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let mut codes = std::collections::BTreeSet::new();
+    let mut stack = vec![std::path::PathBuf::from(format!("{root}/src"))];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in text.match_indices("mbrl::") {
+                    let code: String = text[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                        .collect();
+                    if code.split("::").count() == 3 && !code.ends_with(':') {
+                        codes.insert(code);
+                    }
+                }
+            }
+        }
+    }
+    // Codes are `mbrl::STAGE::NAME`; other paths are modules.
+    let stages = ["syntax", "resolve", "check", "run", "merge", "slurm"];
+    codes.retain(|c| stages.contains(&c.split("::").nth(1).unwrap()) && c != "mbrl::check::agents");
+    assert!(codes.len() > 60, "found only {codes:?}");
+    for code in &codes {
+        let out = mbrl(&["explain", code]);
+        assert!(out.status.success(), "`mbrl explain {code}` fails");
+        assert!(
+            readme.contains(&format!("`{code}`")),
+            "the README's code table lacks `{code}`"
+        );
+    }
+}

@@ -376,3 +376,38 @@ fn a_killed_slurm_task_resumes_and_merges_into_the_whole_run() {
     let whole = run_whole(&dir, &file);
     same_results(&whole, &job.join("merged"));
 }
+
+/// SLBO and the random agent shard and merge like the DQN agents.
+#[test]
+fn slbo_and_random_parts_merge_into_the_whole_run() {
+    let text = "use slbo::*
+agent toy_mle = slbo_mle {
+    stages: 2 stages, steps_per_stage: 200 steps, iters: 1 iterations
+    model_iters: 3 updates, policy_iters: 2 updates, value_refit_every: 2 updates
+    model: dynamics { hidden: [16] }
+    planner: virtual_rollouts { envs: 2, length: 200 steps }
+    eval: policy_eval { envs: 2, steps: 200 steps }
+}
+agent toy_random = random { eval: policy_eval { envs: 2, steps: 200 steps }, steps: 400 steps, eval_every: 200 steps }
+experiment toy {
+  seeds: 3
+  env: mbbl_pendulum
+  vary agent: [toy_mle, toy_random]
+}
+";
+    let (dir, file) = setup("merge-slbo", text);
+    let whole = run_whole(&dir, &file);
+    let parts: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let (part, out) = run_part(&dir, &file, i, 2, &[]);
+            ok(&out, "a part");
+            part
+        })
+        .collect();
+    let merged = dir.join("merged");
+    ok(
+        &mbrl(&["merge", s(&parts[0]), s(&parts[1]), "--out", s(&merged)]),
+        "merge",
+    );
+    same_results(&whole, &merged);
+}
