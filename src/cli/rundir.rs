@@ -77,18 +77,7 @@ pub fn open(
         hash,
         part,
     } = opening;
-    let cells: Vec<String> = exp
-        .cells
-        .iter()
-        .map(|c| {
-            format!(
-                "{} env={} agent={}",
-                c.label(),
-                c.env.describe(),
-                c.agent.describe()
-            )
-        })
-        .collect();
+    let cells = cell_lines(exp);
     let dir = match out_dir {
         Some(dir) => dir.to_path_buf(),
         None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
@@ -142,28 +131,12 @@ pub fn open(
                 .unwrap_or(1)
         });
     let mut manifest = Manifest {
-        experiment: exp.name.clone(),
         source: source.display().to_string(),
         hash: hash.clone(),
-        mbrl_version: env!("CARGO_PKG_VERSION").to_string(),
-        device: device_name(),
-        host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
         threads,
-        seeds: exp.seeds,
         scale,
-        cells,
-        coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
-        report: Default::default(),
-        updates: plans.iter().map(Plan::updates_per_step).collect(),
-        references: Vec::new(),
-        metrics: plans
-            .iter()
-            .map(|p| p.metrics().iter().map(|n| n.to_string()).collect())
-            .collect(),
         part,
-        finished: false,
+        ..manifest_for(exp, cells, plans)
     };
     if let Err(err) = manifest_extra(&mut manifest) {
         errln!("error: {err}");
@@ -184,6 +157,50 @@ pub fn open(
         return Err(2);
     }
     Ok(run)
+}
+
+/// One line per cell: its coordinates and every resolved env and agent field.
+fn cell_lines(exp: &CheckedExperiment) -> Vec<String> {
+    exp.cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{} env={} agent={}",
+                c.label(),
+                c.env.describe(),
+                c.agent.describe()
+            )
+        })
+        .collect()
+}
+
+/// The manifest of a fresh, unfinished run of `exp` (the caller sets the
+/// source, hash, threads, scale and part).
+fn manifest_for(exp: &CheckedExperiment, cells: Vec<String>, plans: &[Plan]) -> Manifest {
+    Manifest {
+        experiment: exp.name.clone(),
+        source: String::new(),
+        hash: String::new(),
+        mbrl_version: env!("CARGO_PKG_VERSION").to_string(),
+        device: device_name(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        threads: 1,
+        seeds: exp.seeds,
+        scale: 1.0,
+        cells,
+        coords: exp.cells.iter().map(|c| c.coords.clone()).collect(),
+        report: Default::default(),
+        updates: plans.iter().map(Plan::updates_per_step).collect(),
+        references: Vec::new(),
+        metrics: plans
+            .iter()
+            .map(|p| p.metrics().iter().map(|n| n.to_string()).collect())
+            .collect(),
+        part: None,
+        finished: false,
+    }
 }
 
 /// `part 2 of 4`, or `the whole experiment`.

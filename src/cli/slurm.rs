@@ -173,39 +173,7 @@ fn job(args: &SlurmArgs, exp: &CheckedExperiment) -> Result<(), u8> {
         .canonicalize()
         .map_err(|e| io("the job (the experiment file's path)", e))?;
     let record_path = dir.join(RECORD);
-    let mut record = match report::read_sealed_ron::<JobRecord>(&record_path, "a Slurm job record")
-    {
-        Ok(Some(record)) if record.hash == hash && record.shards == args.shards => record,
-        Ok(Some(record)) => {
-            return Err(rundir::show(ChangedJob {
-                dir: dir.display().to_string(),
-                what: match record.hash == hash {
-                    true => format!("this experiment cut into {} parts, not {}", record.shards, args.shards),
-                    false => format!("experiment `{}` (hash {}), not `{}` (hash {hash})", record.experiment, record.hash, exp.name),
-                },
-            }))
-        }
-        Ok(None) => JobRecord {
-            experiment: exp.name.clone(),
-            hash: hash.clone(),
-            shards: args.shards,
-            source: source.display().to_string(),
-            scale: args.scale,
-            overrides: args.overrides.clone(),
-            submitted: Vec::new(),
-        },
-        Err(ManifestError::Damaged(d)) => {
-            return Err(rundir::show(rundir::DamagedFile {
-                damaged: d,
-                help: "nothing was changed; remove the job record to write the job again (finished parts are kept)".into(),
-            }))
-        }
-        Err(err) => {
-            errln!("error: {err}");
-            return Err(2);
-        }
-    };
-
+    let mut record = job_record(args, exp, &dir, &source, &hash)?;
     let seeds: Vec<Vec<u64>> = plans.iter().map(|p| p.seeds.clone()).collect();
     let parts: Vec<Part> = (0..args.shards)
         .map(|i| Part::of(i, args.shards, &seeds))
@@ -235,6 +203,9 @@ fn job(args: &SlurmArgs, exp: &CheckedExperiment) -> Result<(), u8> {
     );
     if pending.is_empty() {
         outln!("every part has finished");
+        if !args.wait {
+            outln!("`mbrl merge {}` combines them", dir.display());
+        }
     } else if args.submit || args.wait {
         let id = submit(&script_path, args.wait)?;
         record.submitted.push((id.clone(), pending.clone()));
@@ -257,9 +228,56 @@ fn job(args: &SlurmArgs, exp: &CheckedExperiment) -> Result<(), u8> {
     if !args.wait {
         return Ok(());
     }
-    let unfinished: Vec<usize> = (0..args.shards)
-        .filter(|&i| !finished(&dir, i, &hash))
-        .collect();
+    merge_finished(&dir, args.shards, &hash)
+}
+
+/// The job's record in `dir`: new, or the one there when it is this
+/// experiment cut into as many parts.
+fn job_record(
+    args: &SlurmArgs,
+    exp: &CheckedExperiment,
+    dir: &Path,
+    source: &Path,
+    hash: &str,
+) -> Result<JobRecord, u8> {
+    match report::read_sealed_ron::<JobRecord>(&dir.join(RECORD), "a Slurm job record") {
+        Ok(Some(record)) if record.hash == hash && record.shards == args.shards => Ok(record),
+        Ok(Some(record)) => Err(rundir::show(ChangedJob {
+            dir: dir.display().to_string(),
+            what: match record.hash == hash {
+                true => format!(
+                    "this experiment cut into {} parts, not {}",
+                    record.shards, args.shards
+                ),
+                false => format!(
+                    "experiment `{}` (hash {}), not `{}` (hash {hash})",
+                    record.experiment, record.hash, exp.name
+                ),
+            },
+        })),
+        Ok(None) => Ok(JobRecord {
+            experiment: exp.name.clone(),
+            hash: hash.to_string(),
+            shards: args.shards,
+            source: source.display().to_string(),
+            scale: args.scale,
+            overrides: args.overrides.clone(),
+            submitted: Vec::new(),
+        }),
+        Err(ManifestError::Damaged(d)) => Err(rundir::show(rundir::DamagedFile {
+            damaged: d,
+            help: "nothing was changed; remove the job record to write the job again (finished parts are kept)".into(),
+        })),
+        Err(err) => {
+            errln!("error: {err}");
+            Err(2)
+        }
+    }
+}
+
+/// Merges the job's parts into `DIR/merged` once every one has finished.
+fn merge_finished(dir: &Path, shards: usize, hash: &str) -> Result<(), u8> {
+    let unfinished: Vec<usize> = (0..shards).filter(|&i| !finished(dir, i, hash)).collect();
     if !unfinished.is_empty() {
         errln!(
             "error: parts {} did not finish (their logs are in `{}`); run this command again to resubmit them",
@@ -268,7 +286,7 @@ fn job(args: &SlurmArgs, exp: &CheckedExperiment) -> Result<(), u8> {
         );
         return Err(2);
     }
-    let dirs: Vec<PathBuf> = (0..args.shards).map(|i| part_dir(&dir, i)).collect();
+    let dirs: Vec<PathBuf> = (0..shards).map(|i| part_dir(dir, i)).collect();
     let merged = dir.join("merged");
     super::merge::merge_into(&dirs, &merged)?;
     match super::plot(&merged) {

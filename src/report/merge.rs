@@ -125,6 +125,58 @@ fn read_part(dir: &Path) -> Result<Read, MergeError> {
 
 /// Merges the parts in `dirs` into `out`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
+    let parts = read_set(dirs)?;
+    let (first, hash) = (&parts[0], &parts[0].manifest.hash);
+    let mut rows = Vec::new();
+    let mut checkpoints = Vec::new();
+    for p in &parts {
+        rows.extend(part_rows(p)?);
+        checkpoints.extend(part_checkpoints(p)?);
+    }
+    // The order a whole run writes: by cell, then step, seed and metric.
+    let order = &first.manifest.metrics;
+    let metric_index = |r: &MetricRow| {
+        order
+            .get(r.cell)
+            .and_then(|names| names.iter().position(|n| *n == r.metric))
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by_key(|r| (r.cell, r.step, r.seed, metric_index(r)));
+
+    let out_lock = open_out(out, &parts, hash)?;
+    let io = |what: &str, e: std::io::Error| MergeError::Io(format!("cannot write {what}: {e}"));
+    for (cell, key, bytes) in &checkpoints {
+        let dir = out.join("checkpoints").join(format!("cell-{cell}"));
+        std::fs::create_dir_all(&dir).map_err(|e| io("the checkpoints", e))?;
+        write_atomic(&dir.join(format!("{key}.bin")), bytes)
+            .map_err(|e| io("the checkpoints", e))?;
+    }
+    write_metrics(out, hash, &rows).map_err(|e| io("the metrics", e))?;
+    let mut hosts: Vec<String> = parts.iter().map(|p| p.manifest.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let manifest = Manifest {
+        part: None,
+        finished: true,
+        host: hosts.join(", "),
+        threads: parts.iter().map(|p| p.manifest.threads).max().unwrap_or(1),
+        ..first.manifest.clone()
+    };
+    write_manifest(out, &manifest).map_err(|e| io("the manifest", e))?;
+    drop(out_lock);
+    Ok(Merged {
+        dir: out.to_path_buf(),
+        parts: parts.len(),
+        rows: rows.len(),
+        checkpoints: checkpoints.len(),
+        manifest,
+    })
+}
+
+/// The parts in `dirs`, locked and by index, once they form one whole:
+/// distinct directories, one experiment cut one way, every index once,
+/// each finished, no (cell, seed) twice.
+fn read_set(dirs: &[PathBuf]) -> Result<Vec<Read>, MergeError> {
     let mut seen: BTreeMap<PathBuf, &Path> = BTreeMap::new();
     for dir in dirs {
         let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
@@ -140,37 +192,34 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         .iter()
         .map(|d| read_part(d))
         .collect::<Result<Vec<_>, _>>()?;
-    if parts.is_empty() {
+    parts.sort_by_key(|p| p.part.index);
+    let Some(first) = parts.first() else {
         return Err(MergeError::Missing {
             missing: Vec::new(),
             count: 0,
         });
-    }
-    parts.sort_by_key(|p| p.part.index);
-    let first = &parts[0];
-    let (hash, count) = (first.manifest.hash.clone(), first.part.count);
+    };
+    let (hash, count) = (&first.manifest.hash, first.part.count);
     for p in &parts {
-        let why = if p.manifest.hash != hash {
-            Some(format!(
+        let why = if p.manifest.hash != *hash {
+            format!(
                 "holds a part of experiment `{}` (hash {}), not of `{}` (hash {hash})",
                 p.manifest.experiment, p.manifest.hash, first.manifest.experiment
-            ))
+            )
         } else if p.part.count != count {
-            Some(format!(
+            format!(
                 "holds part {} of {}, while `{}` was cut into {count} parts",
                 p.part.index,
                 p.part.count,
                 shown(&first.dir)
-            ))
+            )
         } else {
-            None
+            continue;
         };
-        if let Some(why) = why {
-            return Err(MergeError::Foreign {
-                dir: shown(&p.dir),
-                why,
-            });
-        }
+        return Err(MergeError::Foreign {
+            dir: shown(&p.dir),
+            why,
+        });
     }
     for pair in parts.windows(2) {
         if pair[0].part.index == pair[1].part.index {
@@ -205,51 +254,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
             }
         }
     }
-
-    let mut rows = Vec::new();
-    let mut checkpoints = Vec::new();
-    for p in &parts {
-        rows.extend(part_rows(p)?);
-        checkpoints.extend(part_checkpoints(p)?);
-    }
-    // The order a whole run writes: by cell, then step, seed and metric.
-    let order = &first.manifest.metrics;
-    let metric_index = |r: &MetricRow| {
-        order
-            .get(r.cell)
-            .and_then(|names| names.iter().position(|n| *n == r.metric))
-            .unwrap_or(usize::MAX)
-    };
-    rows.sort_by_key(|r| (r.cell, r.step, r.seed, metric_index(r)));
-
-    let out_lock = open_out(out, &parts, &hash)?;
-    let io = |what: &str, e: std::io::Error| MergeError::Io(format!("cannot write {what}: {e}"));
-    for (cell, key, bytes) in &checkpoints {
-        let dir = out.join("checkpoints").join(format!("cell-{cell}"));
-        std::fs::create_dir_all(&dir).map_err(|e| io("the checkpoints", e))?;
-        write_atomic(&dir.join(format!("{key}.bin")), bytes)
-            .map_err(|e| io("the checkpoints", e))?;
-    }
-    write_metrics(out, &hash, &rows).map_err(|e| io("the metrics", e))?;
-    let mut hosts: Vec<String> = parts.iter().map(|p| p.manifest.host.clone()).collect();
-    hosts.sort();
-    hosts.dedup();
-    let manifest = Manifest {
-        part: None,
-        finished: true,
-        host: hosts.join(", "),
-        threads: parts.iter().map(|p| p.manifest.threads).max().unwrap_or(1),
-        ..first.manifest.clone()
-    };
-    write_manifest(out, &manifest).map_err(|e| io("the manifest", e))?;
-    drop(out_lock);
-    Ok(Merged {
-        dir: out.to_path_buf(),
-        parts: parts.len(),
-        rows: rows.len(),
-        checkpoints: checkpoints.len(),
-        manifest,
-    })
+    Ok(parts)
 }
 
 /// A part's metrics, verified, each row one of its units', every unit present.
