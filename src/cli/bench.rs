@@ -83,7 +83,60 @@ pub fn run(args: &BenchArgs) -> u8 {
         bench.flops_per_seed_update() / 1e6,
         res.seconds
     );
+    if let Some(peak) = fma_peak(args.threads) {
+        outln!(
+            "  {:.0}% of the FP32 FMA peak {:.0} GFLOP/s ({})",
+            100.0 * res.gflops / peak.gflops,
+            peak.gflops,
+            peak.how
+        );
+    }
     0
+}
+
+/// The machine's FP32 peak for `threads` cores, and how it was computed.
+struct Peak {
+    gflops: f64,
+    how: String,
+}
+
+/// FP32 FMA peak: vector lanes (16 with AVX-512, 8 with AVX2) x 2 FMA
+/// units x 2 FLOP x the nominal clock (`/proc/cpuinfo`) x cores. Two FMA
+/// units is an assumption (server Intel cores and AMD Zen 4 (as 2 x 256-bit
+/// halves) have them); turbo clocks can exceed the nominal one.
+fn fma_peak(threads: usize) -> Option<Peak> {
+    let lanes = lanes()?;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    let cores = threads.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let gflops = lanes as f64 * 2.0 * 2.0 * mhz / 1e3 * cores as f64;
+    Some(Peak {
+        gflops,
+        how: format!(
+            "{lanes} lanes x 2 FMA units x 2 FLOP x {:.2} GHz x {cores} core(s)",
+            mhz / 1e3
+        ),
+    })
+}
+
+fn lanes() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Some(16);
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            return Some(8);
+        }
+    }
+    None
 }
 
 /// A young2022 agent: env steps per second for all seeds together, between

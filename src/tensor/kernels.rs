@@ -1,6 +1,6 @@
 //! CPU kernels on plain `f32` slices, shared by the taped networks
 //! ([`crate::tensor::mlp`]) and the fused updates ([`crate::tensor::fused`]):
-//! the hidden activations, their slopes, and a vectorizing `exp`.
+//! the hidden activations, their slopes, and vectorizing `exp` and `tanh`.
 //!
 //! Invariants: no dfdx, no allocation; each kernel touches only the slices
 //! it is given.
@@ -28,7 +28,53 @@ pub fn activate(z: &mut [f32], activation: Activation) {
     match activation {
         Activation::Elu => elu(z),
         Activation::Relu => z.iter_mut().for_each(|x| *x = x.max(0.0)),
-        Activation::Tanh => z.iter_mut().for_each(|x| *x = x.tanh()),
+        Activation::Tanh => tanh(z),
+    }
+}
+
+/// tanh in place, in 8-wide AVX2 lanes where the CPU has them (checked at
+/// run time): [`tanh_rational`] instead of libm's scalar `tanhf`, which took
+/// half of an SLBO stage.
+pub fn tanh(z: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected.
+        return unsafe { tanh_avx2(z) };
+    }
+    z.iter_mut().for_each(|x| *x = tanh_rational(*x));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tanh_avx2(z: &mut [f32]) {
+    z.iter_mut().for_each(|x| *x = tanh_rational(*x));
+}
+
+/// tanh as a 13/6 rational function on `x` clamped to +-7.905 (where f32
+/// tanh is 1 within half an ulp), `x` itself below 4e-4: the form XLA and
+/// Eigen use for f32, within a few ulp of the exact value, in straight-line
+/// arithmetic that vectorizes.
+#[inline(always)]
+pub fn tanh_rational(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A1: f32 = 4.893_524_6e-3;
+    const A3: f32 = 6.372_619_3e-4;
+    const A5: f32 = 1.485_722_4e-5;
+    const A7: f32 = 5.122_297e-8;
+    const A9: f32 = -8.604_671_5e-11;
+    const A11: f32 = 2.000_187_9e-13;
+    const A13: f32 = -2.760_768_5e-16;
+    const B0: f32 = 4.893_525_2e-3;
+    const B2: f32 = 2.268_434_6e-3;
+    const B4: f32 = 1.185_347_1e-4;
+    const B6: f32 = 1.198_258_4e-6;
+    let c = x.clamp(-CLAMP, CLAMP);
+    let x2 = c * c;
+    let p = c * (A1 + x2 * (A3 + x2 * (A5 + x2 * (A7 + x2 * (A9 + x2 * (A11 + x2 * A13))))));
+    let q = B0 + x2 * (B2 + x2 * (B4 + x2 * B6));
+    match x.abs() < 4e-4 {
+        true => x,
+        false => p / q,
     }
 }
 
@@ -118,4 +164,45 @@ pub fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
         .fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectorized tanh stays within 4 ulp of the exact value, is odd,
+    /// saturates at +-1 and passes NaN through.
+    #[test]
+    fn tanh_matches_the_exact_function() {
+        let mut xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 5e-4).collect();
+        xs.extend([
+            1e-30,
+            -1e-30,
+            1e-6,
+            3.9e-4,
+            4.1e-4,
+            7.9,
+            8.0,
+            30.0,
+            f32::INFINITY,
+        ]);
+        let mut ys = xs.clone();
+        tanh(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            let exact = (*x as f64).tanh();
+            let err = (*y as f64 - exact).abs();
+            // Four f32 ulps of the exact value.
+            let ulp = (exact.abs() as f32).max(f32::MIN_POSITIVE) as f64 * f32::EPSILON as f64;
+            assert!(
+                err <= 4.0 * ulp,
+                "tanh({x}) = {y}, exact {exact}: {} ulp",
+                err / ulp
+            );
+            assert!(y.abs() <= 1.0);
+            assert_eq!(tanh_rational(-x), -y, "odd at {x}");
+        }
+        let mut nan = [f32::NAN];
+        tanh(&mut nan);
+        assert!(nan[0].is_nan());
+    }
 }

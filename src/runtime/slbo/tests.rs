@@ -415,7 +415,9 @@ fn model_loss_gradients_match_finite_differences() {
         };
         let (_, grads) = model.loss_and_grad(&plan, &loss, &batch, &value, &norms);
         let n = model.net.n_params();
-        let h = 3e-3f32;
+        // The loss is an f32 sum: its rounding, divided by 2h, is the noise floor
+        // of the difference quotient; 5e-3 keeps it and the truncation error small.
+        let h = 5e-3f32;
         let mut checked = 0;
         for i in (0..n).step_by(7) {
             let at = |delta: f32| {
