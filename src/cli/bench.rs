@@ -14,19 +14,19 @@ use crate::compile::{self, AgentPlan};
 use crate::runtime::bench::DqnBench;
 use crate::runtime::driver::{Point, Session, EVAL};
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct BenchArgs {
     /// Seeds in the batch.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = super::at_least_one)]
     pub seeds: usize,
     /// Worker threads (seed shards); each runs single-threaded GEMM.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::at_least_one)]
     pub threads: usize,
     /// Updates to time (after one warm-up update).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::at_least_one)]
     pub updates: usize,
     /// Seeds per batched update within a worker (1 is fastest on the CPU).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one)]
     pub micro_batch: usize,
     /// Time the whole loop of this agent instead: a young2022 agent (`er`,
     /// `perfect_model`, `simple_model`, `categorical_latent`,
@@ -40,9 +40,48 @@ pub struct BenchArgs {
     /// SLBO stages to time (`--agent slbo_*`).
     #[arg(long, default_value_t = 1)]
     pub stages: u64,
+    /// Time every agent: Figure 4's five with `--seeds`, then SLBO with each loss.
+    #[arg(long, conflicts_with = "agent")]
+    pub all: bool,
+    /// Seeds of the SLBO agents under `--all` (a stage at the spec's sizes is
+    /// about 45 s of a core per seed).
+    #[arg(long, default_value_t = 2, value_parser = super::at_least_one)]
+    pub slbo_seeds: usize,
 }
 
+/// The agents `--all` times: Figure 4's five, then SLBO with each loss.
+const ALL_AGENTS: [&str; 9] = [
+    "er",
+    "perfect_model",
+    "simple_model",
+    "gaussian_latent",
+    "categorical_latent",
+    "slbo_l2",
+    "slbo_mle",
+    "slbo_ma_l1",
+    "slbo_vaml",
+];
+
 pub fn run(args: &BenchArgs) -> u8 {
+    if args.all {
+        for agent in ALL_AGENTS {
+            let slbo = agent.starts_with("slbo");
+            let args = BenchArgs {
+                seeds: match slbo {
+                    true => args.slbo_seeds,
+                    false => args.seeds,
+                },
+                agent: Some(agent.to_string()),
+                all: false,
+                ..args.clone()
+            };
+            if let Err(err) = bench_agent(&args, agent) {
+                errln!("error: {err}");
+                return 2;
+            }
+        }
+        return 0;
+    }
     if let Some(agent) = &args.agent {
         return match bench_agent(args, agent) {
             Ok(()) => 0,
@@ -188,6 +227,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     };
     let secs = time_from(&plan, args.threads, from)?;
     let n_seeds = plan.seeds.len();
+    let busy = secs * args.threads.min(n_seeds) as f64;
     match slbo {
         true => outln!(
             "{agent} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
@@ -203,7 +243,25 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
             args.steps
         ),
     }
+    outln!("  {}", breakdown(busy));
     Ok(())
+}
+
+/// The timed interval's CPU time by phase (summed over the worker threads),
+/// with what no phase covers as `other`.
+fn breakdown(busy: f64) -> String {
+    let totals = crate::runtime::phases::totals();
+    let covered: f64 = totals.iter().map(|(_, s)| s).sum();
+    let mut parts: Vec<String> = totals
+        .iter()
+        .filter(|(_, s)| *s > 0.0)
+        .map(|(p, s)| format!("{} {:.0}%", p.name(), 100.0 * s / busy.max(covered)))
+        .collect();
+    parts.push(format!(
+        "other {:.0}%",
+        100.0 * (busy - covered).max(0.0) / busy.max(covered)
+    ));
+    format!("time by phase (CPU, all threads): {}", parts.join(", "))
 }
 
 /// Seconds from the moment every seed has reported its evaluation at env
@@ -225,6 +283,7 @@ fn time_from(plan: &compile::Plan, threads: usize, from: u64) -> Result<f64, Str
             .count();
         if r.0 == n_seeds && r.1.is_none() {
             r.1 = Some(Instant::now());
+            crate::runtime::phases::enable();
         }
     };
     crate::runtime::run(plan, threads, session, &progress).map_err(|e| e.to_string())?;

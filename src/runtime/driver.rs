@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::compile::Plan;
 use crate::envs::{Batch, Layout, Unavailable};
 use crate::runtime::evaluate::{self, Policy};
+use crate::runtime::phases::{self, Phase};
 use crate::runtime::shard;
 use crate::seeds::Purpose;
 use crate::tensor::{device, Dev, DeviceError};
@@ -394,8 +395,10 @@ impl<A: Agent> Worker<'_, A> {
         let layout = layout(plan, &group.seeds, Purpose::EvalEnv, group.round);
         let learner = &group.learner;
         let mut make = |l: &Layout| learner.policy(l);
-        let values = evaluate::evaluate(plan.env, plan.protocol, &layout, &mut make)
-            .expect("the env was built before");
+        let values = phases::time(Phase::Evaluation, || {
+            evaluate::evaluate(plan.env, plan.protocol, &layout, &mut make)
+        })
+        .expect("the env was built before");
         group.round += 1;
         let mut new: Vec<Point> = group
             .seeds

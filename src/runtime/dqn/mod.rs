@@ -21,6 +21,7 @@ use crate::compile::{DqnPlan, ModelPlan, Plan};
 use crate::envs::{Actions, Batch, EnvConfig, EnvSnapshot, Layout};
 use crate::runtime::driver::{self, Agent, Learner, Losses};
 use crate::runtime::evaluate::{ActionBuf, Policy};
+use crate::runtime::phases::{self, Phase};
 use crate::runtime::replay::{Replay, Sample};
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::fused;
@@ -205,7 +206,9 @@ impl<'p> DqnLearner<'p> {
             Data::Replay(_) => None,
             Data::Rollouts { .. } | Data::Learned { .. } => Some(&self.q_record),
         };
-        let q_losses = self.q.update_recorded(obs, next, &batch, recorded);
+        let q_losses = phases::time(Phase::QUpdate, || {
+            self.q.update_recorded(obs, next, &batch, recorded)
+        });
         losses.add(Q_LOSS, &q_losses);
     }
 
@@ -217,9 +220,9 @@ impl<'p> DqnLearner<'p> {
         let plan = self.plan;
         let dev = &self.dev;
         match &mut self.data {
-            Data::Replay(replays) => {
+            Data::Replay(replays) => phases::time(Phase::Data, || {
                 data::replay_batch(dev, replays, &mut self.replay_rngs, &mut self.sample, plan)
-            }
+            }),
             Data::Rollouts {
                 states,
                 env,
@@ -231,7 +234,9 @@ impl<'p> DqnLearner<'p> {
                     action_rngs,
                     replay_rngs: &mut self.replay_rngs,
                 };
-                data::rollout_batch(&self.q, dev, sources, plan, &mut self.q_record)
+                phases::time(Phase::Data, || {
+                    data::rollout_batch(&self.q, dev, sources, plan, &mut self.q_record)
+                })
             }
             Data::Learned {
                 replays,
@@ -246,27 +251,31 @@ impl<'p> DqnLearner<'p> {
                     replay.sample_into(plan.batch, rng, &mut self.sample);
                 }
                 let n = self.seeds.len();
-                let model_losses = model.update(dev, &self.sample, n, self.q.t, model_rngs);
+                let model_losses = phases::time(Phase::ModelUpdate, || {
+                    model.update(dev, &self.sample, n, self.q.t, model_rngs)
+                });
                 losses.add(MODEL_LOSS, &model_losses);
-                let d = plan.obs_dim;
-                let starts = data::start_rows(&self.sample.obs, d, plan.batch, r.starts);
-                let starts = model.features(dev, &starts, r.starts, rollout_rngs);
-                let bits = match plan.compat.logits_as_probabilities {
-                    true => BitSampling::LogitAsProbability,
-                    false => BitSampling::Sigmoid,
-                };
-                model.rollouts(
-                    dev,
-                    &self.q,
-                    starts,
-                    r,
-                    plan.exploration,
-                    plan.gamma,
-                    bits,
-                    action_rngs,
-                    rollout_rngs,
-                    &mut self.q_record,
-                )
+                phases::time(Phase::Data, || {
+                    let d = plan.obs_dim;
+                    let starts = data::start_rows(&self.sample.obs, d, plan.batch, r.starts);
+                    let starts = model.features(dev, &starts, r.starts, rollout_rngs);
+                    let bits = match plan.compat.logits_as_probabilities {
+                        true => BitSampling::LogitAsProbability,
+                        false => BitSampling::Sigmoid,
+                    };
+                    model.rollouts(
+                        dev,
+                        &self.q,
+                        starts,
+                        r,
+                        plan.exploration,
+                        plan.gamma,
+                        bits,
+                        action_rngs,
+                        rollout_rngs,
+                        &mut self.q_record,
+                    )
+                })
             }
         }
     }
@@ -284,11 +293,11 @@ impl Learner for DqnLearner<'_> {
     /// sync (every `target_update_every` steps, or every step without a
     /// target network) and the step's updates.
     fn advance(&mut self, t: u64, losses: &mut Losses) {
-        self.act();
+        phases::time(Phase::Acting, || self.act());
         if t < self.plan.learning_starts {
             return;
         }
-        if t % self.plan.target_sync_every() == 0 {
+        if t.is_multiple_of(self.plan.target_sync_every()) {
             self.q.sync_target();
         }
         for _ in 0..self.plan.updates_per_step {

@@ -25,6 +25,7 @@ use crate::compile::Plan;
 use crate::envs::{self, Actions, Batch, EnvConfig, EnvSnapshot, Layout};
 use crate::runtime::driver::{self, Agent, Learner, Losses};
 use crate::runtime::evaluate::{ActionBuf, Policy as EvalPolicy};
+use crate::runtime::phases::{self, Phase};
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::mlp::NetId;
 use crate::tensor::Dev;
@@ -439,7 +440,7 @@ impl Ctx<'_> {
     fn policy_phase(&mut self, seed: &mut SeedState, ent_coef: f64, report: &mut StageReport) {
         let plan = self.plan;
         for _ in 0..plan.policy_iters {
-            let rollout = self.rollout(seed);
+            let rollout = phases::time(Phase::Data, || self.rollout(seed));
             report.virtual_return +=
                 rollout.rewards.iter().map(|r| *r as f64).sum::<f64>() / plan.envs as f64;
             let (adv, returns) = self.advantages(seed, &rollout);
@@ -450,14 +451,17 @@ impl Ctx<'_> {
                 actions: &rollout.actions,
                 advantages: &adv,
             };
-            let step = trpo::step(&mut seed.policy, &batch, &plan.trpo, ent_coef);
+            let step = phases::time(Phase::QUpdate, || {
+                trpo::step(&mut seed.policy, &batch, &plan.trpo, ent_coef)
+            });
             report.trpo_steps += 1.0;
             report.entropy += step.entropy;
             report.kl += step.kl;
             report.gain += step.gain;
             report.accepted += f64::from(u8::from(step.accepted));
             if !step.zero_gradient {
-                report.value_loss += self.fit(seed, &rollout, &returns) as f64;
+                let fit = phases::time(Phase::QUpdate, || self.fit(seed, &rollout, &returns));
+                report.value_loss += fit as f64;
                 report.fits += 1.0;
             }
         }
@@ -473,7 +477,7 @@ impl Ctx<'_> {
             t.ent_coef
         };
         for _ in 0..self.plan.iters {
-            self.model_phase(seed, report);
+            phases::time(Phase::ModelUpdate, || self.model_phase(seed, report));
             self.policy_phase(seed, ent_coef, report);
         }
     }
@@ -485,9 +489,9 @@ impl Learner for SlboLearner<'_> {
     /// One stage of every seed.
     fn advance(&mut self, stage: u64, losses: &mut Losses) {
         let plan = self.plan;
-        let data = self.collect(true);
+        let data = phases::time(Phase::Acting, || self.collect(true));
         if self.dev_env.is_some() {
-            self.collect(false);
+            phases::time(Phase::Acting, || self.collect(false));
         }
         let mut reports = Vec::with_capacity(self.seeds.len());
         let env_config = self.env_config;

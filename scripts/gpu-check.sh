@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The GPU path's check, in two halves, for GPU machines that have CUDA 13 but
+# no Rust toolchain:
+#
+#   scripts/gpu-check.sh prepare    # here: builds gpu-check/ (CUDA binary, CUDA test executables)
+#   scripts/gpu-check.sh run [OUT]  # there: runs it all, writes OUT/report.md (default gpu-check/out)
+#
+# `run` records the GPU (nvidia-smi), runs every CUDA test executable, the
+# seed-batched update bench and every agent's bench with 30 seeds, one SLBO
+# stage, and the quick-start experiment, each under a time limit, and writes
+# one report with every figure and every failure. It never stops at the first
+# failure: the report is what comes back from a short device session.
+#
+# With MBRL_GPU_CHECK_CPU=1, `run` uses the CPU binary and test executables
+# of this checkout at small sizes instead: how the script itself is tested.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+kit="$root/gpu-check"
+
+prepare() {
+    set -e
+    mkdir -p "$kit/tests"
+    scripts/build-cuda.sh
+    cp target/release/mbrl "$kit/mbrl"
+    # The library's test executable (the tensor runtime, the agents' learners
+    # and the driver on the CUDA device), built with the same recipe.
+    scripts/build-cuda.sh --lib --tests --message-format=json 2>/dev/null | copy_tests "$kit/tests"
+    du -sh "$kit"
+    echo "carry gpu-check/ to the GPU machine and run: scripts/gpu-check.sh run"
+}
+
+# Copies the test executables cargo's JSON messages (stdin) name into $1.
+copy_tests() {
+    python3 -c '
+import json, sys, shutil
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    exe = m.get("executable")
+    if m.get("reason") == "compiler-artifact" and exe and m.get("profile", {}).get("test"):
+        shutil.copy(exe, sys.argv[1])
+        print("test executable:", exe)
+' "$1"
+}
+
+# step NAME SECONDS COMMAND...: runs COMMAND with a limit, logs it, records the outcome.
+step() {
+    local name="$1" limit="$2"
+    shift 2
+    local log="$out/$name.log" start end rc
+    start=$(date +%s.%N)
+    timeout "$limit" "$@" >"$log" 2>&1
+    rc=$?
+    end=$(date +%s.%N)
+    local secs
+    secs=$(python3 -c "print(f'{$end - $start:.1f}')")
+    local verdict="ok"
+    [ "$rc" = 124 ] && verdict="TIMED OUT after ${limit}s"
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] && verdict="FAILED (exit $rc)"
+    {
+        echo "### $name: $verdict, ${secs} s"
+        echo '```'
+        echo "\$ $*"
+        tail -n 25 "$log"
+        echo '```'
+    } >>"$report"
+    echo "$name: $verdict (${secs} s)"
+}
+
+run() {
+    out="${1:-$kit/out}"
+    mkdir -p "$out"
+    report="$out/report.md"
+    local mbrl seeds updates agent_steps tests_dir
+    if [ "${MBRL_GPU_CHECK_CPU:-0}" = 1 ]; then
+        mbrl="$root/target/release/mbrl"
+        tests_dir="$out/cpu-tests"
+        mkdir -p "$tests_dir"
+        cargo test --release --lib --no-run --message-format=json 2>/dev/null | copy_tests "$tests_dir"
+        seeds=4 updates=3 agent_steps=5
+    else
+        mbrl="$kit/mbrl"
+        tests_dir="$kit/tests"
+        seeds=30 updates=20 agent_steps=50
+    fi
+    {
+        echo "# mbrl GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+        echo
+        echo "binary: \`$mbrl\` ($("$mbrl" --version 2>&1))"
+        echo
+        echo '```'
+        nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1 || echo "no nvidia-smi"
+        echo '```'
+    } >"$report"
+    for t in "$tests_dir"/*; do
+        [ -x "$t" ] || continue
+        step "test-$(basename "$t" | cut -d- -f1)" 300 "$t" --test-threads 1
+    done
+    step bench-update 120 "$mbrl" bench --seeds "$seeds" --threads 1 --updates "$updates"
+    for agent in er perfect_model simple_model gaussian_latent categorical_latent; do
+        step "bench-$agent" 120 "$mbrl" bench --agent "$agent" --seeds "$seeds" --threads 1 --steps "$agent_steps"
+    done
+    step bench-slbo_mle 240 "$mbrl" bench --agent slbo_mle --seeds 2 --threads 1 --stages 1
+    step quickstart 300 "$mbrl" run experiments/quickstart.exp --out "$out/quickstart" --scale "$( [ "${MBRL_GPU_CHECK_CPU:-0}" = 1 ] && echo 0.1 || echo 1)"
+    echo "report: $report"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: scripts/gpu-check.sh prepare | run [OUT]" >&2; exit 2 ;;
+esac
