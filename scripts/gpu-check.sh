@@ -23,8 +23,10 @@ kit="$root/gpu-check"
 prepare() {
     set -e
     mkdir -p "$kit/tests"
+    # A target directory of its own, so that the CPU build stays as it is.
+    export CARGO_TARGET_DIR="$root/target/cuda"
     scripts/build-cuda.sh
-    cp target/release/mbrl "$kit/mbrl"
+    cp "$CARGO_TARGET_DIR/release/mbrl" "$kit/mbrl"
     # The library's test executable (the tensor runtime, the agents' learners
     # and the driver on the CUDA device), built with the same recipe.
     scripts/build-cuda.sh --lib --tests --message-format=json 2>/dev/null | copy_tests "$kit/tests"
