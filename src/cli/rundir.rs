@@ -265,17 +265,9 @@ fn verify_checkpoints(run: &RunDir, cells: usize, recompute: bool) -> Result<(),
             cell,
             recompute,
         };
-        let Ok(entries) = std::fs::read_dir(&store.dir) else {
+        let Ok(keys) = sealed::keys(&store.dir) else {
             continue;
         };
-        let mut keys: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(".bin").map(str::to_string)
-            })
-            .collect();
-        keys.sort();
         for key in keys {
             match store.load(&key) {
                 Ok(_) => (),

@@ -294,8 +294,8 @@ fn part_checkpoints(p: &Read) -> Result<Vec<(usize, String, Vec<u8>)>, MergeErro
     let cells: BTreeSet<usize> = p.part.units.iter().map(|u| u.0).collect();
     for cell in cells {
         let dir = root.join(format!("cell-{cell}"));
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let keys = match sealed::keys(&dir) {
+            Ok(keys) => keys,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
                 return Err(MergeError::Io(format!(
@@ -304,14 +304,6 @@ fn part_checkpoints(p: &Read) -> Result<Vec<(usize, String, Vec<u8>)>, MergeErro
                 )))
             }
         };
-        let mut keys: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(".bin").map(str::to_string)
-            })
-            .collect();
-        keys.sort();
         for key in keys {
             let path = dir.join(format!("{key}.bin"));
             let bytes = std::fs::read(&path)

@@ -88,6 +88,19 @@ pub fn unseal<'b>(bytes: &'b [u8], expected: &Identity) -> Result<&'b [u8], Unse
     Ok(payload)
 }
 
+/// The keys of the checkpoints in `dir` (its `KEY.bin` files), sorted.
+pub fn keys(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut keys: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".bin").map(str::to_string)
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

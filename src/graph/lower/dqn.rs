@@ -3,37 +3,18 @@
 //! loss, the optimizer and the greedy evaluation.
 
 use crate::check::Cell;
-use crate::graph::lower::{block, evaluator, find, net_node, pick, schedule};
+use crate::graph::lower::{block, evaluator, find, net_node, pick, schedule, Shapes};
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::schema::ActionSpace;
 
-/// Shapes along a cell's edges: `[S, dims...]`.
-struct Shapes<'a> {
-    s: &'a str,
-    obs: String,
-    n_act: String,
-}
-
-impl Shapes<'_> {
-    fn of(&self, dims: &[&str]) -> Vec<String> {
-        std::iter::once(self.s.to_string())
-            .chain(dims.iter().map(|d| d.to_string()))
-            .collect()
-    }
-
-    fn params(&self) -> Vec<String> {
-        vec![self.s.to_string(), "params".into()]
-    }
-}
-
 pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
-    let ActionSpace::Discrete(n_actions) = cell.spaces.action else {
+    let ActionSpace::Discrete(actions) = cell.spaces.action else {
         return;
     };
     let sh = Shapes {
         s,
         obs: cell.spaces.obs_dim.to_string(),
-        n_act: n_actions.to_string(),
+        act: actions.to_string(),
     };
     let Some((q, policy)) = acting(g, cell, env, &sh) else {
         return;
@@ -96,7 +77,7 @@ fn acting(g: &mut Graph, cell: &Cell, env: NodeId, sh: &Shapes) -> Option<(NodeI
     let q = net_node(g, "Q", find(cell, "Q")?, a.obj("q").map(|o| &**o));
     g.connect(loop_node, env, "env steps", &sh.of(&["1"]));
     g.connect(env, q, "obs", &sh.of(&["1", &sh.obs]));
-    g.connect(q, policy, "Q values", &sh.of(&["1", &sh.n_act]));
+    g.connect(q, policy, "Q values", &sh.of(&["1", &sh.act]));
     g.connect(policy, env, "action", &sh.of(&["1"]));
     Some((q, policy))
 }
@@ -156,13 +137,13 @@ fn td_learner(g: &mut Graph, cell: &Cell, q: NodeId, sh: &Shapes) -> (NodeId, No
             let target = net_node(g, "Q target", target, None);
             let every = a.int("target_update_every").unwrap_or(0);
             g.connect(q, target, "sync params", &[format!("every {every} steps")]);
-            g.connect(target, loss, "Q'(s')", &sh.of(&["B", &sh.n_act]));
+            g.connect(target, loss, "Q'(s')", &sh.of(&["B", &sh.act]));
         }
         None => g.connect(
             q,
             loss,
             "Q(s') at the step's start (no target network)",
-            &sh.of(&["B", &sh.n_act]),
+            &sh.of(&["B", &sh.act]),
         ),
     }
     let learned_model = a.obj("model").is_some_and(|m| m.ctor.name != "true_env");

@@ -122,6 +122,26 @@ fn evaluator(g: &mut Graph, agent: &Obj, policy: NodeId, s: &str, acts: &str) {
 }
 
 /// The network `check` inferred for `role`.
+/// Shapes along a cell's edges: `[S, dims...]`; `act` is the action count
+/// (discrete) or dimension (continuous).
+struct Shapes<'a> {
+    s: &'a str,
+    obs: String,
+    act: String,
+}
+
+impl Shapes<'_> {
+    fn of(&self, dims: &[&str]) -> Vec<String> {
+        std::iter::once(self.s.to_string())
+            .chain(dims.iter().map(|d| d.to_string()))
+            .collect()
+    }
+
+    fn params(&self) -> Vec<String> {
+        vec![self.s.to_string(), "params".into()]
+    }
+}
+
 fn find<'c>(cell: &'c Cell, role: &str) -> Option<&'c Net> {
     cell.nets.iter().find(|n| n.role == role)
 }

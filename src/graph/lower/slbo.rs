@@ -3,27 +3,8 @@
 //! value baseline, and the policy evaluation.
 
 use crate::check::Cell;
-use crate::graph::lower::{block, evaluator, find, net_node, pick, schedule};
+use crate::graph::lower::{block, evaluator, find, net_node, pick, schedule, Shapes};
 use crate::graph::{Graph, NodeId, NodeKind};
-
-/// Shapes along a cell's edges: `[S, dims...]`.
-struct Shapes<'a> {
-    s: &'a str,
-    obs: String,
-    act: String,
-}
-
-impl Shapes<'_> {
-    fn of(&self, dims: &[&str]) -> Vec<String> {
-        std::iter::once(self.s.to_string())
-            .chain(dims.iter().map(|d| d.to_string()))
-            .collect()
-    }
-
-    fn params(&self) -> Vec<String> {
-        vec![self.s.to_string(), "params".into()]
-    }
-}
 
 /// The networks of an SLBO cell.
 struct Nets {
