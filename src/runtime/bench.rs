@@ -68,8 +68,10 @@ impl DqnBench {
         crate::tensor::device()?;
         let seeds: Vec<u64> = (0..self.seeds as u64).collect();
         let dims = self.dims();
-        let start = Instant::now();
-        shard::run(&seeds, self.threads, |shard| {
+        // Only the updates are timed: every worker builds its learners and
+        // batches, runs one warm-up update, then waits for the others.
+        let ready = std::sync::Barrier::new(shard::shards(seeds.len(), self.threads).len());
+        let spans = shard::run(&seeds, self.threads, |shard| {
             let dev = crate::tensor::device().expect("the device opened above");
             // One learner per micro-batch of seeds, as the agent loop groups them.
             let mut groups: Vec<_> = shard
@@ -88,16 +90,33 @@ impl DqnBench {
                     (learner, data)
                 })
                 .collect();
+            for (learner, (obs, next, batch)) in &mut groups {
+                learner.sync_target();
+                learner.update(obs.clone(), next.clone(), batch);
+            }
+            ready.wait();
+            let start = Instant::now();
             for u in 0..self.updates {
                 for (learner, (obs, next, batch)) in &mut groups {
-                    if u % 100 == 0 {
+                    if u % 100 == 99 {
                         learner.sync_target();
                     }
                     learner.update(obs.clone(), next.clone(), batch);
                 }
             }
+            (start, Instant::now())
         });
-        let seconds = start.elapsed().as_secs_f64();
+        let start = spans
+            .iter()
+            .map(|s| s.0)
+            .min()
+            .expect("one worker at least");
+        let end = spans
+            .iter()
+            .map(|s| s.1)
+            .max()
+            .expect("one worker at least");
+        let seconds = (end - start).as_secs_f64();
         let seed_updates = (self.seeds * self.updates) as f64;
         Ok(BenchResult {
             seconds,

@@ -13,7 +13,7 @@
 //! numbers do not depend on its batch; GEMMs are single-threaded (the seed
 //! shards are the parallelism).
 
-use crate::tensor::kernels::{activate, activation_backward, argmax, Activation};
+use crate::tensor::kernels::{self, activate, activation_backward, argmax, Activation, AdamStep};
 use crate::tensor::mlp::Mlp;
 use crate::tensor::optim::{AdamConfig, MlpMoments};
 
@@ -406,26 +406,19 @@ pub fn adam_step(
     m: &mut [f32],
     v: &mut [f32],
 ) {
-    let b1 = cfg.b1 as f32;
-    let b2 = cfg.b2 as f32;
-    let (c1, c2) = ((1.0 - cfg.b1) as f32, (1.0 - cfg.b2) as f32);
     let bc1 = 1.0 - cfg.b1.powi(t as i32 + 1);
     let bc2 = 1.0 - cfg.b2.powi(t as i32 + 1);
-    let inv_bc2 = (1.0 / bc2) as f32;
-    let eps = cfg.eps as f32;
-    let keep = (1.0 - cfg.weight_decay) as f32;
-    let step = (-cfg.lr / bc1) as f32;
-    for (((x, g), m), v) in params
-        .iter_mut()
-        .zip(grads)
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-    {
-        *m = b1 * *m + c1 * g;
-        *v = b2 * *v + c2 * (g * g);
-        let update = *m / ((*v * inv_bc2).sqrt() + eps);
-        *x = keep * *x + step * update;
-    }
+    let k = AdamStep {
+        b1: cfg.b1 as f32,
+        b2: cfg.b2 as f32,
+        c1: (1.0 - cfg.b1) as f32,
+        c2: (1.0 - cfg.b2) as f32,
+        inv_bc2: (1.0 / bc2) as f32,
+        eps: cfg.eps as f32,
+        keep: (1.0 - cfg.weight_decay) as f32,
+        step: (-cfg.lr / bc1) as f32,
+    };
+    kernels::adam(k, params, grads, m, v);
 }
 
 thread_local! {

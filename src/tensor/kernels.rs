@@ -1,9 +1,56 @@
 //! CPU kernels on plain `f32` slices, shared by the taped networks
 //! ([`crate::tensor::mlp`]) and the fused updates ([`crate::tensor::fused`]):
-//! the hidden activations, their slopes, and vectorizing `exp` and `tanh`.
+//! the hidden activations, their slopes, Adam's elementwise step, and
+//! vectorizing `exp` and `tanh`.
+//!
+//! Every elementwise kernel is written once, as plain scalar Rust, and
+//! [`widest!`] compiles it three times (AVX-512, AVX2 + FMA, the portable
+//! baseline), choosing at run time the widest the CPU has. The arithmetic is
+//! lane-independent and never contracted into FMAs, so every variant gives
+//! bit-identical results: the choice changes speed, never numbers.
 //!
 //! Invariants: no dfdx, no allocation; each kernel touches only the slices
 //! it is given.
+
+/// Defines `fn NAME(args)` from a scalar body, compiled for AVX-512
+/// (`avx512f`, 16 lanes), for AVX2 + FMA (8 lanes) and for the build's
+/// baseline, and dispatching at run time to the widest the CPU supports
+/// (`is_x86_feature_detected!` caches its answer; the check is one load).
+macro_rules! widest {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    portable($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                {
+                    // SAFETY: the features were just detected.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features were just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            portable($($arg),*)
+        }
+    };
+}
 
 /// A hidden layer's nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,22 +79,12 @@ pub fn activate(z: &mut [f32], activation: Activation) {
     }
 }
 
-/// tanh in place, in 8-wide AVX2 lanes where the CPU has them (checked at
-/// run time): [`tanh_rational`] instead of libm's scalar `tanhf`, which took
-/// half of an SLBO stage.
-pub fn tanh(z: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        return unsafe { tanh_avx2(z) };
+widest! {
+    /// tanh in place: [`tanh_rational`] in the widest vector lanes the CPU
+    /// has, instead of libm's scalar `tanhf`, which took half of an SLBO stage.
+    pub fn tanh(z: &mut [f32]) {
+        z.iter_mut().for_each(|x| *x = tanh_rational(*x));
     }
-    z.iter_mut().for_each(|x| *x = tanh_rational(*x));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tanh_avx2(z: &mut [f32]) {
-    z.iter_mut().for_each(|x| *x = tanh_rational(*x));
 }
 
 /// tanh as a 13/6 rational function on `x` clamped to +-7.905 (where f32
@@ -78,51 +115,82 @@ pub fn tanh_rational(x: f32) -> f32 {
     }
 }
 
-/// ELU in place, in 8-wide AVX2 lanes where the CPU has them (checked at
-/// run time; the portable build vectorizes 4-wide).
-pub fn elu(z: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        return unsafe { elu_avx2(z) };
-    }
-    elu_portable(z)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn elu_avx2(z: &mut [f32]) {
-    elu_portable(z)
-}
-
-#[inline(always)]
-fn elu_portable(z: &mut [f32]) {
-    for x in z.iter_mut() {
-        // `max(x, 0) + min(e^min(x, 0) - 1, 0)`: exactly ELU (the second
-        // term is 0 for x > 0), and a plain store for every lane where a
-        // select compiles to a masked store, which is slow on some CPUs.
-        let negative = exp_nonpositive(x.min(0.0)) - 1.0;
-        *x = x.max(0.0) + negative.min(0.0);
+widest! {
+    /// ELU in place, in the widest vector lanes the CPU has.
+    pub fn elu(z: &mut [f32]) {
+        for x in z.iter_mut() {
+            // `max(x, 0) + min(e^min(x, 0) - 1, 0)`: exactly ELU (the second
+            // term is 0 for x > 0), and a plain store for every lane where a
+            // select compiles to a masked store, which is slow on some CPUs.
+            let negative = exp_nonpositive(x.min(0.0)) - 1.0;
+            *x = x.max(0.0) + negative.min(0.0);
+        }
     }
 }
 
 /// Multiplies `d` by the activation's slope, read from its output `y`.
 pub fn activation_backward(d: &mut [f32], y: &[f32], activation: Activation) {
     match activation {
-        Activation::Elu => {
-            for (g, y) in d.iter_mut().zip(y) {
-                *g *= if *y > 0.0 { 1.0 } else { y + 1.0 };
-            }
+        Activation::Elu => elu_slope(d, y),
+        Activation::Relu => relu_slope(d, y),
+        Activation::Tanh => tanh_slope(d, y),
+    }
+}
+
+widest! {
+    fn elu_slope(d: &mut [f32], y: &[f32]) {
+        for (g, y) in d.iter_mut().zip(y) {
+            *g *= if *y > 0.0 { 1.0 } else { y + 1.0 };
         }
-        Activation::Relu => {
-            for (g, y) in d.iter_mut().zip(y) {
-                *g *= if *y > 0.0 { 1.0 } else { 0.0 };
-            }
+    }
+}
+
+widest! {
+    fn relu_slope(d: &mut [f32], y: &[f32]) {
+        for (g, y) in d.iter_mut().zip(y) {
+            *g *= if *y > 0.0 { 1.0 } else { 0.0 };
         }
-        Activation::Tanh => {
-            for (g, y) in d.iter_mut().zip(y) {
-                *g *= 1.0 - y * y;
-            }
+    }
+}
+
+widest! {
+    fn tanh_slope(d: &mut [f32], y: &[f32]) {
+        for (g, y) in d.iter_mut().zip(y) {
+            *g *= 1.0 - y * y;
+        }
+    }
+}
+
+/// The constants of one Adam step (see [`adam`]).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    pub b1: f32,
+    pub b2: f32,
+    /// `1 - b1`, `1 - b2`.
+    pub c1: f32,
+    pub c2: f32,
+    /// `1 / (1 - b2^t)`.
+    pub inv_bc2: f32,
+    pub eps: f32,
+    /// `1 - weight_decay`.
+    pub keep: f32,
+    /// `-lr / (1 - b1^t)`.
+    pub step: f32,
+}
+
+widest! {
+    /// One Adam step on flat parameters, their gradient and moments.
+    pub fn adam(k: AdamStep, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((x, g), m), v) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
+            *m = k.b1 * *m + k.c1 * g;
+            *v = k.b2 * *v + k.c2 * (g * g);
+            let update = *m / ((*v * k.inv_bc2).sqrt() + k.eps);
+            *x = k.keep * *x + k.step * update;
         }
     }
 }
@@ -204,5 +272,52 @@ mod tests {
         let mut nan = [f32::NAN];
         tanh(&mut nan);
         assert!(nan[0].is_nan());
+    }
+
+    /// The vector body and the scalar tail of a kernel give bit-identical
+    /// results (so AVX-512, AVX2 and the portable build agree): a long slice
+    /// against the same values one at a time, where only scalar code runs.
+    #[test]
+    fn vector_lanes_match_scalar_code_bit_for_bit() {
+        let xs: Vec<f32> = (0..4099).map(|i| (i as f32 * 0.37).sin() * 12.0).collect();
+        let ys: Vec<f32> = xs.iter().map(|x| x.tanh()).collect();
+        let one_by_one = |f: &dyn Fn(&mut [f32])| -> Vec<f32> {
+            xs.iter()
+                .map(|x| {
+                    let mut one = [*x];
+                    f(&mut one);
+                    one[0]
+                })
+                .collect()
+        };
+        for (name, f) in [("elu", &elu as &dyn Fn(&mut [f32])), ("tanh", &tanh)] {
+            let mut whole = xs.clone();
+            f(&mut whole);
+            assert_eq!(whole, one_by_one(f), "{name}");
+        }
+        let mut whole = xs.clone();
+        elu_slope(&mut whole, &ys);
+        for i in 0..xs.len() {
+            let mut one = [xs[i]];
+            elu_slope(&mut one, &[ys[i]]);
+            assert_eq!(whole[i], one[0], "elu slope at {i}");
+        }
+        let k = AdamStep {
+            b1: 0.9,
+            b2: 0.999,
+            c1: 0.1,
+            c2: 0.001,
+            inv_bc2: 3.7,
+            eps: 1e-8,
+            keep: 0.9999,
+            step: -1e-3,
+        };
+        let (mut p, mut m, mut v) = (xs.clone(), ys.clone(), vec![0.5f32; xs.len()]);
+        adam(k, &mut p, &ys, &mut m, &mut v);
+        for i in 0..xs.len() {
+            let (mut p1, mut m1, mut v1) = ([xs[i]], [ys[i]], [0.5f32]);
+            adam(k, &mut p1, &[ys[i]], &mut m1, &mut v1);
+            assert_eq!((p[i], m[i], v[i]), (p1[0], m1[0], v1[0]), "adam at {i}");
+        }
     }
 }
