@@ -83,6 +83,13 @@ pub struct Scratch {
 
 /// `c = a b` (`beta` = 1 adds to `c`) for row-major `a: [m, k]` or its
 /// transpose (`a_t`: `a` stored `[k, m]`) and `b: [k, n]` or its transpose.
+///
+/// `gemm` repacks the whole of `b` on every call when `n` is not a multiple
+/// of its 16 lanes, which dominated the small-`m` products of rollouts and
+/// acting (32 rows against 200x200 weights). For few rows and a plain `b`,
+/// the product is therefore cut at the last multiple of 16 columns: the
+/// wide part runs on `b` in place, only the narrow rest is packed. Every
+/// element is the same sum in the same order either way.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     m: usize,
@@ -96,32 +103,42 @@ fn matmul(
     accumulate: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    const LANES: usize = 16;
+    let wide = n - n % LANES;
+    let cols: &[std::ops::Range<usize>] = if !b_t && m <= 64 && wide > 0 && wide < n {
+        &[0..wide, wide..n]
+    } else {
+        &[0..n]
+    };
     // (row stride, column stride) of each operand as a logical matrix.
     let (a_rs, a_cs) = if a_t { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if b_t { (1, k) } else { (n, 1) };
-    // SAFETY: the asserts above bound every element the strides reach.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
+    for cols in cols {
+        // SAFETY: the asserts above bound every element the strides reach;
+        // a column range starts `cols.start` columns into `b` and `c`.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols.len(),
+                k,
+                c.as_mut_ptr().add(cols.start),
+                1,
+                n as isize,
+                accumulate,
+                a.as_ptr(),
+                a_cs as isize,
+                a_rs as isize,
+                b.as_ptr().add(cols.start * b_cs),
+                b_cs as isize,
+                b_rs as isize,
+                if accumulate { 1.0 } else { 0.0 },
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use dfdx::prelude::*;
 
 use crate::seeds::{Purpose, Stream};
+#[cfg(not(feature = "cuda"))]
 use crate::tensor::kernels;
 pub use crate::tensor::kernels::Activation;
 use crate::tensor::{Dev, T2, T3};
