@@ -50,6 +50,17 @@ pub struct CheckOutput {
 }
 
 impl CheckOutput {
+    /// The checked file of an output without errors (which always parsed).
+    ///
+    /// # Panics
+    /// On an output with errors: callers check [`CheckOutput::has_errors`] first.
+    pub fn clean(&self) -> &check::Checked {
+        assert!(!self.has_errors(), "clean() on a file with errors");
+        self.checked
+            .as_ref()
+            .expect("no errors means the file parsed")
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diags.iter().any(Diag::is_error)
     }

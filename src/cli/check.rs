@@ -47,10 +47,7 @@ pub fn run(args: &CheckArgs) -> u8 {
             status = 1;
             continue;
         }
-        let checked = out
-            .checked
-            .as_ref()
-            .expect("no errors means the file parsed");
+        let checked = out.clean();
         outln!(
             "{}: ok, {}{}",
             path.display(),

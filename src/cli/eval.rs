@@ -18,10 +18,7 @@ pub fn run(args: &EvalArgs) -> u8 {
         Ok(out) => out,
         Err(code) => return code,
     };
-    let checked = out
-        .checked
-        .as_ref()
-        .expect("no errors means the file parsed");
+    let checked = out.clean();
     let mut evaluated = 0;
     for exp in &checked.experiments {
         for cell in &exp.cells {

@@ -25,10 +25,7 @@ pub fn run(args: &GraphArgs) -> u8 {
         Ok(out) => out,
         Err(code) => return code,
     };
-    let checked = out
-        .checked
-        .as_ref()
-        .expect("no errors means the file parsed");
+    let checked = out.clean();
     let exp = match &args.experiment {
         Some(name) => checked.experiments.iter().find(|e| &e.name == name),
         None => checked.experiments.first(),

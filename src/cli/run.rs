@@ -167,10 +167,7 @@ pub fn run(args: &RunArgs) -> u8 {
         Ok(out) => out,
         Err(code) => return code,
     };
-    let checked = out
-        .checked
-        .as_ref()
-        .expect("no errors means the file parsed");
+    let checked = out.clean();
     if checked.experiments.is_empty() {
         return rundir::show(NoExperiment {
             file: args.file.display().to_string(),

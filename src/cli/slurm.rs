@@ -129,10 +129,7 @@ pub fn run(args: &SlurmArgs) -> u8 {
         Ok(out) => out,
         Err(code) => return code,
     };
-    let checked = out
-        .checked
-        .as_ref()
-        .expect("no errors means the file parsed");
+    let checked = out.clean();
     let exp = match checked.experiments.as_slice() {
         [exp] => exp,
         [] => {
