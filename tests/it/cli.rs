@@ -294,6 +294,34 @@ pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Runs `file` into `out` with `--stop-at STOP_AT` until it finishes,
+/// requiring every stop to make progress (at most `max_stops` of them);
+/// returns what each stopped run printed.
+fn run_in_pieces(
+    file: &str,
+    out: &std::path::Path,
+    stop_at: &str,
+    max_stops: usize,
+) -> Vec<String> {
+    let mut stopped = Vec::new();
+    loop {
+        let res = mbrl(&[
+            "run",
+            file,
+            "--out",
+            out.to_str().unwrap(),
+            "--stop-at",
+            stop_at,
+        ]);
+        match res.status.code() {
+            Some(130) => stopped.push(stdout(&res)),
+            Some(0) => return stopped,
+            other => panic!("exit {other:?}: {}", stderr(&res)),
+        }
+        assert!(stopped.len() <= max_stops, "every stop makes progress");
+    }
+}
+
 /// A run stopped in every cell in turn (as Ctrl-C would stop it) and resumed
 /// each time ends with exactly the numbers of an uninterrupted run: every
 /// evaluation, Q loss and model loss, for all five agents.
@@ -306,25 +334,15 @@ fn resumed_runs_equal_uninterrupted_runs() {
     let (whole, pieces) = (dir.join("whole"), dir.join("pieces"));
     let res = mbrl(&["run", file, "--out", whole.to_str().unwrap()]);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
-    let mut stops = 0;
-    loop {
-        let res = mbrl(&[
-            "run",
-            file,
-            "--out",
-            pieces.to_str().unwrap(),
-            "--stop-at",
-            "150",
-        ]);
-        match res.status.code() {
-            Some(130) => stops += 1,
-            Some(0) => break,
-            other => panic!("exit {other:?}: {}", stderr(&res)),
-        }
-        assert!(stdout(&res).contains("to resume"), "{}", stdout(&res));
-        assert!(stops <= 5, "every stop makes progress");
+    let stopped = run_in_pieces(file, &pieces, "150", 5);
+    for out in &stopped {
+        assert!(out.contains("to resume"), "{out}");
     }
-    assert_eq!(stops, 5, "each of the five training cells stopped once");
+    assert_eq!(
+        stopped.len(),
+        5,
+        "each of the five training cells stopped once"
+    );
     let expected = std::fs::read_to_string(whole.join("metrics.csv")).unwrap();
     assert!(expected.contains(",model_loss,"), "{expected}");
     assert_eq!(
@@ -555,24 +573,8 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
     }
     // Evaluations before the first stage and after every stage.
     assert!(metrics.contains("\n0,0,0,eval,") && metrics.contains("\n3,1,600,eval,"));
-    let mut stops = 0;
-    loop {
-        let res = mbrl(&[
-            "run",
-            file,
-            "--out",
-            pieces.to_str().unwrap(),
-            "--stop-at",
-            "400",
-        ]);
-        match res.status.code() {
-            Some(130) => stops += 1,
-            Some(0) => break,
-            other => panic!("exit {other:?}: {}", stderr(&res)),
-        }
-        assert!(stops <= 4, "every stop makes progress");
-    }
-    assert_eq!(stops, 4, "each cell stopped once");
+    let stopped = run_in_pieces(file, &pieces, "400", 4);
+    assert_eq!(stopped.len(), 4, "each cell stopped once");
     assert_eq!(
         metrics,
         std::fs::read_to_string(pieces.join("metrics.csv")).unwrap()

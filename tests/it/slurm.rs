@@ -305,17 +305,20 @@ fn a_killed_slurm_task_resumes_and_merges_into_the_whole_run() {
         .replace("seeds: 3", "seeds: 2");
     let (dir, file) = setup("slurm-kill", &text);
     let job = dir.join("job");
-    let out = mbrl(&[
-        "slurm",
-        &file,
-        "--shards",
-        "2",
-        "--cpus-per-task",
-        "1",
-        "--out",
-        s(&job),
-        "--submit",
-    ]);
+    let slurm = |mode: &str| {
+        mbrl(&[
+            "slurm",
+            &file,
+            "--shards",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--out",
+            s(&job),
+            mode,
+        ])
+    };
+    let out = slurm("--submit");
     ok(&out, "mbrl slurm --submit");
     let id = stdout(&out)
         .lines()
@@ -358,17 +361,7 @@ fn a_killed_slurm_task_resumes_and_merges_into_the_whole_run() {
     let out = mbrl(&["merge", s(&job)]);
     refused(&out, "mbrl::merge::unfinished_part");
     // Resubmitted: only part 1, which resumes.
-    let out = mbrl(&[
-        "slurm",
-        &file,
-        "--shards",
-        "2",
-        "--cpus-per-task",
-        "1",
-        "--out",
-        s(&job),
-        "--wait",
-    ]);
+    let out = slurm("--wait");
     ok(&out, "resubmitting");
     assert!(stdout(&out).contains("array tasks 1)"), "{}", stdout(&out));
     let log = std::fs::read_to_string(job.join("logs/part-1.log")).unwrap();
