@@ -4,15 +4,12 @@
 
 use std::time::Instant;
 
-use dfdx::prelude::*;
-
 use crate::runtime::dqn::q::QLearner;
 use crate::runtime::shard;
 use crate::seeds::{Purpose, Stream};
-use crate::tensor::losses::TdBatch;
+use crate::tensor::losses::TdRows;
 use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;
-use crate::tensor::{Dev, T3};
 
 pub struct DqnBench {
     pub seeds: usize,
@@ -57,11 +54,14 @@ impl DqnBench {
         dims
     }
 
-    /// Useful FLOPs of one seed-update: Q forward, Q backward (2x forward), target forward.
+    /// FLOPs of one seed-update: Q forward, target forward, and the
+    /// backward pass's weight gradients and input gradients (none for the
+    /// first layer's input, which nothing needs).
     pub fn flops_per_seed_update(&self) -> f64 {
         let dims = self.dims();
-        let macs: usize = dims.windows(2).map(|w| w[0] * w[1]).sum();
-        4.0 * 2.0 * (self.batch * macs) as f64
+        let macs: Vec<usize> = dims.windows(2).map(|w| w[0] * w[1]).collect();
+        let all: usize = macs.iter().sum();
+        2.0 * (self.batch * (4 * all - macs[0])) as f64
     }
 
     pub fn run(&self) -> Result<BenchResult, crate::tensor::DeviceError> {
@@ -86,22 +86,22 @@ impl DqnBench {
                         Init::Haiku,
                         AdamConfig::young(5e-5),
                     );
-                    let data = random_batch(&dev, seeds, self.batch, self.obs_dim, self.actions);
-                    (learner, data)
+                    let rows = random_batch(seeds, self.batch, self.obs_dim, self.actions);
+                    (learner, rows)
                 })
                 .collect();
-            for (learner, (obs, next, batch)) in &mut groups {
+            for (learner, rows) in &mut groups {
                 learner.sync_target();
-                learner.update(obs.clone(), next.clone(), batch);
+                learner.update(rows);
             }
             ready.wait();
             let start = Instant::now();
             for u in 0..self.updates {
-                for (learner, (obs, next, batch)) in &mut groups {
+                for (learner, rows) in &mut groups {
                     if u % 100 == 99 {
                         learner.sync_target();
                     }
-                    learner.update(obs.clone(), next.clone(), batch);
+                    learner.update(rows);
                 }
             }
             (start, Instant::now())
@@ -128,34 +128,24 @@ impl DqnBench {
 }
 
 /// A fixed batch of binary observations and random actions and rewards, per seed.
-pub fn random_batch(
-    dev: &Dev,
-    seeds: &[u64],
-    batch: usize,
-    obs_dim: usize,
-    actions: usize,
-) -> (T3, T3, TdBatch) {
+pub fn random_batch(seeds: &[u64], batch: usize, obs_dim: usize, actions: usize) -> TdRows {
     let s = seeds.len();
-    let mut obs = Vec::new();
-    let mut next = Vec::new();
-    let mut acts = Vec::new();
-    let mut rewards = Vec::new();
+    let mut rows = TdRows {
+        n_seeds: s,
+        d: obs_dim,
+        discounts: vec![0.9; s * batch],
+        weights: vec![1.0; s * batch],
+        ..TdRows::default()
+    };
     for seed in seeds {
         let mut rng = Stream::new(0, *seed, Purpose::Replay, 0);
-        obs.extend((0..batch * obs_dim).map(|_| rng.below(2) as f32));
-        next.extend((0..batch * obs_dim).map(|_| rng.below(2) as f32));
-        acts.extend((0..batch).map(|_| rng.below(actions)));
-        rewards.extend((0..batch).map(|_| -(rng.below(2) as f32)));
+        rows.obs
+            .extend((0..batch * obs_dim).map(|_| rng.below(2) as f32));
+        rows.next_obs
+            .extend((0..batch * obs_dim).map(|_| rng.below(2) as f32));
+        rows.actions.extend((0..batch).map(|_| rng.below(actions)));
+        rows.rewards
+            .extend((0..batch).map(|_| -(rng.below(2) as f32)));
     }
-    let td = TdBatch {
-        actions: dev.tensor_from_vec(acts, (s, batch)),
-        rewards: dev.tensor_from_vec(rewards, (s, batch)),
-        discounts: dev.tensor_from_vec(vec![0.9; s * batch], (s, batch)),
-        weights: dev.tensor_from_vec(vec![1.0; s * batch], (s, batch)),
-    };
-    (
-        dev.tensor_from_vec(obs, (s, batch, obs_dim)),
-        dev.tensor_from_vec(next, (s, batch, obs_dim)),
-        td,
-    )
+    rows
 }

@@ -159,12 +159,13 @@ pub fn forward(
         let (before, rest) = acts.split_at_mut(layer);
         let input: &[f32] = if layer == 0 { x } else { &before[layer - 1] };
         let out = &mut rest[0];
-        out.clear();
-        for _ in 0..rows {
-            out.extend_from_slice(&params[b.clone()]);
-        }
+        let hidden = (layer + 1 < layout.layers()).then_some(activation);
         if layer == 0 && is_sparse(input) {
-            // `out[r] += sum_c x[r, c] W[c]` over the nonzero inputs only.
+            // `out[r] = b + sum_c x[r, c] W[c]` over the nonzero inputs only.
+            out.clear();
+            for _ in 0..rows {
+                out.extend_from_slice(&params[b.clone()]);
+            }
             let mut nonzero = Vec::with_capacity(i);
             for (x_row, out_row) in input.chunks(i).zip(out.chunks_mut(o)) {
                 nonzero_columns(x_row, &mut nonzero);
@@ -173,11 +174,14 @@ pub fn forward(
                     out_row.iter_mut().zip(w_row).for_each(|(y, w)| *y += v * w);
                 }
             }
+            if let Some(activation) = hidden {
+                activate(out, activation);
+            }
         } else {
-            matmul(rows, i, o, input, false, &params[w], false, out, true);
-        }
-        if layer + 1 < layout.layers() {
-            activate(out, activation);
+            // The GEMM overwrites every element: no need to clear the old ones.
+            out.resize(rows * o, 0.0);
+            matmul(rows, i, o, input, false, &params[w], false, out, false);
+            kernels::bias_activate(out, &params[b], hidden);
         }
     }
 }
@@ -392,18 +396,12 @@ pub fn backward(
                 false,
             );
         }
-        let db = &mut grads[b];
-        db.fill(0.0);
-        for row in d_out.chunks(o) {
-            for (g, d) in db.iter_mut().zip(row) {
-                *g += d;
-            }
-        }
+        kernels::column_sums(d_out, &mut grads[b]);
         if layer == 0 && d_x.is_none() {
             break;
         }
         // d_input = d_out W^T.
-        tmp.clear();
+        // The GEMM overwrites every element: no need to clear the old ones.
         tmp.resize(rows * i, 0.0);
         matmul(rows, o, i, d_out, false, &params[w], true, tmp, false);
         std::mem::swap(d_out, tmp);

@@ -118,12 +118,71 @@ pub fn tanh_rational(x: f32) -> f32 {
 widest! {
     /// ELU in place, in the widest vector lanes the CPU has.
     pub fn elu(z: &mut [f32]) {
-        for x in z.iter_mut() {
-            // `max(x, 0) + min(e^min(x, 0) - 1, 0)`: exactly ELU (the second
-            // term is 0 for x > 0), and a plain store for every lane where a
-            // select compiles to a masked store, which is slow on some CPUs.
-            let negative = exp_nonpositive(x.min(0.0)) - 1.0;
-            *x = x.max(0.0) + negative.min(0.0);
+        z.iter_mut().for_each(|x| *x = elu_scalar(*x));
+    }
+}
+
+/// ELU of one value as `max(x, 0) + min(e^min(x, 0) - 1, 0)`: exactly ELU
+/// (the second term is 0 for x > 0), and a plain store for every lane where
+/// a select compiles to a masked store, which is slow on some CPUs.
+#[inline(always)]
+fn elu_scalar(x: f32) -> f32 {
+    let negative = exp_nonpositive(x.min(0.0)) - 1.0;
+    x.max(0.0) + negative.min(0.0)
+}
+
+/// Adds `bias` to every row of `z` (rows of `bias.len()`) and applies the
+/// activation (`None`: the output layer, none), in one pass: the epilogue
+/// of a layer whose GEMM wrote the bare product. `product + bias` is the
+/// same rounding as a GEMM accumulating onto a broadcast bias.
+pub fn bias_activate(z: &mut [f32], bias: &[f32], activation: Option<Activation>) {
+    match activation {
+        None => bias_add(z, bias),
+        Some(Activation::Elu) => bias_elu(z, bias),
+        Some(Activation::Relu) => bias_relu(z, bias),
+        Some(Activation::Tanh) => bias_tanh(z, bias),
+    }
+}
+
+widest! {
+    fn bias_add(z: &mut [f32], bias: &[f32]) {
+        for row in z.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+        }
+    }
+}
+
+widest! {
+    fn bias_elu(z: &mut [f32], bias: &[f32]) {
+        for row in z.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x = elu_scalar(*x + b));
+        }
+    }
+}
+
+widest! {
+    fn bias_relu(z: &mut [f32], bias: &[f32]) {
+        for row in z.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x = (*x + b).max(0.0));
+        }
+    }
+}
+
+widest! {
+    fn bias_tanh(z: &mut [f32], bias: &[f32]) {
+        for row in z.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x = tanh_rational(*x + b));
+        }
+    }
+}
+
+widest! {
+    /// The sums of the columns of `rows` (rows of `sums.len()`), row after
+    /// row, into `sums` (overwritten): a layer's bias gradient.
+    pub fn column_sums(rows: &[f32], sums: &mut [f32]) {
+        sums.fill(0.0);
+        for row in rows.chunks_exact(sums.len()) {
+            sums.iter_mut().zip(row).for_each(|(s, x)| *s += x);
         }
     }
 }
@@ -294,6 +353,29 @@ mod tests {
             let mut whole = xs.clone();
             f(&mut whole);
             assert_eq!(whole, one_by_one(f), "{name}");
+        }
+        // The fused bias + activation epilogue: the same bits as adding the
+        // bias and then activating, in any lane.
+        let bias: Vec<f32> = (0..37).map(|i| (i as f32 * 0.9).cos()).collect();
+        let rows = &xs[..37 * 110];
+        let plus_bias: Vec<f32> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + bias[i % 37])
+            .collect();
+        for activation in [
+            None,
+            Some(Activation::Elu),
+            Some(Activation::Relu),
+            Some(Activation::Tanh),
+        ] {
+            let mut fused = rows.to_vec();
+            bias_activate(&mut fused, &bias, activation);
+            let mut apart = plus_bias.clone();
+            if let Some(a) = activation {
+                activate(&mut apart, a);
+            }
+            assert_eq!(fused, apart, "{activation:?}");
         }
         let mut whole = xs.clone();
         elu_slope(&mut whole, &ys);

@@ -18,33 +18,61 @@ pub struct TdBatch {
     pub weights: T2,
 }
 
-impl TdBatch {
-    /// Q's training transitions from flat per-seed rows: `[S, B, d]`
-    /// observations and next observations, and the TD inputs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_rows(
-        dev: &Dev,
-        n_seeds: usize,
-        d: usize,
-        obs: Vec<f32>,
-        next_obs: Vec<f32>,
-        actions: Vec<usize>,
-        rewards: Vec<f32>,
-        discounts: Vec<f32>,
-        weights: Vec<f32>,
-    ) -> (T3, T3, TdBatch) {
-        let b = actions.len() / n_seeds;
+/// Q's training transitions on the host, flat: `[S, B, d]` observations and
+/// next observations, and `[S, B]` TD inputs. The fused CPU update reads
+/// them in place; the taped update turns them into tensors
+/// ([`TdRows::tensors`]).
+#[derive(Clone, Debug, Default)]
+pub struct TdRows {
+    pub n_seeds: usize,
+    /// The width of an observation (or feature) row.
+    pub d: usize,
+    pub obs: Vec<f32>,
+    pub next_obs: Vec<f32>,
+    pub actions: Vec<usize>,
+    pub rewards: Vec<f32>,
+    /// Discount multipliers `gamma * continuation`.
+    pub discounts: Vec<f32>,
+    /// Per-sample weights (rollout masks; 1 for replay).
+    pub weights: Vec<f32>,
+}
+
+impl TdRows {
+    /// Rows per seed.
+    pub fn per_seed(&self) -> usize {
+        self.actions.len() / self.n_seeds
+    }
+
+    /// The rows as tensors on `dev`: `[S, B, d]` observations and next
+    /// observations, and the TD inputs.
+    pub fn tensors(&self, dev: &Dev) -> (T3, T3, TdBatch) {
+        let (s, b, d) = (self.n_seeds, self.per_seed(), self.d);
         let batch = TdBatch {
-            actions: dev.tensor_from_vec(actions, (n_seeds, b)),
-            rewards: dev.tensor_from_vec(rewards, (n_seeds, b)),
-            discounts: dev.tensor_from_vec(discounts, (n_seeds, b)),
-            weights: dev.tensor_from_vec(weights, (n_seeds, b)),
+            actions: dev.tensor_from_vec(self.actions.clone(), (s, b)),
+            rewards: dev.tensor_from_vec(self.rewards.clone(), (s, b)),
+            discounts: dev.tensor_from_vec(self.discounts.clone(), (s, b)),
+            weights: dev.tensor_from_vec(self.weights.clone(), (s, b)),
         };
         (
-            dev.tensor_from_vec(obs, (n_seeds, b, d)),
-            dev.tensor_from_vec(next_obs, (n_seeds, b, d)),
+            dev.tensor_from_vec(self.obs.clone(), (s, b, d)),
+            dev.tensor_from_vec(self.next_obs.clone(), (s, b, d)),
             batch,
         )
+    }
+
+    /// The rows of `tensors` (tests and benches build batches as tensors).
+    pub fn from_tensors(obs: &T3, next_obs: &T3, batch: &TdBatch) -> TdRows {
+        let (n_seeds, _, d) = *obs.shape();
+        TdRows {
+            n_seeds,
+            d,
+            obs: obs.as_vec(),
+            next_obs: next_obs.as_vec(),
+            actions: batch.actions.as_vec(),
+            rewards: batch.rewards.as_vec(),
+            discounts: batch.discounts.as_vec(),
+            weights: batch.weights.as_vec(),
+        }
     }
 }
 

@@ -229,15 +229,16 @@ fn double_dqn_targets_use_the_online_argmax() {
         }
         // Let Q drift from its target so that the two disagree.
         for u in 0..20 {
-            let (obs, next, batch) = super::numerics::td_batch(&dev, &seeds, 8, 3, u);
-            q.update(obs, next, &batch);
+            q.update(&super::numerics::td_batch(&seeds, 8, 3, u));
         }
-        let (obs, next, batch) = super::numerics::td_batch(&dev, &seeds, 8, 3, 77);
-        let online = q.q.forward(obs.clone()).as_vec();
-        let online_next = q.q.forward(next.clone()).as_vec();
-        let target_next = q.target.forward(next.clone()).as_vec();
-        let (a, r) = (batch.actions.as_vec(), batch.rewards.as_vec());
-        let (disc, w) = (batch.discounts.as_vec(), batch.weights.as_vec());
+        let rows = super::numerics::td_batch(&seeds, 8, 3, 77);
+        let (obs, next, _) = rows.tensors(&dev);
+        let (online_net, target_net) = q.networks();
+        let online = online_net.forward(obs).as_vec();
+        let online_next = online_net.forward(next.clone()).as_vec();
+        let target_next = target_net.forward(next).as_vec();
+        let (a, r) = (&rows.actions, &rows.rewards);
+        let (disc, w) = (&rows.discounts, &rows.weights);
         let expected = |double: bool| -> Vec<f32> {
             (0..2)
                 .map(|s| {
@@ -262,7 +263,7 @@ fn double_dqn_targets_use_the_online_argmax() {
             "the two targets differ here"
         );
         q.double_dqn = true;
-        let losses = q.update(obs, next, &batch);
+        let losses = q.update(&rows);
         for (got, want) in losses.iter().zip(&double) {
             assert!(
                 (got - want).abs() <= 1e-5 * want.abs().max(1.0),

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use mbrl::runtime::dqn::q::QLearner;
 use mbrl::runtime::shard;
 use mbrl::seeds::{Purpose, Stream};
-use mbrl::tensor::losses::{td_loss, TdBatch};
+use mbrl::tensor::losses::{td_loss, TdRows};
 use mbrl::tensor::mlp::{self, Activation, Init, Mlp, NetId};
 use mbrl::tensor::optim::{AdamConfig, Moments};
 use mbrl::tensor::{Dev, T3};
@@ -134,43 +134,31 @@ fn exp_approximation_is_accurate() {
     );
 }
 
-pub(crate) fn td_batch(
-    dev: &Dev,
-    seeds: &[u64],
-    b: usize,
-    actions: usize,
-    round: u64,
-) -> (T3, T3, TdBatch) {
-    let (mut obs, mut next, mut acts, mut rewards, mut disc, mut weights) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+pub(crate) fn td_batch(seeds: &[u64], b: usize, actions: usize, round: u64) -> TdRows {
+    let mut rows = TdRows {
+        n_seeds: seeds.len(),
+        d: 4,
+        ..TdRows::default()
+    };
     for seed in seeds {
         let mut rng = Stream::new(7, *seed, Purpose::Replay, round);
-        obs.extend((0..b * 4).map(|_| rng.below(2) as f32));
-        next.extend((0..b * 4).map(|_| rng.below(2) as f32));
-        acts.extend((0..b).map(|_| rng.below(actions)));
-        rewards.extend((0..b).map(|_| rng.normal() as f32));
-        disc.extend((0..b).map(|_| 0.9 * rng.uniform() as f32));
-        weights.extend((0..b).map(|_| rng.below(2) as f32));
+        rows.obs.extend((0..b * 4).map(|_| rng.below(2) as f32));
+        rows.next_obs
+            .extend((0..b * 4).map(|_| rng.below(2) as f32));
+        rows.actions.extend((0..b).map(|_| rng.below(actions)));
+        rows.rewards.extend((0..b).map(|_| rng.normal() as f32));
+        rows.discounts
+            .extend((0..b).map(|_| 0.9 * rng.uniform() as f32));
+        rows.weights.extend((0..b).map(|_| rng.below(2) as f32));
     }
-    let s = seeds.len();
-    let batch = TdBatch {
-        actions: dev.tensor_from_vec(acts, (s, b)),
-        rewards: dev.tensor_from_vec(rewards, (s, b)),
-        discounts: dev.tensor_from_vec(disc, (s, b)),
-        weights: dev.tensor_from_vec(weights, (s, b)),
-    };
-    (
-        dev.tensor_from_vec(obs, (s, b, 4)),
-        dev.tensor_from_vec(next, (s, b, 4)),
-        batch,
-    )
+    rows
 }
 
 /// The weighted, continuation-discounted TD loss against finite differences.
 #[test]
 fn td_loss_gradients_match_finite_differences() {
     let dev = Dev::default();
-    let (obs, next, batch) = td_batch(&dev, &[0, 1], 9, 3, 0);
+    let (obs, next, batch) = td_batch(&[0, 1], 9, 3, 0).tensors(&dev);
     let target = small_net(Activation::Elu);
     let net = Mlp::new(
         &dev,
@@ -239,13 +227,11 @@ fn train(seeds: &[u64], updates: u64, nan_seed: Option<u64>) -> Vec<Vec<f32>> {
         if u % 10 == 0 {
             learner.sync_target();
         }
-        let (obs, next, mut batch) = td_batch(&dev, seeds, 8, 3, u);
+        let mut rows = td_batch(seeds, 8, 3, u);
         if let Some(bad) = nan_seed.and_then(|b| seeds.iter().position(|s| *s == b)) {
-            let mut r = batch.rewards.as_vec();
-            r[bad * 8] = f32::NAN;
-            batch.rewards = dev.tensor_from_vec(r, (seeds.len(), 8));
+            rows.rewards[bad * 8] = f32::NAN;
         }
-        let losses = learner.update(obs, next, &batch);
+        let losses = learner.update(&rows);
         let reported: Vec<u64> = seeds
             .iter()
             .zip(&losses)
@@ -259,7 +245,7 @@ fn train(seeds: &[u64], updates: u64, nan_seed: Option<u64>) -> Vec<Vec<f32>> {
         );
     }
     (0..seeds.len())
-        .map(|s| learner.q.params_of_seed(s))
+        .map(|s| learner.networks().0.params_of_seed(s))
         .collect()
 }
 
@@ -923,8 +909,8 @@ fn an_update_on_recorded_activations_matches_a_fresh_one() {
     let mut record = Recorded::default();
     for u in 0..5 {
         // 12 rows per seed, recorded as 3 passes of 4 rows.
-        let (obs, next, batch) = td_batch(&dev, &seeds, 12, 3, u);
-        let x = obs.as_vec();
+        let batch = td_batch(&seeds, 12, 3, u);
+        let x = &batch.obs;
         record.clear();
         for pass in 0..3 {
             let rows: Vec<f32> = (0..seeds.len())
@@ -932,12 +918,15 @@ fn an_update_on_recorded_activations_matches_a_fresh_one() {
                 .collect();
             reuse.q_values_recorded(&dev, &rows, 4, Some(&mut record));
         }
-        let a = fresh.update(obs.clone(), next.clone(), &batch);
-        let b = reuse.update_recorded(obs, next, &batch, Some(&record));
+        let a = fresh.update(&batch);
+        let b = reuse.update_recorded(&batch, Some(&record));
         assert_eq!(a, b, "update {u}");
     }
     for s in 0..seeds.len() {
-        assert_eq!(fresh.q.params_of_seed(s), reuse.q.params_of_seed(s));
+        assert_eq!(
+            fresh.networks().0.params_of_seed(s),
+            reuse.networks().0.params_of_seed(s)
+        );
     }
 }
 
@@ -1181,9 +1170,9 @@ fn fused_matches_taped(double_dqn: bool) {
             fused.sync_target();
             taped.sync_target();
         }
-        let (obs, next, batch) = td_batch(&dev, &seeds, 8, 3, u);
-        let a = fused.update(obs.clone(), next.clone(), &batch);
-        let b = taped.update(obs, next, &batch);
+        let batch = td_batch(&seeds, 8, 3, u);
+        let a = fused.update(&batch);
+        let b = taped.update(&batch);
         for (x, y) in a.iter().zip(&b) {
             assert!(
                 (x - y).abs() <= 1e-4 * y.abs().max(1.0),
@@ -1192,7 +1181,8 @@ fn fused_matches_taped(double_dqn: bool) {
         }
     }
     for s in 0..seeds.len() {
-        let (x, y) = (fused.q.params_of_seed(s), taped.q.params_of_seed(s));
+        let x = fused.networks().0.params_of_seed(s);
+        let y = taped.networks().0.params_of_seed(s);
         let worst = x
             .iter()
             .zip(&y)
@@ -1203,12 +1193,12 @@ fn fused_matches_taped(double_dqn: bool) {
     // A checkpoint of the fused learner restores into a fresh one exactly.
     let mut restored = make();
     restored.restore(&fused.state()).unwrap();
-    let (obs, next, batch) = td_batch(&dev, &seeds, 8, 3, 99);
+    let batch = td_batch(&seeds, 8, 3, 99);
+    assert_eq!(fused.update(&batch), restored.update(&batch));
     assert_eq!(
-        fused.update(obs.clone(), next.clone(), &batch),
-        restored.update(obs, next, &batch)
+        fused.networks().0.params_of_seed(1),
+        restored.networks().0.params_of_seed(1)
     );
-    assert_eq!(fused.q.params_of_seed(1), restored.q.params_of_seed(1));
 }
 
 /// KL balancing's stop-gradients hold on both paths: with only the

@@ -9,8 +9,8 @@ use crate::runtime::dqn::q::{explore, QLearner};
 use crate::runtime::replay::{Replay, Sample};
 use crate::seeds::Stream;
 use crate::tensor::fused;
-use crate::tensor::losses::TdBatch;
-use crate::tensor::{Dev, T3};
+use crate::tensor::losses::TdRows;
+use crate::tensor::Dev;
 
 /// Q's training data source, per seed of a group.
 pub enum Data {
@@ -210,7 +210,7 @@ pub fn rollout_batch(
     src: RolloutSources,
     plan: &DqnPlan,
     q_record: &mut fused::Recorded,
-) -> (T3, T3, TdBatch) {
+) -> TdRows {
     let r = plan
         .rollouts
         .expect("rollout batches come from rollout plans");
@@ -252,38 +252,45 @@ pub fn rollout_batch(
             alive[i] &= !term[i];
         }
     }
-    TdBatch::from_rows(
-        dev, n_seeds, d, obs, next, actions, rewards, discounts, weights,
-    )
+    TdRows {
+        n_seeds,
+        d,
+        obs,
+        next_obs: next,
+        actions,
+        rewards,
+        discounts,
+        weights,
+    }
 }
 
-/// `batch` transitions per seed sampled from its replay, as Q's TD inputs.
+/// `batch` transitions per seed sampled from its replay, as Q's TD inputs
+/// in `rows` (its buffers reused: the sample's are swapped in, not copied).
 pub fn replay_batch(
-    dev: &Dev,
     replays: &[Replay],
     rngs: &mut [Stream],
     sample: &mut Sample,
     plan: &DqnPlan,
-) -> (T3, T3, TdBatch) {
+    rows: &mut TdRows,
+) {
     sample.clear();
     for (replay, rng) in replays.iter().zip(rngs.iter_mut()) {
         replay.sample_into(plan.batch, rng, sample);
     }
-    let (s, b) = (replays.len(), plan.batch);
-    let discounts: Vec<f32> = sample
-        .terminals
-        .iter()
-        .map(|t| if *t { 0.0 } else { plan.gamma as f32 })
-        .collect();
-    TdBatch::from_rows(
-        dev,
-        s,
-        plan.obs_dim,
-        sample.obs.clone(),
-        sample.next_obs.clone(),
-        sample.actions.clone(),
-        sample.rewards.clone(),
-        discounts,
-        vec![1.0; s * b],
-    )
+    rows.n_seeds = replays.len();
+    rows.d = plan.obs_dim;
+    std::mem::swap(&mut rows.obs, &mut sample.obs);
+    std::mem::swap(&mut rows.next_obs, &mut sample.next_obs);
+    std::mem::swap(&mut rows.actions, &mut sample.actions);
+    std::mem::swap(&mut rows.rewards, &mut sample.rewards);
+    let gamma = plan.gamma as f32;
+    rows.discounts.clear();
+    rows.discounts.extend(
+        sample
+            .terminals
+            .iter()
+            .map(|t| if *t { 0.0 } else { gamma }),
+    );
+    rows.weights.clear();
+    rows.weights.resize(rows.actions.len(), 1.0);
 }

@@ -26,8 +26,8 @@ use crate::runtime::replay::{Replay, Sample};
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::fused;
 use crate::tensor::kernels::argmax;
-use crate::tensor::losses::TdBatch;
-use crate::tensor::{Dev, T3};
+use crate::tensor::losses::TdRows;
+use crate::tensor::Dev;
 
 use data::{Data, DataState, RolloutSources, StateBuffer};
 use model::{BitSampling, LearnedModel};
@@ -68,6 +68,8 @@ pub struct DqnLearner<'p> {
     rewards: Vec<f32>,
     terminals: Vec<bool>,
     sample: Sample,
+    /// Q's training batch, its buffers reused from update to update.
+    rows: TdRows,
     /// Q's layer outputs during this update's rollouts, which its update reuses.
     q_record: fused::Recorded,
 }
@@ -142,6 +144,7 @@ impl<'p> DqnLearner<'p> {
             rewards: vec![0.0; n],
             terminals: vec![false; n],
             sample: Sample::default(),
+            rows: TdRows::default(),
             q_record: fused::Recorded::default(),
         }
     }
@@ -201,13 +204,13 @@ impl<'p> DqnLearner<'p> {
     /// One update: Q's batch, then Q's step.
     fn update(&mut self, losses: &mut Losses) {
         self.q_record.clear();
-        let (obs, next, batch) = self.q_batch(losses);
+        self.q_batch(losses);
         let recorded = match self.data {
             Data::Replay(_) => None,
             Data::Rollouts { .. } | Data::Learned { .. } => Some(&self.q_record),
         };
         let q_losses = phases::time(Phase::QUpdate, || {
-            self.q.update_recorded(obs, next, &batch, recorded)
+            self.q.update_recorded(&self.rows, recorded)
         });
         losses.add(Q_LOSS, &q_losses);
     }
@@ -215,13 +218,14 @@ impl<'p> DqnLearner<'p> {
     /// Q's training batch from its data source: a replay sample, true-env
     /// rollouts, or (after the learned model's step on a replay sample)
     /// rollouts in the model. Q's passes that chose rollout actions go to
-    /// `q_record`.
-    fn q_batch(&mut self, losses: &mut Losses) -> (T3, T3, TdBatch) {
+    /// `q_record`. The batch goes to `rows`.
+    fn q_batch(&mut self, losses: &mut Losses) {
         let plan = self.plan;
         let dev = &self.dev;
         match &mut self.data {
             Data::Replay(replays) => phases::time(Phase::Data, || {
-                data::replay_batch(dev, replays, &mut self.replay_rngs, &mut self.sample, plan)
+                let rngs = &mut self.replay_rngs;
+                data::replay_batch(replays, rngs, &mut self.sample, plan, &mut self.rows)
             }),
             Data::Rollouts {
                 states,
@@ -234,7 +238,7 @@ impl<'p> DqnLearner<'p> {
                     action_rngs,
                     replay_rngs: &mut self.replay_rngs,
                 };
-                phases::time(Phase::Data, || {
+                self.rows = phases::time(Phase::Data, || {
                     data::rollout_batch(&self.q, dev, sources, plan, &mut self.q_record)
                 })
             }
@@ -255,7 +259,7 @@ impl<'p> DqnLearner<'p> {
                     model.update(dev, &self.sample, n, self.q.t, model_rngs)
                 });
                 losses.add(MODEL_LOSS, &model_losses);
-                phases::time(Phase::Data, || {
+                self.rows = phases::time(Phase::Data, || {
                     let d = plan.obs_dim;
                     let starts = data::start_rows(&self.sample.obs, d, plan.batch, r.starts);
                     let starts = model.features(dev, &starts, r.starts, rollout_rngs);

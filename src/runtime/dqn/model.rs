@@ -24,7 +24,7 @@ use crate::tensor::dist::{
     gaussian_kl_to, gaussian_nll_unit, gaussian_params, reparameterize, stop_gradient,
 };
 use crate::tensor::fused::{self, FlatNet};
-use crate::tensor::losses::TdBatch;
+use crate::tensor::losses::TdRows;
 use crate::tensor::mlp::{Init, Mlp, NetId};
 use crate::tensor::optim::MlpMoments;
 use crate::tensor::{Dev, Tape, T2, T3};
@@ -45,9 +45,6 @@ pub struct LearnedModel {
 /// What a checkpoint keeps of a model: per network, its tensors in
 /// [`Mlp::save`]'s order and its moments in [`MlpMoments::save`]'s.
 pub type ModelState = (Vec<Vec<Vec<f32>>>, Vec<Vec<Vec<f32>>>);
-
-/// What Q trains on: rollout features, next features and the TD inputs.
-pub type QBatch = (T3, T3, TdBatch);
 
 /// How a rollout draws next observations from Bernoulli logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,7 +370,7 @@ impl LearnedModel {
         action_rngs: &mut [Stream],
         rngs: &mut [Stream],
         q_record: &mut fused::Recorded,
-    ) -> QBatch {
+    ) -> TdRows {
         let (starts, length) = (r.starts, r.length);
         let a_n = self.plan.n_actions;
         let z = self.feature_dim();
@@ -428,9 +425,16 @@ impl LearnedModel {
             }
             state = next;
         }
-        TdBatch::from_rows(
-            dev, n_seeds, z, feats, next_feats, actions, rewards, discounts, weights,
-        )
+        TdRows {
+            n_seeds,
+            d: z,
+            obs: feats,
+            next_obs: next_feats,
+            actions,
+            rewards,
+            discounts,
+            weights,
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 //! behaviour policies that act on Q's values.
 //!
 //! On the CPU the update runs fused ([`crate::tensor::fused`]) on flat
-//! per-seed parameters, which are then the source of truth and are mirrored
-//! into the dfdx networks `q` and `target` that acting and evaluation read;
-//! on the GPU it runs taped on the dfdx networks.
+//! per-seed parameters, which are then the source of truth (acting and
+//! evaluation read them too); the dfdx networks are brought up to date only
+//! when something asks for them ([`QLearner::networks`], checkpoints, the
+//! switch to the taped path). On the GPU the update runs taped on the dfdx
+//! networks.
 
 use dfdx::prelude::*;
 
@@ -14,15 +16,16 @@ use crate::compile::Exploration;
 use crate::seeds::Stream;
 use crate::tensor::fused;
 use crate::tensor::kernels::argmax;
-use crate::tensor::losses::{td_loss, TdBatch};
+use crate::tensor::losses::{td_loss, TdRows};
 use crate::tensor::mlp::{Activation, Init, Mlp, NetId};
 use crate::tensor::optim::{AdamConfig, MlpMoments};
-use crate::tensor::{Dev, T3};
+use crate::tensor::Dev;
 
 pub struct QLearner {
-    /// Q and its target network (on the CPU, mirrors of `flat`).
-    pub q: Mlp,
-    pub target: Mlp,
+    /// Q and its target network (on the CPU, mirrors of `flat`, up to date
+    /// only after [`QLearner::networks`]).
+    q: Mlp,
+    target: Mlp,
     moments: MlpMoments,
     pub adam: AdamConfig,
     /// The Adam step counter (shared with a model optimizer in model-based agents).
@@ -38,6 +41,8 @@ struct Flat {
     target: Vec<f32>,
     /// Reused buffer for mirroring several seeds into one tensor.
     gather: Vec<f32>,
+    /// Whether `q` and `target` lag behind the flat state.
+    stale: bool,
 }
 
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
@@ -83,7 +88,37 @@ impl QLearner {
             target: fused::flatten(&net.layout, self.q.n_seeds(), &self.target.save()),
             net,
             gather: Vec::new(),
+            stale: false,
         }
+    }
+
+    /// Q and its target network as dfdx networks, up to date (on the CPU
+    /// they are mirrored from the flat state first).
+    pub fn networks(&mut self) -> (&Mlp, &Mlp) {
+        if let Some(flat) = self.flat.as_mut().filter(|flat| flat.stale) {
+            let n = self.q.n_seeds();
+            mirror(
+                &flat.net.layout,
+                n,
+                &flat.net.params,
+                &mut self.q,
+                &mut flat.gather,
+            );
+            mirror(
+                &flat.net.layout,
+                n,
+                &flat.target,
+                &mut self.target,
+                &mut flat.gather,
+            );
+            flat.stale = false;
+        }
+        (&self.q, &self.target)
+    }
+
+    /// Q's activation.
+    pub fn activation(&self) -> Activation {
+        self.q.activation
     }
 
     /// Q's values for `per_seed` rows of features per seed (no gradient).
@@ -121,13 +156,17 @@ impl QLearner {
 
     /// Everything a checkpoint needs to continue this learner exactly.
     pub fn state(&self) -> QState {
-        let moments = match &self.flat {
-            None => self.moments.save(),
-            Some(flat) => flat.net.moments(),
+        let (q, target, moments) = match &self.flat {
+            None => (self.q.save(), self.target.save(), self.moments.save()),
+            Some(flat) => (
+                flat.net.tensors(),
+                fused::unflatten(&flat.net.layout, flat.net.n_seeds(), &flat.target),
+                flat.net.moments(),
+            ),
         };
         QState {
-            q: self.q.save(),
-            target: self.target.save(),
+            q,
+            target,
             moments,
             t: self.t,
         }
@@ -145,41 +184,33 @@ impl QLearner {
         Ok(())
     }
 
-    /// One update on `obs -> next_obs` transitions (`[S, B, d]` each); returns each seed's loss.
-    pub fn update(&mut self, obs: T3, next_obs: T3, batch: &TdBatch) -> Vec<f32> {
-        self.update_recorded(obs, next_obs, batch, None)
+    /// One update on `rows` (`S` seeds' transitions); returns each seed's loss.
+    pub fn update(&mut self, rows: &TdRows) -> Vec<f32> {
+        self.update_recorded(rows, None)
     }
 
-    /// [`QLearner::update`] reusing Q's layer outputs on `obs`, recorded by
-    /// [`QLearner::q_values_recorded`] since Q last changed, in `obs`'s row
-    /// order (the GPU path ignores them).
+    /// [`QLearner::update`] reusing Q's layer outputs on `rows.obs`,
+    /// recorded by [`QLearner::q_values_recorded`] since Q last changed, in
+    /// their row order (the GPU path ignores them).
     pub fn update_recorded(
         &mut self,
-        obs: T3,
-        next_obs: T3,
-        batch: &TdBatch,
+        rows: &TdRows,
         recorded: Option<&fused::Recorded>,
     ) -> Vec<f32> {
-        if self.flat.is_none() {
-            return self.update_taped(obs, next_obs, batch);
-        }
-        let (n, b, _) = *obs.shape();
-        let (obs, next_obs) = (obs.as_vec(), next_obs.as_vec());
-        let (actions, rewards) = (batch.actions.as_vec(), batch.rewards.as_vec());
-        let (discounts, weights) = (batch.discounts.as_vec(), batch.weights.as_vec());
-        let activation = self.q.activation;
-        let flat = self.flat.as_mut().expect("checked above");
-        let d = obs.len() / (n * b);
+        let Some(flat) = self.flat.as_mut() else {
+            return self.update_taped(rows);
+        };
+        let (n, b, d) = (rows.n_seeds, rows.per_seed(), rows.d);
         let mut losses = Vec::with_capacity(n);
         for s in 0..n {
-            let rows = s * b..(s + 1) * b;
+            let at = s * b..(s + 1) * b;
             let inputs = fused::TdInputs {
-                obs: &obs[s * b * d..(s + 1) * b * d],
-                next_obs: &next_obs[s * b * d..(s + 1) * b * d],
-                actions: &actions[rows.clone()],
-                rewards: &rewards[rows.clone()],
-                discounts: &discounts[rows.clone()],
-                weights: &weights[rows],
+                obs: &rows.obs[s * b * d..(s + 1) * b * d],
+                next_obs: &rows.next_obs[s * b * d..(s + 1) * b * d],
+                actions: &rows.actions[at.clone()],
+                rewards: &rows.rewards[at.clone()],
+                discounts: &rows.discounts[at.clone()],
+                weights: &rows.weights[at],
                 double_dqn: self.double_dqn,
             };
             let params = flat.net.seed(s);
@@ -191,7 +222,7 @@ impl QLearner {
             };
             losses.push(fused::train_step(
                 &flat.net.layout,
-                activation,
+                self.q.activation,
                 &self.adam,
                 self.t,
                 seed,
@@ -199,23 +230,18 @@ impl QLearner {
                 recorded.map(|r| r.seeds[s].as_slice()),
             ));
         }
-        mirror(
-            &flat.net.layout,
-            n,
-            &flat.net.params,
-            &mut self.q,
-            &mut flat.gather,
-        );
+        flat.stale = true;
         self.t += 1;
         losses
     }
 
     /// [`QLearner::update`] through dfdx's tape (the GPU path, and the CPU reference in tests).
-    pub fn update_taped(&mut self, obs: T3, next_obs: T3, batch: &TdBatch) -> Vec<f32> {
+    pub fn update_taped(&mut self, rows: &TdRows) -> Vec<f32> {
+        let (obs, next_obs, batch) = rows.tensors(self.q.weights[0].device());
         let online_next = self.double_dqn.then(|| self.q.forward(next_obs.clone()));
         let q_next = self.target.forward(next_obs);
         let q = self.q.forward(obs.traced(Gradients::leaky()));
-        let (loss, per_seed) = td_loss(q, q_next, online_next, batch);
+        let (loss, per_seed) = td_loss(q, q_next, online_next, &batch);
         let grads = loss.backward();
         self.moments.step(&self.adam, self.t, &mut self.q, &grads);
         self.t += 1;
@@ -223,14 +249,18 @@ impl QLearner {
     }
 
     pub fn sync_target(&mut self) {
-        self.target.copy_from(&self.q);
-        if let Some(flat) = &mut self.flat {
-            flat.target.copy_from_slice(&flat.net.params);
+        match &mut self.flat {
+            Some(flat) => {
+                flat.target.copy_from_slice(&flat.net.params);
+                flat.stale = true;
+            }
+            None => self.target.copy_from(&self.q),
         }
     }
 
     /// Runs the taped update from now on (tests compare it with the fused one).
     pub fn use_taped(&mut self) {
+        self.networks();
         if let Some(flat) = self.flat.take() {
             let moments = flat.net.moments();
             self.moments.load(&moments).expect("the same shapes");

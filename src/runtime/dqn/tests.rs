@@ -74,10 +74,10 @@ fn target_syncs_every_target_update_every_steps() {
     let mut sink = losses(1);
     let mut synced = Vec::new();
     for t in 0..40 {
-        let before_target = l.q.target.params_of_seed(0);
-        let before_q = l.q.q.params_of_seed(0);
+        let before_target = l.q.networks().1.params_of_seed(0);
+        let before_q = l.q.networks().0.params_of_seed(0);
         l.advance(t, &mut sink);
-        let after = l.q.target.params_of_seed(0);
+        let after = l.q.networks().1.params_of_seed(0);
         if after != before_target {
             assert_eq!(
                 after, before_q,
@@ -106,11 +106,15 @@ fn without_a_target_network_q_bootstraps_from_itself() {
     let mut l = learner(&plan, dqn, &[0]);
     let mut sink = losses(1);
     for t in 0..30 {
-        let q_before = l.q.q.params_of_seed(0);
+        let q_before = l.q.networks().0.params_of_seed(0);
         l.advance(t, &mut sink);
         if t >= 10 {
-            assert_eq!(l.q.target.params_of_seed(0), q_before, "step {t}");
-            assert_ne!(l.q.q.params_of_seed(0), q_before, "Q trains at step {t}");
+            assert_eq!(l.q.networks().1.params_of_seed(0), q_before, "step {t}");
+            assert_ne!(
+                l.q.networks().0.params_of_seed(0),
+                q_before,
+                "Q trains at step {t}"
+            );
         }
     }
 }
@@ -132,8 +136,8 @@ fn rollout_weights_follow_predicted_continuations() {
             l.advance(t, &mut sink);
         }
         // One more batch exactly as the update builds it.
-        let (_, _, batch) = l.q_batch(&mut sink);
-        let (w, disc) = (batch.weights.as_vec(), batch.discounts.as_vec());
+        l.q_batch(&mut sink);
+        let (w, disc) = (&l.rows.weights, &l.rows.discounts);
         let (starts, length) = (3, 4);
         for s in 0..2 {
             for j in 0..starts {
@@ -171,8 +175,8 @@ fn true_env_rollouts_stop_counting_after_a_terminal() {
     for t in 0..6 {
         l.advance(t, &mut sink);
     }
-    let (_, _, batch) = l.q_batch(&mut sink);
-    let (w, disc) = (batch.weights.as_vec(), batch.discounts.as_vec());
+    l.q_batch(&mut sink);
+    let (w, disc) = (&l.rows.weights, &l.rows.discounts);
     let (starts, length) = (16, 6);
     let mut cut = 0;
     for j in 0..starts {
