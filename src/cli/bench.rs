@@ -13,6 +13,8 @@ use clap::Args;
 use crate::compile::{self, AgentPlan};
 use crate::runtime::bench::DqnBench;
 use crate::runtime::driver::{Point, Session, EVAL};
+use crate::runtime::peak::Peak;
+use crate::runtime::phases::{self, Phase};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
@@ -122,29 +124,30 @@ pub fn run(args: &BenchArgs) -> u8 {
         bench.flops_per_seed_update() / 1e6,
         res.seconds
     );
-    if let Some(peak) = fma_peak(args.threads) {
-        outln!(
-            "  {:.0}% of the FP32 FMA peak {:.0} GFLOP/s ({})",
-            100.0 * res.gflops / peak.gflops,
-            peak.gflops,
-            peak.how
-        );
+    if let Some(peak) = crate::runtime::peak::measure(args.threads) {
+        outln!("  {}", of_peak(res.gflops, &peak));
     }
     0
 }
 
-/// The machine's FP32 peak for `threads` cores, and how it was computed.
-struct Peak {
-    gflops: f64,
-    how: String,
+/// `gflops` as a fraction of the measured peak, and how the peak was found.
+fn of_peak(gflops: f64, peak: &Peak) -> String {
+    let nominal = nominal_ghz().map_or(String::new(), |g| format!(", nominal {g:.2} GHz"));
+    format!(
+        "{:.0}% of the FP32 FMA peak {:.0} GFLOP/s ({} lanes x 2 FMA units x 2 FLOP x {:.2} GHz measured with all cores busy{nominal} x {} core(s)); \
+         an FMA-only loop reaches {:.0} GFLOP/s, and this is {:.0}% of that",
+        100.0 * gflops / peak.textbook_gflops,
+        peak.textbook_gflops,
+        peak.lanes,
+        peak.ghz,
+        peak.cores,
+        peak.fma_loop_gflops,
+        100.0 * gflops / peak.fma_loop_gflops,
+    )
 }
 
-/// FP32 FMA peak: vector lanes (16 with AVX-512, 8 with AVX2) x 2 FMA
-/// units x 2 FLOP x the nominal clock (`/proc/cpuinfo`) x cores. Two FMA
-/// units is an assumption (server Intel cores and AMD Zen 4 (as 2 x 256-bit
-/// halves) have them); turbo clocks can exceed the nominal one.
-fn fma_peak(threads: usize) -> Option<Peak> {
-    let lanes = lanes()?;
+/// The clock `/proc/cpuinfo` states, in GHz (turbo clocks run above it).
+fn nominal_ghz() -> Option<f64> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = cpuinfo
         .lines()
@@ -154,28 +157,7 @@ fn fma_peak(threads: usize) -> Option<Peak> {
         .trim()
         .parse()
         .ok()?;
-    let cores = threads.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let gflops = lanes as f64 * 2.0 * 2.0 * mhz / 1e3 * cores as f64;
-    Some(Peak {
-        gflops,
-        how: format!(
-            "{lanes} lanes x 2 FMA units x 2 FLOP x {:.2} GHz x {cores} core(s)",
-            mhz / 1e3
-        ),
-    })
-}
-
-fn lanes() -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Some(16);
-        }
-        if std::arch::is_x86_feature_detected!("fma") {
-            return Some(8);
-        }
-    }
-    None
+    Some(mhz / 1e3)
 }
 
 /// A young2022 agent: env steps per second for all seeds together, between
@@ -227,7 +209,17 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     };
     let secs = time_from(&plan, args.threads, from)?;
     let n_seeds = plan.seeds.len();
-    let busy = secs * args.threads.min(n_seeds) as f64;
+    let workers = args.threads.min(n_seeds) as f64;
+    let busy = secs * workers;
+    let cpu = |phase: Phase| {
+        phases::totals()
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map_or(0.0, |(_, s)| *s)
+    };
+    // The workers evaluate side by side, so evaluation's wall time is its
+    // CPU time over the workers.
+    let training = secs - cpu(Phase::Evaluation) / workers;
     match slbo {
         true => outln!(
             "{agent} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
@@ -235,22 +227,55 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
             secs / args.stages as f64,
             args.stages
         ),
-        false => outln!(
-            "{agent} on ProcMaze g4 (high data): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
-            args.threads,
-            args.steps as f64 / secs,
-            secs / args.steps as f64,
-            args.steps
-        ),
+        false => {
+            outln!(
+                "{agent} on ProcMaze g4 (high data): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
+                args.threads,
+                args.steps as f64 / secs,
+                secs / args.steps as f64,
+                args.steps
+            );
+            outln!(
+                "  training loop only (evaluation excluded, as the reference is timed; here it runs every {WARMUP} steps, 10x as often as in Figure 4): {:.3} s per env step",
+                training / args.steps as f64
+            );
+        }
     }
     outln!("  {}", breakdown(busy));
+    if let AgentPlan::Dqn(dqn) = &plan.agent {
+        // Q's update FLOPs: the target's forward, the online forward (unless
+        // reused from the rollouts), the weight gradients and the input
+        // gradients of every layer but the first.
+        let rows = dqn.rollouts.map_or(dqn.batch, |r| r.starts * r.length);
+        let macs: Vec<f64> = dqn
+            .q_dims
+            .windows(2)
+            .map(|w| (w[0] * w[1]) as f64)
+            .collect();
+        let all: f64 = macs.iter().sum();
+        let passes = match dqn.rollouts {
+            Some(_) => 3.0 * all - macs[0],
+            None => 4.0 * all - macs[0],
+        };
+        let updates = (n_seeds as u64 * args.steps * dqn.updates_per_step) as f64;
+        let flops = 2.0 * rows as f64 * passes * updates;
+        let update_cpu = cpu(Phase::QUpdate);
+        if update_cpu > 0.0 {
+            let gflops = flops / (update_cpu / workers) / 1e9;
+            let peak = crate::runtime::peak::measure(args.threads);
+            outln!(
+                "  Q update: {gflops:.0} GFLOP/s while it runs{}",
+                peak.map_or(String::new(), |p| format!(", {}", of_peak(gflops, &p)))
+            );
+        }
+    }
     Ok(())
 }
 
 /// The timed interval's CPU time by phase (summed over the worker threads),
 /// with what no phase covers as `other`.
 fn breakdown(busy: f64) -> String {
-    let totals = crate::runtime::phases::totals();
+    let totals = phases::totals();
     let covered: f64 = totals.iter().map(|(_, s)| s).sum();
     let mut parts: Vec<String> = totals
         .iter()
@@ -283,7 +308,7 @@ fn time_from(plan: &compile::Plan, threads: usize, from: u64) -> Result<f64, Str
             .count();
         if r.0 == n_seeds && r.1.is_none() {
             r.1 = Some(Instant::now());
-            crate::runtime::phases::enable();
+            phases::enable();
         }
     };
     crate::runtime::run(plan, threads, session, &progress).map_err(|e| e.to_string())?;

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod dqn;
 pub mod driver;
 pub mod evaluate;
+pub mod peak;
 pub mod phases;
 pub mod random;
 pub mod replay;
