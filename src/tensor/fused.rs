@@ -142,8 +142,15 @@ fn matmul(
     }
 }
 
-/// The forward pass of one seed's network on `rows` inputs, every layer's
-/// output kept in `acts`.
+/// The forward pass of one seed's network on `rows` inputs `x` (row-major
+/// `[rows, in]`), every layer's output kept in `acts`: hidden layers
+/// feature-major (`[out, rows]`), the last layer row-major (`[rows, out]`).
+///
+/// Feature-major hidden layers put the batch on the GEMM's long, contiguous
+/// side: `gemm` then runs its full 64-row microkernels over it, where
+/// row-major outputs 200 wide left an 8-row tail to a 16-lane edge kernel
+/// (11% of the ER update's cycles). The dot products are the same sums in
+/// the same order either way.
 pub fn forward(
     layout: &Layout,
     params: &[f32],
@@ -152,36 +159,94 @@ pub fn forward(
     rows: usize,
     acts: &mut Vec<Vec<f32>>,
 ) {
-    acts.resize_with(layout.layers(), Vec::new);
-    for layer in 0..layout.layers() {
+    let layers = layout.layers();
+    acts.resize_with(layers, Vec::new);
+    for layer in 0..layers {
         let (i, o) = (layout.dims[layer], layout.dims[layer + 1]);
         let (w, b) = layout.ranges(layer);
+        let (weights, bias) = (&params[w], &params[b]);
+        let last = layer + 1 == layers;
         let (before, rest) = acts.split_at_mut(layer);
-        let input: &[f32] = if layer == 0 { x } else { &before[layer - 1] };
         let out = &mut rest[0];
-        let hidden = (layer + 1 < layout.layers()).then_some(activation);
-        if layer == 0 && is_sparse(input) {
-            // `out[r] = b + sum_c x[r, c] W[c]` over the nonzero inputs only.
-            out.clear();
-            for _ in 0..rows {
-                out.extend_from_slice(&params[b.clone()]);
-            }
-            let mut nonzero = Vec::with_capacity(i);
-            for (x_row, out_row) in input.chunks(i).zip(out.chunks_mut(o)) {
-                nonzero_columns(x_row, &mut nonzero);
-                for &c in &nonzero {
-                    let (v, w_row) = (x_row[c], &params[w.start + c * o..w.start + (c + 1) * o]);
-                    out_row.iter_mut().zip(w_row).for_each(|(y, w)| *y += v * w);
-                }
-            }
-            if let Some(activation) = hidden {
+        // The GEMMs overwrite every element: no need to clear the old ones.
+        out.resize(rows * o, 0.0);
+        if layer == 0 && is_sparse(x) {
+            let mut by_row = sparse_first_layer(x, weights, bias, rows, i, o);
+            if last {
+                std::mem::swap(out, &mut by_row);
+            } else {
+                transpose(&by_row, rows, o, out);
                 activate(out, activation);
             }
-        } else {
-            // The GEMM overwrites every element: no need to clear the old ones.
-            out.resize(rows * o, 0.0);
-            matmul(rows, i, o, input, false, &params[w], false, out, false);
-            kernels::bias_activate(out, &params[b], hidden);
+            continue;
+        }
+        match (layer == 0, last) {
+            // `[rows, o] = x W`.
+            (true, true) => matmul(rows, i, o, x, false, weights, false, out, false),
+            // `[o, rows] = W^T x^T`.
+            (true, false) => matmul(o, i, rows, weights, true, x, true, out, false),
+            // `[rows, o] = h^T W` from the feature-major `h`.
+            (false, true) => matmul(
+                rows,
+                i,
+                o,
+                &before[layer - 1],
+                true,
+                weights,
+                false,
+                out,
+                false,
+            ),
+            // `[o, rows] = W^T h`.
+            (false, false) => matmul(
+                o,
+                i,
+                rows,
+                weights,
+                true,
+                &before[layer - 1],
+                false,
+                out,
+                false,
+            ),
+        }
+        match last {
+            true => kernels::bias_activate(out, bias, None),
+            false => kernels::bias_activate_features(out, bias, activation),
+        }
+    }
+}
+
+/// The first layer's `[rows, o]` output `b + sum_c x[r, c] W[c]` over the
+/// nonzero inputs only.
+fn sparse_first_layer(
+    x: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    rows: usize,
+    i: usize,
+    o: usize,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * o);
+    for _ in 0..rows {
+        out.extend_from_slice(bias);
+    }
+    let mut nonzero = Vec::with_capacity(i);
+    for (x_row, out_row) in x.chunks(i).zip(out.chunks_mut(o)) {
+        nonzero_columns(x_row, &mut nonzero);
+        for &c in &nonzero {
+            let (v, w_row) = (x_row[c], &weights[c * o..(c + 1) * o]);
+            out_row.iter_mut().zip(w_row).for_each(|(y, w)| *y += v * w);
+        }
+    }
+    out
+}
+
+/// `out = a^T` for `a` row-major `[rows, cols]` (`out` is `[cols, rows]`).
+fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    for (r, row) in a.chunks_exact(cols).take(rows).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            out[c * rows + r] = *v;
         }
     }
 }
@@ -275,7 +340,7 @@ pub fn td_loss_and_grad(
     activation: Activation,
     batch: &TdInputs,
     scratch: &mut Scratch,
-    recorded: Option<&[Vec<f32>]>,
+    recorded: Option<RecordedSeed>,
 ) -> f32 {
     let rows = batch.actions.len();
     let k = *layout.dims.last().expect("a network has layers");
@@ -288,9 +353,9 @@ pub fn td_loss_and_grad(
         &mut scratch.next,
     );
     let acts: &[Vec<f32>] = match recorded {
-        Some(acts) => {
-            assert_eq!(acts[acts.len() - 1].len(), rows * k, "recorded rows");
-            acts
+        Some(recorded) => {
+            recorded.assemble(layout, rows, &mut scratch.acts);
+            &scratch.acts
         }
         None => {
             forward(
@@ -348,9 +413,11 @@ pub fn td_loss_and_grad(
 
 /// The backward pass of one seed's network after [`forward`] on input `x`
 /// (its outputs in `acts`): from `d_out`, the loss's gradient with respect to
-/// the network's output, writes the parameter gradient to `grads`
-/// (overwriting it) and, when `d_x` is given, the gradient with respect to
-/// the input. `d_out` and `tmp` are consumed as scratch.
+/// the network's output (row-major `[rows, out]`), writes the parameter
+/// gradient to `grads` (overwriting it) and, when `d_x` is given, the
+/// gradient with respect to the input (row-major `[rows, in]`). `d_out` and
+/// `tmp` are consumed as scratch. Gradients of hidden layers' outputs are
+/// feature-major, like the outputs.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     layout: &Layout,
@@ -363,51 +430,78 @@ pub fn backward(
     grads: &mut [f32],
     d_x: Option<&mut Vec<f32>>,
 ) {
+    let layers = layout.layers();
     let rows = x.len() / layout.dims[0];
-    for layer in (0..layout.layers()).rev() {
+    for layer in (0..layers).rev() {
         let (i, o) = (layout.dims[layer], layout.dims[layer + 1]);
         let (w, b) = layout.ranges(layer);
-        if layer + 1 < layout.layers() {
+        let (first, last) = (layer == 0, layer + 1 == layers);
+        if !last {
             activation_backward(d_out, &acts[layer], activation);
         }
-        let input: &[f32] = if layer == 0 { x } else { &acts[layer - 1] };
-        // dW = input^T d_out; db = column sums of d_out.
-        if layer == 0 && is_sparse(input) {
-            let dw = &mut grads[w.clone()];
-            dw.fill(0.0);
-            let mut nonzero = Vec::with_capacity(i);
-            for (x_row, d_row) in input.chunks(i).zip(d_out.chunks(o)) {
-                nonzero_columns(x_row, &mut nonzero);
-                for &c in &nonzero {
-                    let (v, g) = (x_row[c], &mut dw[c * o..(c + 1) * o]);
-                    g.iter_mut().zip(d_row).for_each(|(g, d)| *g += v * d);
+        // dW = input^T d_out.
+        let dw = &mut grads[w.clone()];
+        if first && is_sparse(x) {
+            let by_row = match last {
+                true => std::mem::take(d_out),
+                false => {
+                    let mut by_row = vec![0f32; rows * o];
+                    transpose(d_out, o, rows, &mut by_row);
+                    by_row
                 }
+            };
+            sparse_weight_gradient(x, &by_row, i, o, dw);
+            if last {
+                *d_out = by_row;
             }
         } else {
-            matmul(
-                i,
-                rows,
-                o,
-                input,
-                true,
-                d_out,
-                false,
-                &mut grads[w.clone()],
-                false,
-            );
+            match (first, last) {
+                (true, true) => matmul(i, rows, o, x, true, d_out, false, dw, false),
+                (true, false) => matmul(i, rows, o, x, true, d_out, true, dw, false),
+                (false, true) => {
+                    matmul(i, rows, o, &acts[layer - 1], false, d_out, false, dw, false)
+                }
+                (false, false) => {
+                    matmul(i, rows, o, &acts[layer - 1], false, d_out, true, dw, false)
+                }
+            }
         }
-        kernels::column_sums(d_out, &mut grads[b]);
-        if layer == 0 && d_x.is_none() {
+        // db = the sums of d_out over the rows.
+        match last {
+            true => kernels::column_sums(d_out, &mut grads[b]),
+            false => kernels::row_sums(d_out, &mut grads[b]),
+        }
+        if first && d_x.is_none() {
             break;
         }
-        // d_input = d_out W^T.
+        // d_input = d_out W^T, feature-major unless it is the input's.
+        let weights = &params[w];
         // The GEMM overwrites every element: no need to clear the old ones.
         tmp.resize(rows * i, 0.0);
-        matmul(rows, o, i, d_out, false, &params[w], true, tmp, false);
+        match (first, last) {
+            (true, true) => matmul(rows, o, i, d_out, false, weights, true, tmp, false),
+            (true, false) => matmul(rows, o, i, d_out, true, weights, true, tmp, false),
+            (false, true) => matmul(i, o, rows, weights, false, d_out, true, tmp, false),
+            (false, false) => matmul(i, o, rows, weights, false, d_out, false, tmp, false),
+        }
         std::mem::swap(d_out, tmp);
     }
     if let Some(d_x) = d_x {
         std::mem::swap(d_x, d_out);
+    }
+}
+
+/// The first layer's weight gradient `dW[c] = sum_r x[r, c] d[r]` over the
+/// nonzero inputs only (`d` row-major `[rows, o]`).
+fn sparse_weight_gradient(x: &[f32], d: &[f32], i: usize, o: usize, dw: &mut [f32]) {
+    dw.fill(0.0);
+    let mut nonzero = Vec::with_capacity(i);
+    for (x_row, d_row) in x.chunks(i).zip(d.chunks(o)) {
+        nonzero_columns(x_row, &mut nonzero);
+        for &c in &nonzero {
+            let (v, g) = (x_row[c], &mut dw[c * o..(c + 1) * o]);
+            g.iter_mut().zip(d_row).for_each(|(g, d)| *g += v * d);
+        }
     }
 }
 
@@ -447,8 +541,11 @@ thread_local! {
 /// rows with the same parameters reuses instead of running them again.
 #[derive(Default, Debug)]
 pub struct Recorded {
-    /// Per seed, per layer, the rows of every recorded pass in order.
+    /// Per seed, per layer, every recorded pass's output (as [`forward`]
+    /// lays it out) in order.
     pub seeds: Vec<Vec<Vec<f32>>>,
+    /// The rows of each pass (all passes have as many).
+    pub pass_rows: usize,
 }
 
 impl Recorded {
@@ -457,6 +554,48 @@ impl Recorded {
             .iter_mut()
             .flatten()
             .for_each(|layer| layer.clear());
+    }
+
+    /// Seed `s`'s passes.
+    pub fn seed(&self, s: usize) -> RecordedSeed<'_> {
+        RecordedSeed {
+            layers: &self.seeds[s],
+            pass_rows: self.pass_rows,
+        }
+    }
+}
+
+/// One seed's recorded passes (see [`Recorded`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordedSeed<'a> {
+    pub layers: &'a [Vec<f32>],
+    pub pass_rows: usize,
+}
+
+impl RecordedSeed<'_> {
+    /// The passes as one [`forward`] on all their rows (`rows` in all) would
+    /// have left them: row-major outputs are the passes one after another,
+    /// feature-major ones interleave each feature's rows pass by pass.
+    fn assemble(&self, layout: &Layout, rows: usize, acts: &mut Vec<Vec<f32>>) {
+        let layers = layout.layers();
+        let k = layout.dims[layers];
+        assert_eq!(self.layers[layers - 1].len(), rows * k, "recorded rows");
+        let pr = self.pass_rows;
+        acts.resize_with(layers, Vec::new);
+        for (layer, (out, kept)) in acts.iter_mut().zip(self.layers).enumerate() {
+            out.clear();
+            if layer + 1 == layers {
+                out.extend_from_slice(kept);
+                continue;
+            }
+            let o = layout.dims[layer + 1];
+            out.resize(rows * o, 0.0);
+            for (p, pass) in kept.chunks_exact(o * pr).enumerate() {
+                for (j, feature) in pass.chunks_exact(pr).enumerate() {
+                    out[j * rows + p * pr..j * rows + (p + 1) * pr].copy_from_slice(feature);
+                }
+            }
+        }
     }
 }
 
@@ -475,6 +614,12 @@ pub fn predict(
     let n_seeds = params.len() / p;
     let mut out = Vec::with_capacity(n_seeds * per_seed * layout.dims[layout.layers()]);
     if let Some(record) = record.as_mut() {
+        let empty = record.seeds.iter().flatten().all(|layer| layer.is_empty());
+        assert!(
+            empty || record.pass_rows == per_seed,
+            "recorded passes of equal rows"
+        );
+        record.pass_rows = per_seed;
         record.seeds.resize_with(n_seeds, Vec::new);
         for layers in &mut record.seeds {
             layers.resize_with(layout.layers(), Vec::new);
@@ -535,7 +680,7 @@ pub fn train_step(
     t: u64,
     seed: SeedState,
     batch: &TdInputs,
-    recorded: Option<&[Vec<f32>]>,
+    recorded: Option<RecordedSeed>,
 ) -> f32 {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();

@@ -144,6 +144,41 @@ pub fn bias_activate(z: &mut [f32], bias: &[f32], activation: Option<Activation>
     }
 }
 
+/// [`bias_activate`] for a feature-major `z` (`bias.len()` rows, one per
+/// feature): row `j` gets `bias[j]`, then the activation; the same
+/// arithmetic per element.
+pub fn bias_activate_features(z: &mut [f32], bias: &[f32], activation: Activation) {
+    match activation {
+        Activation::Elu => bias_elu_features(z, bias),
+        Activation::Relu => bias_relu_features(z, bias),
+        Activation::Tanh => bias_tanh_features(z, bias),
+    }
+}
+
+widest! {
+    fn bias_elu_features(z: &mut [f32], bias: &[f32]) {
+        for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
+            row.iter_mut().for_each(|x| *x = elu_scalar(*x + b));
+        }
+    }
+}
+
+widest! {
+    fn bias_relu_features(z: &mut [f32], bias: &[f32]) {
+        for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
+            row.iter_mut().for_each(|x| *x = (*x + b).max(0.0));
+        }
+    }
+}
+
+widest! {
+    fn bias_tanh_features(z: &mut [f32], bias: &[f32]) {
+        for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
+            row.iter_mut().for_each(|x| *x = tanh_rational(*x + b));
+        }
+    }
+}
+
 widest! {
     fn bias_add(z: &mut [f32], bias: &[f32]) {
         for row in z.chunks_exact_mut(bias.len()) {
@@ -183,6 +218,26 @@ widest! {
         sums.fill(0.0);
         for row in rows.chunks_exact(sums.len()) {
             sums.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+        }
+    }
+}
+
+widest! {
+    /// The sum of each row of `rows` (`sums.len()` rows), into `sums`: a
+    /// feature-major layer's bias gradient. Each row is summed in 16
+    /// interleaved partial sums, added in a fixed order at the end, so that
+    /// it vectorizes while every instruction set gives the same bits.
+    pub fn row_sums(rows: &[f32], sums: &mut [f32]) {
+        const LANES: usize = 16;
+        let n = rows.len() / sums.len().max(1);
+        for (row, sum) in rows.chunks_exact(n).zip(sums.iter_mut()) {
+            let mut lanes = [0f32; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for chunk in &mut chunks {
+                lanes.iter_mut().zip(chunk).for_each(|(l, x)| *l += x);
+            }
+            lanes.iter_mut().zip(chunks.remainder()).for_each(|(l, x)| *l += x);
+            *sum = lanes.iter().sum();
         }
     }
 }
@@ -376,6 +431,33 @@ mod tests {
                 activate(&mut apart, a);
             }
             assert_eq!(fused, apart, "{activation:?}");
+        }
+        // Feature-major: the same arithmetic per element as row-major.
+        let by_feature: Vec<f32> = (0..37)
+            .flat_map(|j| (0..110).map(move |r| (j, r)))
+            .map(|(j, r)| rows[r * 37 + j])
+            .collect();
+        for activation in [Activation::Elu, Activation::Relu, Activation::Tanh] {
+            let mut fm = by_feature.clone();
+            bias_activate_features(&mut fm, &bias, activation);
+            let mut rm = rows.to_vec();
+            bias_activate(&mut rm, &bias, Some(activation));
+            for (i, v) in fm.iter().enumerate() {
+                assert_eq!(*v, rm[(i % 110) * 37 + i / 110], "{activation:?} at {i}");
+            }
+        }
+        // Row sums: within f32 rounding of the exact sums, the same in every lane layout.
+        let mut sums = vec![0f32; 37];
+        row_sums(&by_feature, &mut sums);
+        for (j, s) in sums.iter().enumerate() {
+            let exact: f64 = by_feature[j * 110..(j + 1) * 110]
+                .iter()
+                .map(|x| *x as f64)
+                .sum();
+            assert!((*s as f64 - exact).abs() < 1e-4, "row {j}: {s} vs {exact}");
+            let mut one = [0f32];
+            row_sums(&by_feature[j * 110..(j + 1) * 110], &mut one);
+            assert_eq!(one[0], *s, "row {j} alone");
         }
         let mut whole = xs.clone();
         elu_slope(&mut whole, &ys);

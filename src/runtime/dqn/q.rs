@@ -227,7 +227,7 @@ impl QLearner {
                 self.t,
                 seed,
                 &inputs,
-                recorded.map(|r| r.seeds[s].as_slice()),
+                recorded.map(|r| r.seed(s)),
             ));
         }
         flat.stale = true;
