@@ -84,12 +84,9 @@ pub struct Scratch {
 /// `c = a b` (`beta` = 1 adds to `c`) for row-major `a: [m, k]` or its
 /// transpose (`a_t`: `a` stored `[k, m]`) and `b: [k, n]` or its transpose.
 ///
-/// `gemm` repacks the whole of `b` on every call when `n` is not a multiple
-/// of its 16 lanes, which dominated the small-`m` products of rollouts and
-/// acting (32 rows against 200x200 weights). For few rows and a plain `b`,
-/// the product is therefore cut at the last multiple of 16 columns: the
-/// wide part runs on `b` in place, only the narrow rest is packed. Every
-/// element is the same sum in the same order either way.
+/// The product runs in column blocks (see [`column_blocks`]) where that
+/// spares `gemm` a repacking; every element is the same sum in the same
+/// order either way.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     m: usize,
@@ -103,17 +100,10 @@ fn matmul(
     accumulate: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    const LANES: usize = 16;
-    let wide = n - n % LANES;
-    let cols: &[std::ops::Range<usize>] = if !b_t && m <= 64 && wide > 0 && wide < n {
-        &[0..wide, wide..n]
-    } else {
-        &[0..n]
-    };
     // (row stride, column stride) of each operand as a logical matrix.
     let (a_rs, a_cs) = if a_t { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if b_t { (1, k) } else { (n, 1) };
-    for cols in cols {
+    for cols in column_blocks(m, n, a_t, b_t) {
         // SAFETY: the asserts above bound every element the strides reach;
         // a column range starts `cols.start` columns into `b` and `c`.
         unsafe {
@@ -139,6 +129,33 @@ fn matmul(
                 gemm::Parallelism::None,
             )
         }
+    }
+}
+
+/// The column blocks [`matmul`] runs its product in. `gemm` computes a
+/// row-major `c` as `c^T = b^T a^T`, whose rows are `c`'s columns:
+///
+/// - it packs `a^T` afresh on every call when `a` is stored transposed and
+///   `c` has more than 128 columns (twice its 64-row microkernel), which
+///   for feature-major layers is the weight matrix of every forward pass:
+///   blocks of at most 128 columns read it in place (5% faster);
+/// - for few rows and a plain `b` whose width is not a multiple of its 16
+///   lanes, it repacks the whole of `b` (32 rows against 200x200 weights:
+///   20% of the simple model's rollouts): the product is cut at the last
+///   multiple of 16 columns, and only the narrow rest is packed.
+fn column_blocks(m: usize, n: usize, a_t: bool, b_t: bool) -> Vec<std::ops::Range<usize>> {
+    const LANES: usize = 16;
+    const UNPACKED: usize = 128;
+    let wide = n - n % LANES;
+    if a_t && m > 1 && n > UNPACKED {
+        (0..n)
+            .step_by(UNPACKED)
+            .map(|at| at..(at + UNPACKED).min(n))
+            .collect()
+    } else if !b_t && m <= 64 && wide > 0 && wide < n {
+        vec![0..wide, wide..n]
+    } else {
+        vec![0..n]
     }
 }
 
