@@ -124,10 +124,19 @@ pub fn run(args: &BenchArgs) -> u8 {
         bench.flops_per_seed_update() / 1e6,
         res.seconds
     );
-    if let Some(peak) = crate::runtime::peak::measure(args.threads) {
+    if let Some(peak) = cpu_peak(args.threads) {
         outln!("  {}", of_peak(res.gflops, &peak));
     }
     0
+}
+
+/// The CPU's measured peak, when the runtime computes on the CPU (a CUDA
+/// build's updates run on the GPU, whose peak this does not know).
+fn cpu_peak(threads: usize) -> Option<Peak> {
+    match cfg!(feature = "cuda") {
+        true => None,
+        false => crate::runtime::peak::measure(threads),
+    }
 }
 
 /// `gflops` as a fraction of the measured peak, and how the peak was found.
@@ -262,7 +271,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         let update_cpu = cpu(Phase::QUpdate);
         if update_cpu > 0.0 {
             let gflops = flops / (update_cpu / workers) / 1e9;
-            let peak = crate::runtime::peak::measure(args.threads);
+            let peak = cpu_peak(args.threads);
             outln!(
                 "  Q update: {gflops:.0} GFLOP/s while it runs{}",
                 peak.map_or(String::new(), |p| format!(", {}", of_peak(gflops, &p)))
