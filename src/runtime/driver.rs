@@ -1,6 +1,7 @@
 //! The driver: everything a run does that is not the algorithm. It splits a
 //! cell's seeds into shards over worker threads and groups within a shard,
-//! builds a learner per group, advances the groups unit by unit on the
+//! builds a learner per group, lets free workers advance whichever group is
+//! furthest behind (so that a faster core does more), unit by unit on the
 //! plan's [`Schedule`](crate::compile::Schedule), runs the evaluation
 //! protocol with each learner's policy, averages the losses the learner
 //! reports between evaluations, reports non-finite losses, checkpoints
@@ -31,7 +32,8 @@ use crate::tensor::{device, Dev, DeviceError};
 /// An agent kind's compiled plan as the driver sees it: it builds the
 /// learner of a group of seeds.
 pub trait Agent: Sync {
-    type Learner: Learner;
+    /// `Send`: a group moves to whichever worker is free.
+    type Learner: Learner + Send;
     fn build(&self, seeds: &[u64], dev: &Dev) -> Self::Learner;
 }
 
@@ -202,13 +204,20 @@ pub fn run<A: Agent>(
     device()?;
     let probe = layout(plan, &plan.seeds[..1], Purpose::Env, 0);
     Batch::new(plan.env, &probe).map_err(RunError::Env)?;
+    let shared = Shared::new(shard::shards(plan.seeds.len(), threads).len());
     let results = shard::run(&plan.seeds, threads, |seeds| {
+        let _guard = FailOnPanic(&shared);
         let worker = Worker {
             agent,
             plan,
             session,
+            shared: &shared,
         };
-        worker.run(seeds, progress)
+        let result = worker.run(seeds, progress);
+        if result.is_err() {
+            shared.fail();
+        }
+        result
     });
     let mut outcome = Outcome::default();
     for result in results {
@@ -218,7 +227,106 @@ pub fn run<A: Agent>(
         outcome.interrupted |= part.interrupted;
     }
     outcome.points.sort_by_key(|p| (p.step, p.seed, p.metric));
+    outcome.failures.sort_by_key(|f| (f.step, f.seed, f.metric));
     Ok(outcome)
+}
+
+/// The groups of a run that wait for a worker, shared by all workers: a
+/// worker that is free takes the waiting group furthest behind, advances it
+/// one unit and puts it back. Every worker opens its shard's groups, but a
+/// core that runs faster (on a shared machine cores do not run alike) does
+/// more of the work instead of idling at the end. A group's numbers do not
+/// depend on the thread that advances it.
+struct Shared<L> {
+    state: std::sync::Mutex<Waiting<L>>,
+    changed: std::sync::Condvar,
+}
+
+struct Waiting<L> {
+    groups: Vec<Group<L>>,
+    /// Workers still opening their shard's groups.
+    opening: usize,
+    /// Groups a worker holds; they come back unless they finish.
+    taken: usize,
+    /// A worker failed: the others stop.
+    failed: bool,
+}
+
+impl<L> Shared<L> {
+    fn new(workers: usize) -> Self {
+        Shared {
+            state: std::sync::Mutex::new(Waiting {
+                groups: Vec::new(),
+                opening: workers,
+                taken: 0,
+                failed: false,
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<L>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a worker's shard of groups, opened.
+    fn add(&self, groups: Vec<Group<L>>) {
+        let mut waiting = self.lock();
+        waiting.groups.extend(groups);
+        waiting.opening = waiting.opening.saturating_sub(1);
+        drop(waiting);
+        self.changed.notify_all();
+    }
+
+    /// The waiting group with the fewest units done; waits while every
+    /// unfinished group is taken or still being opened; `None` once none is
+    /// left (or a worker failed).
+    fn take(&self) -> Option<Group<L>> {
+        let mut waiting = self.lock();
+        loop {
+            if waiting.failed {
+                return None;
+            }
+            let next = (0..waiting.groups.len()).min_by_key(|i| waiting.groups[*i].t);
+            if let Some(i) = next {
+                waiting.taken += 1;
+                return Some(waiting.groups.swap_remove(i));
+            }
+            if waiting.taken == 0 && waiting.opening == 0 {
+                return None;
+            }
+            waiting = self
+                .changed
+                .wait(waiting)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Returns a taken group: back to the waiting ones unless it finished.
+    fn put_back(&self, group: Option<Group<L>>) {
+        let mut waiting = self.lock();
+        waiting.taken -= 1;
+        waiting.groups.extend(group);
+        drop(waiting);
+        self.changed.notify_all();
+    }
+
+    fn fail(&self) {
+        self.lock().failed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Stops the other workers when a worker panics (they would otherwise
+/// wait for the group it held).
+struct FailOnPanic<'a, L>(&'a Shared<L>);
+
+impl<L> Drop for FailOnPanic<'_, L> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail();
+        }
+    }
 }
 
 /// The instances of `seeds`, one per seed, for `purpose`.
@@ -291,11 +399,19 @@ struct Group<L> {
     losses: Losses,
 }
 
-/// One worker's share of a run.
-struct Worker<'a, A> {
+/// A group's points and failures into the outcome, once it is done or stopped.
+fn finish<L>(group: Group<L>, outcome: &mut Outcome) {
+    outcome.points.extend(group.points);
+    outcome.failures.extend(group.failures);
+}
+
+/// One worker of a run: it opens its shard's groups, then advances
+/// whichever groups wait in `shared`.
+struct Worker<'a, A: Agent> {
     agent: &'a A,
     plan: &'a Plan,
     session: Session<'a>,
+    shared: &'a Shared<A::Learner>,
 }
 
 impl<A: Agent> Worker<'_, A> {
@@ -312,22 +428,30 @@ impl<A: Agent> Worker<'_, A> {
                 }
             }
         }
+        let (done, open): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| g.finished);
+        done.into_iter()
+            .for_each(|group| finish(group, &mut outcome));
+        self.shared.add(open);
         let schedule = self.plan.schedule;
-        while let Some(t) = groups.iter().filter(|g| !g.finished).map(|g| g.t).min() {
-            for group in groups.iter_mut().filter(|g| !g.finished && g.t == t) {
-                group.losses.step = t * schedule.steps_per_unit;
-                group.learner.advance(t, &mut group.losses);
-                group.t += 1;
-                if group.t % schedule.eval_every != 0 && group.t != schedule.units {
-                    continue;
+        while let Some(mut group) = self.shared.take() {
+            let t = group.t;
+            group.losses.step = t * schedule.steps_per_unit;
+            group.learner.advance(t, &mut group.losses);
+            group.t += 1;
+            if group.t % schedule.eval_every == 0 || group.t == schedule.units {
+                self.evaluate(&mut group, progress);
+                if let Err(err) = self.after_evaluation(&mut group, &mut outcome) {
+                    self.shared.put_back(None);
+                    return Err(err);
                 }
-                self.evaluate(group, progress);
-                self.after_evaluation(group, &mut outcome)?;
             }
-        }
-        for group in groups {
-            outcome.points.extend(group.points);
-            outcome.failures.extend(group.failures);
+            match group.finished {
+                true => {
+                    finish(group, &mut outcome);
+                    self.shared.put_back(None);
+                }
+                false => self.shared.put_back(Some(group)),
+            }
         }
         Ok(outcome)
     }

@@ -197,6 +197,9 @@ mod tests {
             peak.fma_loop_gflops <= 1.1 * peak.textbook_gflops,
             "{peak:?}"
         );
-        assert!(peak.fma_loop_gflops >= 0.25 * peak.textbook_gflops, "{peak:?}");
+        assert!(
+            peak.fma_loop_gflops >= 0.25 * peak.textbook_gflops,
+            "{peak:?}"
+        );
     }
 }
