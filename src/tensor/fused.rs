@@ -155,7 +155,7 @@ fn column_blocks(m: usize, n: usize, a_t: bool, b_t: bool) -> Vec<std::ops::Rang
     } else if !b_t && m <= 64 && wide > 0 && wide < n {
         vec![0..wide, wide..n]
     } else {
-        vec![0..n]
+        std::iter::once(0..n).collect()
     }
 }
 

@@ -156,59 +156,61 @@ pub fn bias_activate_features(z: &mut [f32], bias: &[f32], activation: Activatio
     }
 }
 
+/// `z[r][j] = f(z[r][j] + bias[j])` for row-major `z`.
+#[inline(always)]
+fn with_bias_by_row(z: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32) {
+    for row in z.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(x, b)| *x = f(*x + b));
+    }
+}
+
+/// `z[j][r] = f(z[j][r] + bias[j])` for feature-major `z`.
+#[inline(always)]
+fn with_bias_by_feature(z: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32) {
+    for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
+        row.iter_mut().for_each(|x| *x = f(*x + b));
+    }
+}
+
 widest! {
     fn bias_elu_features(z: &mut [f32], bias: &[f32]) {
-        for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
-            row.iter_mut().for_each(|x| *x = elu_scalar(*x + b));
-        }
+        with_bias_by_feature(z, bias, elu_scalar)
     }
 }
 
 widest! {
     fn bias_relu_features(z: &mut [f32], bias: &[f32]) {
-        for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
-            row.iter_mut().for_each(|x| *x = (*x + b).max(0.0));
-        }
+        with_bias_by_feature(z, bias, |x| x.max(0.0))
     }
 }
 
 widest! {
     fn bias_tanh_features(z: &mut [f32], bias: &[f32]) {
-        for (row, b) in z.chunks_exact_mut(z.len() / bias.len()).zip(bias) {
-            row.iter_mut().for_each(|x| *x = tanh_rational(*x + b));
-        }
+        with_bias_by_feature(z, bias, tanh_rational)
     }
 }
 
 widest! {
     fn bias_add(z: &mut [f32], bias: &[f32]) {
-        for row in z.chunks_exact_mut(bias.len()) {
-            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-        }
+        with_bias_by_row(z, bias, |x| x)
     }
 }
 
 widest! {
     fn bias_elu(z: &mut [f32], bias: &[f32]) {
-        for row in z.chunks_exact_mut(bias.len()) {
-            row.iter_mut().zip(bias).for_each(|(x, b)| *x = elu_scalar(*x + b));
-        }
+        with_bias_by_row(z, bias, elu_scalar)
     }
 }
 
 widest! {
     fn bias_relu(z: &mut [f32], bias: &[f32]) {
-        for row in z.chunks_exact_mut(bias.len()) {
-            row.iter_mut().zip(bias).for_each(|(x, b)| *x = (*x + b).max(0.0));
-        }
+        with_bias_by_row(z, bias, |x| x.max(0.0))
     }
 }
 
 widest! {
     fn bias_tanh(z: &mut [f32], bias: &[f32]) {
-        for row in z.chunks_exact_mut(bias.len()) {
-            row.iter_mut().zip(bias).for_each(|(x, b)| *x = tanh_rational(*x + b));
-        }
+        with_bias_by_row(z, bias, tanh_rational)
     }
 }
 
