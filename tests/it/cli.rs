@@ -630,8 +630,12 @@ fn bench_reports_throughput_against_the_measured_peak() {
     let out = mbrl(&["bench", "--seeds", "2", "--threads", "1", "--updates", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("seed-updates/s") && text.contains("GFLOP/s"), "{text}");
-    if cfg!(all(target_arch = "x86_64", not(feature = "cuda"))) && std::arch::is_x86_feature_detected!("fma") {
+    assert!(
+        text.contains("seed-updates/s") && text.contains("GFLOP/s"),
+        "{text}"
+    );
+    #[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+    if std::arch::is_x86_feature_detected!("fma") {
         assert!(text.contains("% of the FP32 FMA peak"), "{text}");
         assert!(text.contains("measured with all cores busy"), "{text}");
         assert!(text.contains("an FMA-only loop reaches"), "{text}");
