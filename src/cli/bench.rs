@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::compile::{self, AgentPlan};
-use crate::runtime::bench::DqnBench;
+use crate::runtime::bench::{q_update_flops, DqnBench};
 use crate::runtime::driver::{Point, Session, EVAL};
 use crate::runtime::peak::Peak;
 use crate::runtime::phases::{self, Phase};
@@ -132,11 +132,14 @@ pub fn run(args: &BenchArgs) -> u8 {
 
 /// The CPU's measured peak, when the runtime computes on the CPU (a CUDA
 /// build's updates run on the GPU, whose peak this does not know).
+/// Measured once per process (`--all` reports it for every agent).
 fn cpu_peak(threads: usize) -> Option<Peak> {
-    match cfg!(feature = "cuda") {
+    static PEAK: std::sync::OnceLock<Option<Peak>> = std::sync::OnceLock::new();
+    PEAK.get_or_init(|| match cfg!(feature = "cuda") {
         true => None,
         false => crate::runtime::peak::measure(threads),
-    }
+    })
+    .clone()
 }
 
 /// `gflops` as a fraction of the measured peak, and how the peak was found.
@@ -252,22 +255,9 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     }
     outln!("  {}", breakdown(busy));
     if let AgentPlan::Dqn(dqn) = &plan.agent {
-        // Q's update FLOPs: the target's forward, the online forward (unless
-        // reused from the rollouts), the weight gradients and the input
-        // gradients of every layer but the first.
         let rows = dqn.rollouts.map_or(dqn.batch, |r| r.starts * r.length);
-        let macs: Vec<f64> = dqn
-            .q_dims
-            .windows(2)
-            .map(|w| (w[0] * w[1]) as f64)
-            .collect();
-        let all: f64 = macs.iter().sum();
-        let passes = match dqn.rollouts {
-            Some(_) => 3.0 * all - macs[0],
-            None => 4.0 * all - macs[0],
-        };
         let updates = (n_seeds as u64 * args.steps * dqn.updates_per_step) as f64;
-        let flops = 2.0 * rows as f64 * passes * updates;
+        let flops = q_update_flops(&dqn.q_dims, rows, dqn.rollouts.is_some()) * updates;
         let update_cpu = cpu(Phase::QUpdate);
         if update_cpu > 0.0 {
             let gflops = flops / (update_cpu / workers) / 1e9;

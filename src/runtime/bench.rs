@@ -54,14 +54,9 @@ impl DqnBench {
         dims
     }
 
-    /// FLOPs of one seed-update: Q forward, target forward, and the
-    /// backward pass's weight gradients and input gradients (none for the
-    /// first layer's input, which nothing needs).
+    /// FLOPs of one seed-update (see [`q_update_flops`]).
     pub fn flops_per_seed_update(&self) -> f64 {
-        let dims = self.dims();
-        let macs: Vec<usize> = dims.windows(2).map(|w| w[0] * w[1]).collect();
-        let all: usize = macs.iter().sum();
-        2.0 * (self.batch * (4 * all - macs[0])) as f64
+        q_update_flops(&self.dims(), self.batch, false)
     }
 
     pub fn run(&self) -> Result<BenchResult, crate::tensor::DeviceError> {
@@ -125,6 +120,18 @@ impl DqnBench {
             gflops: seed_updates * self.flops_per_seed_update() / seconds / 1e9,
         })
     }
+}
+
+/// FLOPs of one seed's Q update on `rows` rows with layer widths `dims`, as
+/// computed: the target's forward pass, Q's forward pass (unless it is
+/// reused from the rollouts that chose the actions, `forward_reused`), and
+/// the backward pass's weight gradients and input gradients (none for the
+/// first layer's input, which nothing needs).
+pub fn q_update_flops(dims: &[usize], rows: usize, forward_reused: bool) -> f64 {
+    let macs: Vec<usize> = dims.windows(2).map(|w| w[0] * w[1]).collect();
+    let all: usize = macs.iter().sum();
+    let passes = if forward_reused { 3 } else { 4 };
+    2.0 * (rows * (passes * all - macs[0])) as f64
 }
 
 /// A fixed batch of binary observations and random actions and rewards, per seed.

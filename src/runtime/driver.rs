@@ -428,10 +428,7 @@ impl<A: Agent> Worker<'_, A> {
                 }
             }
         }
-        let (done, open): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| g.finished);
-        done.into_iter()
-            .for_each(|group| finish(group, &mut outcome));
-        self.shared.add(open);
+        self.shared.add(groups);
         let schedule = self.plan.schedule;
         while let Some(mut group) = self.shared.take() {
             let t = group.t;

@@ -228,7 +228,7 @@ pub fn forward(
             ),
         }
         match last {
-            true => kernels::bias_activate(out, bias, None),
+            true => kernels::bias_add(out, bias),
             false => kernels::bias_activate_features(out, bias, activation),
         }
     }
@@ -458,19 +458,13 @@ pub fn backward(
         }
         // dW = input^T d_out.
         let dw = &mut grads[w.clone()];
-        if first && is_sparse(x) {
-            let by_row = match last {
-                true => std::mem::take(d_out),
-                false => {
-                    let mut by_row = vec![0f32; rows * o];
-                    transpose(d_out, o, rows, &mut by_row);
-                    by_row
-                }
-            };
+        let sparse = first && is_sparse(x);
+        if sparse && last {
+            sparse_weight_gradient(x, d_out, i, o, dw);
+        } else if sparse {
+            let mut by_row = vec![0f32; rows * o];
+            transpose(d_out, o, rows, &mut by_row);
             sparse_weight_gradient(x, &by_row, i, o, dw);
-            if last {
-                *d_out = by_row;
-            }
         } else {
             match (first, last) {
                 (true, true) => matmul(i, rows, o, x, true, d_out, false, dw, false),

@@ -132,35 +132,15 @@ fn elu_scalar(x: f32) -> f32 {
     x.max(0.0) + negative.min(0.0)
 }
 
-/// Adds `bias` to every row of `z` (rows of `bias.len()`) and applies the
-/// activation (`None`: the output layer, none), in one pass: the epilogue
-/// of a layer whose GEMM wrote the bare product. `product + bias` is the
+/// `z[j][r] = activation(z[j][r] + bias[j])` for a feature-major `z`
+/// (`bias.len()` rows, one per feature), in one pass: the epilogue of a
+/// hidden layer whose GEMM wrote the bare product. `product + bias` is the
 /// same rounding as a GEMM accumulating onto a broadcast bias.
-pub fn bias_activate(z: &mut [f32], bias: &[f32], activation: Option<Activation>) {
-    match activation {
-        None => bias_add(z, bias),
-        Some(Activation::Elu) => bias_elu(z, bias),
-        Some(Activation::Relu) => bias_relu(z, bias),
-        Some(Activation::Tanh) => bias_tanh(z, bias),
-    }
-}
-
-/// [`bias_activate`] for a feature-major `z` (`bias.len()` rows, one per
-/// feature): row `j` gets `bias[j]`, then the activation; the same
-/// arithmetic per element.
 pub fn bias_activate_features(z: &mut [f32], bias: &[f32], activation: Activation) {
     match activation {
         Activation::Elu => bias_elu_features(z, bias),
         Activation::Relu => bias_relu_features(z, bias),
         Activation::Tanh => bias_tanh_features(z, bias),
-    }
-}
-
-/// `z[r][j] = f(z[r][j] + bias[j])` for row-major `z`.
-#[inline(always)]
-fn with_bias_by_row(z: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32) {
-    for row in z.chunks_exact_mut(bias.len()) {
-        row.iter_mut().zip(bias).for_each(|(x, b)| *x = f(*x + b));
     }
 }
 
@@ -191,26 +171,12 @@ widest! {
 }
 
 widest! {
-    fn bias_add(z: &mut [f32], bias: &[f32]) {
-        with_bias_by_row(z, bias, |x| x)
-    }
-}
-
-widest! {
-    fn bias_elu(z: &mut [f32], bias: &[f32]) {
-        with_bias_by_row(z, bias, elu_scalar)
-    }
-}
-
-widest! {
-    fn bias_relu(z: &mut [f32], bias: &[f32]) {
-        with_bias_by_row(z, bias, |x| x.max(0.0))
-    }
-}
-
-widest! {
-    fn bias_tanh(z: &mut [f32], bias: &[f32]) {
-        with_bias_by_row(z, bias, tanh_rational)
+    /// Adds `bias` to every row of a row-major `z` (rows of `bias.len()`):
+    /// the epilogue of an output layer whose GEMM wrote the bare product.
+    pub fn bias_add(z: &mut [f32], bias: &[f32]) {
+        for row in z.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+        }
     }
 }
 
@@ -447,21 +413,11 @@ mod tests {
             .enumerate()
             .map(|(i, x)| x + bias[i % 37])
             .collect();
-        for activation in [
-            None,
-            Some(Activation::Elu),
-            Some(Activation::Relu),
-            Some(Activation::Tanh),
-        ] {
-            let mut fused = rows.to_vec();
-            bias_activate(&mut fused, &bias, activation);
-            let mut apart = plus_bias.clone();
-            if let Some(a) = activation {
-                activate(&mut apart, a);
-            }
-            assert_eq!(fused, apart, "{activation:?}");
-        }
-        // Feature-major: the same arithmetic per element as row-major.
+        let mut fused = rows.to_vec();
+        bias_add(&mut fused, &bias);
+        assert_eq!(fused, plus_bias, "bias alone");
+        // Feature-major: the same arithmetic per element as adding the bias
+        // and then activating.
         let by_feature: Vec<f32> = (0..37)
             .flat_map(|j| (0..110).map(move |r| (j, r)))
             .map(|(j, r)| rows[r * 37 + j])
@@ -469,10 +425,10 @@ mod tests {
         for activation in [Activation::Elu, Activation::Relu, Activation::Tanh] {
             let mut fm = by_feature.clone();
             bias_activate_features(&mut fm, &bias, activation);
-            let mut rm = rows.to_vec();
-            bias_activate(&mut rm, &bias, Some(activation));
+            let mut apart = plus_bias.clone();
+            activate(&mut apart, activation);
             for (i, v) in fm.iter().enumerate() {
-                assert_eq!(*v, rm[(i % 110) * 37 + i / 110], "{activation:?} at {i}");
+                assert_eq!(*v, apart[(i % 110) * 37 + i / 110], "{activation:?} at {i}");
             }
         }
         // Row sums: within f32 rounding of the exact sums, the same in every lane layout.

@@ -59,21 +59,6 @@ impl TdRows {
             batch,
         )
     }
-
-    /// The rows of `tensors` (tests and benches build batches as tensors).
-    pub fn from_tensors(obs: &T3, next_obs: &T3, batch: &TdBatch) -> TdRows {
-        let (n_seeds, _, d) = *obs.shape();
-        TdRows {
-            n_seeds,
-            d,
-            obs: obs.as_vec(),
-            next_obs: next_obs.as_vec(),
-            actions: batch.actions.as_vec(),
-            rewards: batch.rewards.as_vec(),
-            discounts: batch.discounts.as_vec(),
-            weights: batch.weights.as_vec(),
-        }
-    }
 }
 
 /// `mean_B w (Q(s)[a] - (r + discount * max_a' Q'(s')))^2`, summed over seeds.

@@ -116,11 +116,6 @@ impl QLearner {
         (&self.q, &self.target)
     }
 
-    /// Q's activation.
-    pub fn activation(&self) -> Activation {
-        self.q.activation
-    }
-
     /// Q's values for `per_seed` rows of features per seed (no gradient).
     pub fn q_values(&self, dev: &Dev, x: &[f32], per_seed: usize) -> Vec<f32> {
         self.q_values_recorded(dev, x, per_seed, None)
