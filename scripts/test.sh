@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: everything without MuJoCo (with a local Slurm cluster), then the HalfCheetah tests with
-# the `mujoco` feature (libmujoco fetched from PyPI by setup-mujoco.sh).
+# the `mujoco` feature (libmujoco fetched from PyPI by setup-mujoco.sh), then a type check of the
+# `cuda` build (CUDA 13 from PyPI by build-cuda.sh), which no test machine can run but all must compile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-node Slurm cluster for the `mbrl slurm` tests, where this machine
@@ -15,3 +16,4 @@ fi
 cargo test --locked
 eval "$(scripts/setup-mujoco.sh)"
 cargo test --locked --features mujoco --test it envs::halfcheetah
+CARGO_TARGET_DIR=target/cuda scripts/build-cuda.sh --check --locked

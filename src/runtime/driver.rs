@@ -32,10 +32,22 @@ use crate::tensor::{device, Dev, DeviceError};
 /// An agent kind's compiled plan as the driver sees it: it builds the
 /// learner of a group of seeds.
 pub trait Agent: Sync {
-    /// `Send`: a group moves to whichever worker is free.
-    type Learner: Learner + Send;
+    type Learner: Learner + Movable;
     fn build(&self, seeds: &[u64], dev: &Dev) -> Self::Learner;
 }
+
+/// What a learner must be for the driver to share its groups among workers:
+/// on the CPU `Send`, as a group moves to whichever worker is free. A CUDA
+/// learner holds the stream of the worker that built it (dfdx's `Cuda` is
+/// not `Send`) and stays on that worker, with a pool of its own.
+#[cfg(not(feature = "cuda"))]
+pub trait Movable: Send {}
+#[cfg(not(feature = "cuda"))]
+impl<T: Send> Movable for T {}
+#[cfg(feature = "cuda")]
+pub trait Movable {}
+#[cfg(feature = "cuda")]
+impl<T> Movable for T {}
 
 /// The algorithm of a group of seeds, advanced by the driver.
 pub trait Learner {
@@ -204,14 +216,19 @@ pub fn run<A: Agent>(
     device()?;
     let probe = layout(plan, &plan.seeds[..1], Purpose::Env, 0);
     Batch::new(plan.env, &probe).map_err(RunError::Env)?;
+    // One pool for every worker on the CPU; one per worker on CUDA (see `Movable`).
+    #[cfg(not(feature = "cuda"))]
     let shared = Shared::new(shard::shards(plan.seeds.len(), threads).len());
     let results = shard::run(&plan.seeds, threads, |seeds| {
-        let _guard = FailOnPanic(&shared);
+        #[cfg(feature = "cuda")]
+        let shared = Shared::new(1);
+        let shared = &shared;
+        let _guard = FailOnPanic(shared);
         let worker = Worker {
             agent,
             plan,
             session,
-            shared: &shared,
+            shared,
         };
         let result = worker.run(seeds, progress);
         if result.is_err() {
