@@ -1,7 +1,8 @@
 //! The driver: everything a run does that is not the algorithm. It splits a
 //! cell's seeds into shards over worker threads and groups within a shard,
 //! builds a learner per group, lets free workers advance whichever group is
-//! furthest behind (so that a faster core does more), unit by unit on the
+//! furthest behind (so that a faster core does more; on CUDA a group stays
+//! on its worker), unit by unit on the
 //! plan's [`Schedule`](crate::compile::Schedule), runs the evaluation
 //! protocol with each learner's policy, averages the losses the learner
 //! reports between evaluations, reports non-finite losses, checkpoints
