@@ -14,7 +14,8 @@
 # device call), shortening or skipping the last steps.
 #
 # With MBRL_GPU_CHECK_CPU=1, `run` uses the CPU binary and test executables
-# of this checkout at small sizes instead: how the script itself is tested.
+# of this checkout at small sizes instead, its benches on the taped path that
+# the CUDA binary takes (`--taped`): how the script itself is tested.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -88,13 +89,15 @@ run() {
     began=$(date +%s)
     budget="${MBRL_GPU_CHECK_BUDGET:-540}"
     report="$out/report.md"
-    local mbrl seeds updates agent_steps tests_dir
+    local mbrl seeds updates agent_steps tests_dir taped=()
     if [ "${MBRL_GPU_CHECK_CPU:-0}" = 1 ]; then
         mbrl="$root/target/release/mbrl"
         tests_dir="$out/cpu-tests"
         mkdir -p "$tests_dir"
         cargo test --release --lib --no-run --message-format=json 2>/dev/null | copy_tests "$tests_dir"
         seeds=4 updates=3 agent_steps=5
+        # The benches train through dfdx's tape, as the CUDA binary always does.
+        taped=(--taped)
     else
         mbrl="$kit/mbrl"
         tests_dir="$kit/tests"
@@ -113,9 +116,9 @@ run() {
         [ -x "$t" ] || continue
         step "test-$(basename "$t" | cut -d- -f1)" 150 "$t" --test-threads 1
     done
-    step bench-update 60 "$mbrl" bench --seeds "$seeds" --threads 1 --updates "$updates"
+    step bench-update 60 "$mbrl" bench --seeds "$seeds" --threads 1 --updates "$updates" "${taped[@]}"
     for agent in er perfect_model simple_model gaussian_latent categorical_latent; do
-        step "bench-$agent" 90 "$mbrl" bench --agent "$agent" --seeds "$seeds" --threads 1 --steps "$agent_steps"
+        step "bench-$agent" 90 "$mbrl" bench --agent "$agent" --seeds "$seeds" --threads 1 --steps "$agent_steps" "${taped[@]}"
     done
     step quickstart 200 "$mbrl" run experiments/quickstart.exp --out "$out/quickstart" --scale "$( [ "${MBRL_GPU_CHECK_CPU:-0}" = 1 ] && echo 0.1 || echo 0.5)"
     step bench-slbo_mle 150 "$mbrl" bench --agent slbo_mle --seeds 2 --threads 1 --stages 1

@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// Time every agent: Figure 4's five with `--seeds`, then SLBO with each loss.
     #[arg(long, conflicts_with = "agent")]
     pub all: bool,
+    /// Train Figure 4's agents through dfdx's tape, the path a CUDA build
+    /// always takes, instead of the CPU's fused updates (on a CUDA build
+    /// every run is taped; SLBO has one path, and `--all` runs it so).
+    #[arg(long)]
+    pub taped: bool,
     /// Seeds of the SLBO agents under `--all` (a stage at the spec's sizes is
     /// about 45 s of a core per seed).
     #[arg(long, default_value_t = 2, value_parser = super::at_least_one)]
@@ -75,6 +80,7 @@ pub fn run(args: &BenchArgs) -> u8 {
                 },
                 agent: Some(agent.to_string()),
                 all: false,
+                taped: args.taped && !slbo,
                 ..args.clone()
             };
             if let Err(err) = bench_agent(&args, agent) {
@@ -95,6 +101,7 @@ pub fn run(args: &BenchArgs) -> u8 {
     }
     let warmup = DqnBench {
         micro_batch: args.micro_batch,
+        taped: args.taped,
         ..DqnBench::reference(args.seeds, args.threads, 1)
     };
     if let Err(err) = warmup.run() {
@@ -103,6 +110,7 @@ pub fn run(args: &BenchArgs) -> u8 {
     }
     let bench = DqnBench {
         micro_batch: args.micro_batch,
+        taped: args.taped,
         ..DqnBench::reference(args.seeds, args.threads, args.updates)
     };
     let res = match bench.run() {
@@ -113,8 +121,9 @@ pub fn run(args: &BenchArgs) -> u8 {
         }
     };
     outln!(
-        "dqn update (Q 64-200-200-200-5 ELU, batch 320, target fwd, Adam): {} seeds, {} threads, {} seed(s) per batch: \
+        "dqn update (Q 64-200-200-200-5 ELU, batch 320, target fwd, Adam{}): {} seeds, {} threads, {} seed(s) per batch: \
          {:.2} updates/s ({:.1} seed-updates/s), {:.1} GFLOP/s ({:.0} MFLOP per seed-update), {:.2} s",
+        taped_note(args.taped),
         args.seeds,
         args.threads,
         args.micro_batch,
@@ -128,6 +137,15 @@ pub fn run(args: &BenchArgs) -> u8 {
         outln!("  {}", of_peak(res.gflops, &peak));
     }
     0
+}
+
+/// How the header names the taped path: a CUDA build takes no other.
+fn taped_note(taped: bool) -> &'static str {
+    match (taped, cfg!(feature = "cuda")) {
+        (_, true) => ", taped on the GPU",
+        (true, false) => ", taped through dfdx on the CPU",
+        (false, false) => "",
+    }
 }
 
 /// The CPU's measured peak, when the runtime computes on the CPU (a CUDA
@@ -181,6 +199,11 @@ fn nominal_ghz() -> Option<f64> {
 fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     const WARMUP: u64 = 50;
     let slbo = agent.starts_with("slbo");
+    if slbo && args.taped {
+        return Err(format!(
+            "`--taped` applies to Figure 4's agents; `{agent}` has no taped path"
+        ));
+    }
     let text = match slbo {
         true => format!(
             "use slbo::*\nexperiment bench {{\n  seeds: {}\n  env: mbbl_pendulum\n  agent: {agent} {{ stages: {} stages, planner: virtual_rollouts {{ envs: 20, length: 200 steps }} }}\n}}\n",
@@ -215,6 +238,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
             plan.schedule.units = WARMUP + args.steps;
             if let AgentPlan::Dqn(dqn) = &mut plan.agent {
                 dqn.learning_starts = WARMUP / 2;
+                dqn.taped = args.taped;
             }
             WARMUP
         }
@@ -241,7 +265,8 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         ),
         false => {
             outln!(
-                "{agent} on ProcMaze g4 (high data): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
+                "{agent} on ProcMaze g4 (high data{}): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
+                taped_note(args.taped),
                 args.threads,
                 args.steps as f64 / secs,
                 secs / args.steps as f64,

@@ -188,6 +188,10 @@ pub struct DqnPlan {
     pub model: Option<ModelPlan>,
     /// Present exactly when `model` is.
     pub rollouts: Option<Rollouts>,
+    /// Train through dfdx's tape on the CPU too, the path a CUDA build always
+    /// takes (`mbrl bench --taped`, and `scripts/gpu-check.sh` on the CPU);
+    /// nothing in the language sets it.
+    pub taped: bool,
 }
 
 impl DqnPlan {
@@ -273,6 +277,7 @@ pub(super) fn compile(graph: &Graph) -> Result<(Schedule, DqnPlan), CompileError
         compat: Compat::named(&graph.run.compat),
         model,
         rollouts,
+        taped: false,
     };
     let every = |f: &str| count(schedule, f).max(1);
     let sched = Schedule {

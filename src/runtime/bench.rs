@@ -21,6 +21,8 @@ pub struct DqnBench {
     pub batch: usize,
     /// Seeds per batched update within a worker.
     pub micro_batch: usize,
+    /// Through dfdx's tape (always so on a CUDA build), not the fused CPU update.
+    pub taped: bool,
 }
 
 pub struct BenchResult {
@@ -44,6 +46,7 @@ impl DqnBench {
             actions: 5,
             batch: 320,
             micro_batch: 1,
+            taped: false,
         }
     }
 
@@ -72,7 +75,7 @@ impl DqnBench {
             let mut groups: Vec<_> = shard
                 .chunks(self.micro_batch.max(1))
                 .map(|seeds| {
-                    let learner = QLearner::new(
+                    let mut learner = QLearner::new(
                         &dev,
                         0,
                         seeds,
@@ -81,6 +84,9 @@ impl DqnBench {
                         Init::Haiku,
                         AdamConfig::young(5e-5),
                     );
+                    if self.taped {
+                        learner.use_taped();
+                    }
                     let rows = random_batch(seeds, self.batch, self.obs_dim, self.actions);
                     (learner, rows)
                 })

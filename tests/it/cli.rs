@@ -641,3 +641,36 @@ fn bench_reports_throughput_against_the_measured_peak() {
         assert!(text.contains("an FMA-only loop reaches"), "{text}");
     }
 }
+
+/// `mbrl bench --taped` trains through dfdx's tape, the path of the CUDA
+/// binary (what `scripts/gpu-check.sh` runs on the CPU), and says so; an
+/// SLBO agent, which has one path, refuses it.
+#[test]
+fn bench_times_the_taped_path_on_request() {
+    let out = mbrl(&[
+        "bench",
+        "--taped",
+        "--seeds",
+        "2",
+        "--threads",
+        "1",
+        "--updates",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(match cfg!(feature = "cuda") {
+            true => "taped on the GPU",
+            false => "taped through dfdx on the CPU",
+        }),
+        "{}",
+        stdout(&out)
+    );
+    let out = mbrl(&["bench", "--taped", "--agent", "slbo_mle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`--taped` applies to Figure 4's agents"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -128,7 +128,7 @@ impl<'p> DqnLearner<'p> {
             },
             _ => Data::Replay(replays()),
         };
-        DqnLearner {
+        let mut learner = DqnLearner {
             plan,
             root_seed: run.root_seed,
             dev: dev.clone(),
@@ -146,6 +146,19 @@ impl<'p> DqnLearner<'p> {
             sample: Sample::default(),
             rows: TdRows::default(),
             q_record: fused::Recorded::default(),
+        };
+        if plan.taped {
+            learner.use_taped();
+        }
+        learner
+    }
+
+    /// Trains Q and the learned model through dfdx's tape from now on, as a
+    /// CUDA build always does ([`DqnPlan::taped`](crate::compile::DqnPlan)).
+    pub fn use_taped(&mut self) {
+        self.q.use_taped();
+        if let Data::Learned { model, .. } = &mut self.data {
+            model.use_taped();
         }
     }
 

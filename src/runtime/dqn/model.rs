@@ -117,8 +117,13 @@ impl LearnedModel {
         Ok(())
     }
 
+    /// Trains through dfdx's tape (always on a CUDA build).
+    pub fn is_taped(&self) -> bool {
+        self.flat.is_none()
+    }
+
     /// Trains through dfdx's tape from now on (tests compare it with the
-    /// fused update).
+    /// fused update; `mbrl bench --taped`).
     pub fn use_taped(&mut self) {
         if let Some(flat) = self.flat.take() {
             for ((net, m), f) in self.nets.iter_mut().zip(&mut self.moments).zip(&flat) {

@@ -253,7 +253,13 @@ impl QLearner {
         }
     }
 
-    /// Runs the taped update from now on (tests compare it with the fused one).
+    /// Trains through dfdx's tape (always on a CUDA build).
+    pub fn is_taped(&self) -> bool {
+        self.flat.is_none()
+    }
+
+    /// Runs the taped update from now on (tests compare it with the fused
+    /// one; `mbrl bench --taped`).
     pub fn use_taped(&mut self) {
         self.networks();
         if let Some(flat) = self.flat.take() {

@@ -236,3 +236,74 @@ fn stale_observations_only_under_young2022() {
         }
     }
 }
+
+/// Every Figure 4 agent on the taped path, the one a CUDA build always
+/// takes: it acts, fits its model and updates Q as the fused CPU path does
+/// (the same parameters within float tolerance after the first updates),
+/// and resumes from its checkpoint exactly.
+#[test]
+fn every_agent_runs_and_resumes_on_the_taped_path() {
+    let rollouts = "planner: model_rollouts { starts: 3, length: 3 steps }";
+    let agents = [
+        ("er", "batch: 6".to_string()),
+        ("perfect_model", rollouts.to_string()),
+        ("simple_model", format!("batch: 4, {rollouts}, model: factored_model {{ hidden: [8] }}")),
+        ("categorical_latent", format!("batch: 4, {rollouts}, model: latent_model {{ latent: categorical, features: 4, width: 3, hidden: [8] }}")),
+        ("gaussian_latent", format!("batch: 4, {rollouts}, model: latent_model {{ latent: gaussian, features: 4, min_std: 0.1, std_act: sigmoid2, hidden: [8] }}")),
+    ];
+    let seeds = [0u64, 1];
+    for (agent, settings) in agents {
+        let plan = plan_of(&format!(
+            "experiment e {{ env: panflute(pipes: 3), agent: {agent} {{ {settings}, {TINY}, learning_starts: 10 steps, steps: 100 steps, eval_every: 50 steps }} }}"
+        ));
+        let fused_plan = dqn(&plan).clone();
+        let taped_plan = crate::compile::DqnPlan {
+            taped: true,
+            ..fused_plan.clone()
+        };
+        let mut fused = learner(&plan, &fused_plan, &seeds);
+        let mut taped = learner(&plan, &taped_plan, &seeds);
+        assert!(taped.q.is_taped() && !fused.q.is_taped() || cfg!(feature = "cuda"));
+        if let super::Data::Learned { model, .. } = &taped.data {
+            assert!(model.is_taped(), "{agent}: the model trains taped too");
+        }
+        let mut sink = losses(seeds.len());
+        for t in 0..13 {
+            fused.advance(t, &mut sink);
+            taped.advance(t, &mut sink);
+        }
+        assert_eq!(taped.q.t, 3, "{agent}: Q trains");
+        for s in 0..seeds.len() {
+            let (a, b) = (
+                fused.q.networks().0.params_of_seed(s),
+                taped.q.networks().0.params_of_seed(s),
+            );
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{agent}: seed {s}: taped and fused Q differ by {worst}"
+            );
+        }
+        // A resumed taped learner continues exactly.
+        let state = taped.save();
+        let mut resumed = learner(&plan, &taped_plan, &seeds);
+        resumed.restore(state).expect("restores");
+        for t in 13..20 {
+            taped.advance(t, &mut sink);
+            resumed.advance(t, &mut sink);
+        }
+        for s in 0..seeds.len() {
+            let q = taped.q.networks().0.params_of_seed(s);
+            assert!(q.iter().all(|x| x.is_finite()), "{agent}: finite Q");
+            assert_eq!(
+                q,
+                resumed.q.networks().0.params_of_seed(s),
+                "{agent}: resumed exactly"
+            );
+        }
+    }
+}
