@@ -46,8 +46,12 @@ for line in sys.stdin:
         continue
     exe = m.get("executable")
     if m.get("reason") == "compiler-artifact" and exe and m.get("profile", {}).get("test"):
-        shutil.copy(exe, sys.argv[1])
-        print("test executable:", exe)
+        # Named by kind and target: lib-mbrl (the library: tensors, learners,
+        # driver), bin-mbrl, test-it (the integration tests).
+        target = m["target"]
+        name = target["kind"][0] + "-" + target["name"]
+        shutil.copy(exe, f"{sys.argv[1]}/{name}")
+        print("test executable:", exe, "->", name)
 ' "$1"
 }
 
@@ -94,7 +98,7 @@ run() {
         mbrl="$root/target/release/mbrl"
         tests_dir="$out/cpu-tests"
         mkdir -p "$tests_dir"
-        cargo test --release --lib --no-run --message-format=json 2>/dev/null | copy_tests "$tests_dir"
+        cargo test --release --lib --bins --tests --no-run --message-format=json 2>/dev/null | copy_tests "$tests_dir"
         seeds=4 updates=3 agent_steps=5
         # The benches train through dfdx's tape, as the CUDA binary always does.
         taped=(--taped)
@@ -112,9 +116,10 @@ run() {
         nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1 || echo "no nvidia-smi"
         echo '```'
     } >"$report"
-    for t in "$tests_dir"/*; do
-        [ -x "$t" ] || continue
-        step "test-$(basename "$t" | cut -d- -f1)" 150 "$t" --test-threads 1
+    # The library's tests first (the GPU numerics: taped updates, learners,
+    # driver), the other test executables last, with what is left.
+    for t in "$tests_dir"/lib-*; do
+        [ -x "$t" ] && step "tests-$(basename "$t")" 150 "$t" --test-threads 1
     done
     step bench-update 60 "$mbrl" bench --seeds "$seeds" --threads 1 --updates "$updates" "${taped[@]}"
     for agent in er perfect_model simple_model gaussian_latent categorical_latent; do
@@ -122,6 +127,12 @@ run() {
     done
     step quickstart 200 "$mbrl" run experiments/quickstart.exp --out "$out/quickstart" --scale "$( [ "${MBRL_GPU_CHECK_CPU:-0}" = 1 ] && echo 0.1 || echo 0.5)"
     step bench-slbo_mle 150 "$mbrl" bench --agent slbo_mle --seeds 2 --threads 1 --stages 1
+    # The integration tests read this checkout and run the binary under test;
+    # the language's snapshot tests (`ui::`) do not involve the device.
+    for t in "$tests_dir"/*; do
+        [ -x "$t" ] && [ "${t##*/lib-}" = "$t" ] || continue
+        MBRL_BIN="$mbrl" MBRL_TEST_ROOT="$root" step "tests-$(basename "$t")" 240 "$t" --skip ui:: --test-threads 2
+    done
     echo "report: $report"
 }
 

@@ -3,9 +3,9 @@
 use std::process::{Command, Output};
 
 pub(crate) fn mbrl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mbrl"))
+    Command::new(crate::bin())
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(crate::root())
         .env("NO_COLOR", "1")
         .output()
         .expect("run mbrl")
@@ -24,7 +24,7 @@ pub(crate) fn stderr(out: &Output) -> String {
 fn stdlib_and_experiments_pass_check() {
     let mut files = Vec::new();
     for dir in ["stdlib", "experiments"] {
-        for entry in std::fs::read_dir(format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+        for entry in std::fs::read_dir(crate::root().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "exp") {
                 files.push(format!(
@@ -367,7 +367,7 @@ fn killed_runs_resume_from_their_last_checkpoint() {
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
     let res = mbrl(&["run", file, "--out", whole.to_str().unwrap()]);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mbrl"))
+    let mut child = Command::new(crate::bin())
         .args([
             "run",
             file,
@@ -586,7 +586,7 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
 /// listed in the README's table.
 #[test]
 fn every_code_is_explained_and_documented() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = crate::root().display().to_string();
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let mut codes = std::collections::BTreeSet::new();
     let mut stack = vec![std::path::PathBuf::from(format!("{root}/src"))];

@@ -234,7 +234,7 @@ fn two_runs_on_one_directory() {
     let slow = TINY.replace("steps: 400 steps", "steps: 20000 steps");
     let case = Case::new("concurrent", &slow);
     let out = case.path("run");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_mbrl"))
+    let mut first = Command::new(crate::bin())
         .args([
             "run",
             &case.file,
@@ -357,7 +357,7 @@ fn limits_instead_of_crashes() {
         "{}",
         stderr(&res)
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mbrl"))
+    let mut child = Command::new(crate::bin())
         .args(["describe", "dqn"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -749,11 +749,7 @@ fn surrogate_gradient_matches_finite_differences() {
 /// The ER agent of fig4's first cell compiles to the reference's sizes and constants.
 #[test]
 fn er_cell_compiles_to_the_reference_plan() {
-    let out = mbrl::check_file(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/fig4.exp")),
-        &[],
-    )
-    .unwrap();
+    let out = mbrl::check_file(&crate::root().join("experiments/fig4.exp"), &[]).unwrap();
     let checked = out.checked.unwrap();
     let exp = &checked.experiments[0];
     let compiled = |cell: usize| compile_cell(exp, cell);
@@ -872,7 +868,7 @@ fn dqn(plan: &mbrl::compile::Plan) -> mbrl::compile::DqnPlan {
 /// 999,000 updates, and its replay holds 100k transitions of 2 x 64 + 3 floats.
 #[test]
 fn cost_of_the_er_cell() {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/fig4.exp"));
+    let path = &crate::root().join("experiments/fig4.exp");
     let checked = mbrl::check_file(path, &[]).unwrap().checked.unwrap();
     let cost = compile_cell(&checked.experiments[0], 0).cost();
     assert_eq!(cost.flops, 8.0 * 320.0 * 93_800.0 * 999_000.0);

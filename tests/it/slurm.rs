@@ -208,7 +208,7 @@ fn a_job_refuses_a_changed_experiment() {
 fn slurm_without_sbatch_writes_the_script() {
     let (dir, file) = setup("no-sbatch", SMALL);
     let job = dir.join("job");
-    let out = Command::new(env!("CARGO_BIN_EXE_mbrl"))
+    let out = Command::new(crate::bin())
         .args([
             "slurm",
             &file,
