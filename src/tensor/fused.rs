@@ -79,6 +79,10 @@ pub struct Scratch {
     d_out: Vec<f32>,
     d_in: Vec<f32>,
     grads: Vec<f32>,
+    /// The layer outputs of no-grad forwards ([`predict`]: acting,
+    /// evaluation, rollouts), apart from the update's: sharing them, the
+    /// update grew back (and zero-filled) what a one-row forward had shrunk.
+    predict: Vec<Vec<f32>>,
 }
 
 /// `c = a b` (`beta` = 1 adds to `c`) for row-major `a: [m, k]` or its
@@ -637,7 +641,7 @@ pub fn predict(
         }
     }
     SCRATCH.with(|scratch| {
-        let acts = &mut scratch.borrow_mut().next;
+        let acts = &mut scratch.borrow_mut().predict;
         for s in 0..n_seeds {
             let input = &x[s * per_seed * d..(s + 1) * per_seed * d];
             forward(
