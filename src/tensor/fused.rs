@@ -192,13 +192,17 @@ pub fn forward(
         // The GEMMs overwrite every element: no need to clear the old ones.
         out.resize(rows * o, 0.0);
         if layer == 0 && is_sparse(x) {
-            let mut by_row = sparse_first_layer(x, weights, bias, rows, i, o);
-            if last {
-                std::mem::swap(out, &mut by_row);
-            } else {
-                transpose(&by_row, rows, o, out);
-                activate(out, activation);
-            }
+            SPARSE.with(|sparse| {
+                let sparse = &mut *sparse.borrow_mut();
+                if last {
+                    kernels::sparse_rows(x, weights, bias, out, &mut sparse.nonzero);
+                } else {
+                    let by_row = grow(&mut sparse.by_row, rows * o);
+                    kernels::sparse_rows(x, weights, bias, by_row, &mut sparse.nonzero);
+                    transpose(by_row, rows, o, out);
+                    activate(out, activation);
+                }
+            });
             continue;
         }
         match (layer == 0, last) {
@@ -236,31 +240,6 @@ pub fn forward(
             false => kernels::bias_activate_features(out, bias, activation),
         }
     }
-}
-
-/// The first layer's `[rows, o]` output `b + sum_c x[r, c] W[c]` over the
-/// nonzero inputs only.
-fn sparse_first_layer(
-    x: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    rows: usize,
-    i: usize,
-    o: usize,
-) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows * o);
-    for _ in 0..rows {
-        out.extend_from_slice(bias);
-    }
-    let mut nonzero = Vec::with_capacity(i);
-    for (x_row, out_row) in x.chunks(i).zip(out.chunks_mut(o)) {
-        nonzero_columns(x_row, &mut nonzero);
-        for &c in &nonzero {
-            let (v, w_row) = (x_row[c], &weights[c * o..(c + 1) * o]);
-            out_row.iter_mut().zip(w_row).for_each(|(y, w)| *y += v * w);
-        }
-    }
-    out
 }
 
 /// `out = a^T` for `a` row-major `[rows, cols]` (`out` is `[cols, rows]`).
@@ -334,19 +313,6 @@ pub fn jvp(
 /// cheaper as a sum of the weight rows it selects than as a GEMM.
 fn is_sparse(x: &[f32]) -> bool {
     x.iter().filter(|v| **v != 0.0).count() * 8 < x.len()
-}
-
-/// The columns of `row` that are nonzero, gathered without a branch per
-/// column (a one-hot row would mispredict at each of its ones).
-fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
-    out.clear();
-    out.resize(row.len() + 1, 0);
-    let mut n = 0;
-    for (c, v) in row.iter().enumerate() {
-        out[n] = c;
-        n += usize::from(*v != 0.0);
-    }
-    out.truncate(n);
 }
 
 /// One seed's TD loss `mean w (Q(s)[a] - (r + discount max Q'(s')))^2` and its
@@ -463,12 +429,18 @@ pub fn backward(
         // dW = input^T d_out.
         let dw = &mut grads[w.clone()];
         let sparse = first && is_sparse(x);
-        if sparse && last {
-            sparse_weight_gradient(x, d_out, i, o, dw);
-        } else if sparse {
-            let mut by_row = vec![0f32; rows * o];
-            transpose(d_out, o, rows, &mut by_row);
-            sparse_weight_gradient(x, &by_row, i, o, dw);
+        if sparse {
+            SPARSE.with(|sparse| {
+                let sparse = &mut *sparse.borrow_mut();
+                let nonzero = &mut sparse.nonzero;
+                if last {
+                    kernels::sparse_weight_gradient(x, d_out, o, dw, nonzero);
+                } else {
+                    let by_row = grow(&mut sparse.by_row, rows * o);
+                    transpose(d_out, o, rows, by_row);
+                    kernels::sparse_weight_gradient(x, by_row, o, dw, nonzero);
+                }
+            });
         } else {
             match (first, last) {
                 (true, true) => matmul(i, rows, o, x, true, d_out, false, dw, false),
@@ -506,20 +478,6 @@ pub fn backward(
     }
 }
 
-/// The first layer's weight gradient `dW[c] = sum_r x[r, c] d[r]` over the
-/// nonzero inputs only (`d` row-major `[rows, o]`).
-fn sparse_weight_gradient(x: &[f32], d: &[f32], i: usize, o: usize, dw: &mut [f32]) {
-    dw.fill(0.0);
-    let mut nonzero = Vec::with_capacity(i);
-    for (x_row, d_row) in x.chunks(i).zip(d.chunks(o)) {
-        nonzero_columns(x_row, &mut nonzero);
-        for &c in &nonzero {
-            let (v, g) = (x_row[c], &mut dw[c * o..(c + 1) * o]);
-            g.iter_mut().zip(d_row).for_each(|(g, d)| *g += v * d);
-        }
-    }
-}
-
 /// The reference Adam (young2022 spec §2) on one seed's flat parameters,
 /// with the same arithmetic as [`crate::tensor::optim::Moments::step`].
 pub fn adam_step(
@@ -545,7 +503,27 @@ pub fn adam_step(
     kernels::adam(k, params, grads, m, v);
 }
 
+/// The sparse first layer's scratch, per worker thread: its row-major
+/// staging (outputs before the transpose to feature-major, output gradients
+/// after it) and a row's nonzero columns. The staging only grows, so that a
+/// small forward never makes the next large one zero-fill it again.
+#[derive(Default)]
+struct Sparse {
+    by_row: Vec<f32>,
+    nonzero: Vec<usize>,
+}
+
+/// The first `n` elements of `buf`, grown (never shrunk) to hold them; their
+/// old values are left for the caller to overwrite.
+fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
+
 thread_local! {
+    static SPARSE: std::cell::RefCell<Sparse> = std::cell::RefCell::new(Sparse::default());
     /// One set of scratch buffers per worker thread: every learner on the
     /// thread reuses them, so they stay in cache from seed to seed.
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());

@@ -211,6 +211,67 @@ widest! {
     }
 }
 
+widest! {
+    /// A first layer on sparse input, row-major: each `[o]` row of `out` is
+    /// `bias` plus `x[r, c] * w[c]` for the nonzero columns `c` of input row
+    /// `r` (`[rows, i]` in `x`, `[i, o]` weights), in column order.
+    /// `nonzero` is scratch (at least `i + 1` long, for no allocation).
+    pub fn sparse_rows(
+        x: &[f32],
+        weights: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+        nonzero: &mut Vec<usize>,
+    ) {
+        let (i, o) = (weights.len() / bias.len().max(1), bias.len());
+        for (x_row, out_row) in x.chunks_exact(i).zip(out.chunks_exact_mut(o)) {
+            out_row.copy_from_slice(bias);
+            nonzero_columns(x_row, nonzero);
+            for &c in nonzero.iter() {
+                let (v, w_row) = (x_row[c], &weights[c * o..(c + 1) * o]);
+                out_row.iter_mut().zip(w_row).for_each(|(y, w)| *y += v * w);
+            }
+        }
+    }
+}
+
+widest! {
+    /// The weight gradient of [`sparse_rows`]: `dw[c] = sum_r x[r, c] d[r]`
+    /// over the rows where `x[r, c]` is nonzero (`dw` overwritten, `[i, o]`;
+    /// `d` row-major `[rows, o]`), row after row.
+    pub fn sparse_weight_gradient(
+        x: &[f32],
+        d: &[f32],
+        o: usize,
+        dw: &mut [f32],
+        nonzero: &mut Vec<usize>,
+    ) {
+        let i = dw.len() / o.max(1);
+        dw.fill(0.0);
+        for (x_row, d_row) in x.chunks_exact(i).zip(d.chunks_exact(o)) {
+            nonzero_columns(x_row, nonzero);
+            for &c in nonzero.iter() {
+                let (v, g) = (x_row[c], &mut dw[c * o..(c + 1) * o]);
+                g.iter_mut().zip(d_row).for_each(|(g, d)| *g += v * d);
+            }
+        }
+    }
+}
+
+/// The columns of `row` that are nonzero, into `out`, gathered without a
+/// branch per column (a one-hot row would mispredict at each of its ones).
+#[inline(always)]
+pub fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
+    out.clear();
+    out.resize(row.len() + 1, 0);
+    let mut n = 0;
+    for (c, v) in row.iter().enumerate() {
+        out[n] = c;
+        n += usize::from(*v != 0.0);
+    }
+    out.truncate(n);
+}
+
 /// Multiplies `d` by the activation's slope, read from its output `y`.
 pub fn activation_backward(d: &mut [f32], y: &[f32], activation: Activation) {
     match activation {

@@ -554,13 +554,16 @@ fn sample_latent(
 ) -> Vec<f32> {
     let p = latent.params_dim();
     let mut out = Vec::with_capacity(params.len() / p * latent.dim());
+    // A group's exponentials, reused from group to group.
+    let mut e = Vec::new();
     for (i, row) in params.chunks(p).enumerate() {
         let rng = &mut rngs[i / per_seed];
         match latent {
             Latent::Categorical { width, .. } => {
                 for logits in row.chunks(width) {
                     let max = logits.iter().cloned().fold(f32::MIN, f32::max);
-                    let e: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+                    e.clear();
+                    e.extend(logits.iter().map(|l| (l - max).exp()));
                     let total: f32 = e.iter().sum();
                     let u = rng.uniform() as f32;
                     let mut acc = 0.0;
