@@ -447,6 +447,48 @@ mod tests {
     /// The vector body and the scalar tail of a kernel give bit-identical
     /// results (so AVX-512, AVX2 and the portable build agree): a long slice
     /// against the same values one at a time, where only scalar code runs.
+    /// The sparse first layer and its weight gradient equal the dense
+    /// products summed in the same (column, then row) order.
+    #[test]
+    fn sparse_kernels_equal_the_dense_products() {
+        let (rows, i, o) = (23, 40, 37);
+        // One-hot groups of 8, and a few other values.
+        let x: Vec<f32> = (0..rows * i)
+            .map(|k| match (k % i) % 8 == (k / i) % 8 {
+                true => 1.0,
+                false if k % 97 == 0 => -0.5,
+                false => 0.0,
+            })
+            .collect();
+        let w: Vec<f32> = (0..i * o).map(|k| (k as f32 * 0.61).sin()).collect();
+        let bias: Vec<f32> = (0..o).map(|k| (k as f32 * 0.3).cos()).collect();
+        let d: Vec<f32> = (0..rows * o).map(|k| (k as f32 * 0.17).cos()).collect();
+        let mut dense = vec![0f32; rows * o];
+        for r in 0..rows {
+            for j in 0..o {
+                let mut y = bias[j];
+                for c in 0..i {
+                    y += x[r * i + c] * w[c * o + j];
+                }
+                dense[r * o + j] = y;
+            }
+        }
+        let (mut out, mut nonzero) = (vec![f32::NAN; rows * o], Vec::new());
+        sparse_rows(&x, &w, &bias, &mut out, &mut nonzero);
+        assert_eq!(out, dense);
+        let mut dense_dw = vec![0f32; i * o];
+        for r in 0..rows {
+            for c in 0..i {
+                for j in 0..o {
+                    dense_dw[c * o + j] += x[r * i + c] * d[r * o + j];
+                }
+            }
+        }
+        let mut dw = vec![f32::NAN; i * o];
+        sparse_weight_gradient(&x, &d, o, &mut dw, &mut nonzero);
+        assert_eq!(dw, dense_dw);
+    }
+
     #[test]
     fn vector_lanes_match_scalar_code_bit_for_bit() {
         let xs: Vec<f32> = (0..4099).map(|i| (i as f32 * 0.37).sin() * 12.0).collect();
