@@ -4,7 +4,7 @@
 # wheels, a stand-in `nvidia-smi` reporting compute capability 9.0 (H100/H200),
 # and link-time stub libraries with the real SONAMEs. The binary needs the
 # real libcuda.so.1, libnvrtc.so.13 and libcublas.so.13 at run time.
-# Usage: scripts/build-cuda.sh [extra cargo args]; output target/release/mbrl.
+# Usage: scripts/build-cuda.sh [--check] [extra cargo args]; output target/release/mbrl.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.cuda"
