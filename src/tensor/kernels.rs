@@ -1,7 +1,8 @@
 //! CPU kernels on plain `f32` slices, shared by the taped networks
 //! ([`crate::tensor::mlp`]) and the fused updates ([`crate::tensor::fused`]):
-//! the hidden activations, their slopes, Adam's elementwise step, and
-//! vectorizing `exp` and `tanh`.
+//! the hidden activations, their slopes, Adam's elementwise step, the
+//! sparse first layer and its weight gradient, and vectorizing `exp` and
+//! `tanh`.
 //!
 //! Every elementwise kernel is written once, as plain scalar Rust, and
 //! [`widest!`] compiles it three times (AVX-512, AVX2 + FMA, the portable
@@ -10,8 +11,8 @@
 //! rounding on every instruction set) and never left to contraction, so every variant gives
 //! bit-identical results: the choice changes speed, never numbers.
 //!
-//! Invariants: no dfdx, no allocation; each kernel touches only the slices
-//! it is given.
+//! Invariants: no dfdx, no allocation (but for the sparse kernels' reused
+//! column list growing); each kernel touches only the slices it is given.
 
 /// Defines `fn NAME(args)` from a scalar body, compiled for AVX-512
 /// (`avx512f`, 16 lanes), for AVX2 + FMA (8 lanes) and for the build's
@@ -215,7 +216,8 @@ widest! {
     /// A first layer on sparse input, row-major: each `[o]` row of `out` is
     /// `bias` plus `x[r, c] * w[c]` for the nonzero columns `c` of input row
     /// `r` (`[rows, i]` in `x`, `[i, o]` weights), in column order.
-    /// `nonzero` is scratch (at least `i + 1` long, for no allocation).
+    /// `nonzero` is the caller's scratch, kept between calls (it allocates
+    /// only when a row is longer than any before).
     pub fn sparse_rows(
         x: &[f32],
         weights: &[f32],
@@ -261,7 +263,7 @@ widest! {
 /// The columns of `row` that are nonzero, into `out`, gathered without a
 /// branch per column (a one-hot row would mispredict at each of its ones).
 #[inline(always)]
-pub fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
+fn nonzero_columns(row: &[f32], out: &mut Vec<usize>) {
     out.clear();
     out.resize(row.len() + 1, 0);
     let mut n = 0;
@@ -444,9 +446,6 @@ mod tests {
         assert!((z[3] as f64 - (-1e-3f64).exp_m1()).abs() < 1.2e-7);
     }
 
-    /// The vector body and the scalar tail of a kernel give bit-identical
-    /// results (so AVX-512, AVX2 and the portable build agree): a long slice
-    /// against the same values one at a time, where only scalar code runs.
     /// The sparse first layer and its weight gradient equal the dense
     /// products summed in the same (column, then row) order.
     #[test]
@@ -489,6 +488,9 @@ mod tests {
         assert_eq!(dw, dense_dw);
     }
 
+    /// The vector body and the scalar tail of a kernel give bit-identical
+    /// results (so AVX-512, AVX2 and the portable build agree): a long slice
+    /// against the same values one at a time, where only scalar code runs.
     #[test]
     fn vector_lanes_match_scalar_code_bit_for_bit() {
         let xs: Vec<f32> = (0..4099).map(|i| (i as f32 * 0.37).sin() * 12.0).collect();
