@@ -13,6 +13,12 @@
 //!   losses, checkpoints, resume) runs one learner per agent kind;
 //! - `report`: run directories (manifest, metrics) and plots.
 //!
+//! Beside them, `kinds`: the registry of agent kinds (`dqn`, `slbo`,
+//! `random`), one folder per kind with its schema entry, check rules,
+//! lowering, typed plan and learner. The stages know no kind by name: they
+//! look the agent's constructor up there, and each kind's code uses the
+//! stages' building blocks.
+//!
 //! Below them, the building blocks every stage may use: `schema` (the
 //! registry of block kinds and fields), `diagnostics`, `source`, `stdlib`,
 //! `envs` (seed-batched environments), `tensor` (numeric kernels on dfdx)
@@ -25,6 +31,7 @@ pub mod compile;
 pub mod diagnostics;
 pub mod envs;
 pub mod graph;
+pub mod kinds;
 pub mod report;
 pub mod resolve;
 pub mod runtime;

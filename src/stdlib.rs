@@ -20,3 +20,17 @@ pub fn source(module: &str) -> Option<&'static str> {
 pub fn names() -> impl Iterator<Item = &'static str> {
     MODULES.iter().map(|(name, _)| *name)
 }
+
+/// The stdlib module that defines the agent `name` (`agent NAME = ...` or
+/// `agent NAME(...) = ...` at the start of a line).
+pub fn module_defining(name: &str) -> Option<&'static str> {
+    MODULES.iter().find_map(|(module, text)| {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("agent "))
+            .any(|rest| {
+                rest.strip_prefix(name)
+                    .is_some_and(|tail| tail.starts_with([' ', '(', '=']))
+            })
+            .then_some(*module)
+    })
+}

@@ -30,7 +30,7 @@ pub fn loss_fits(ev: &mut Evaluator, agent: &Obj, model: &Obj, loss: &Obj) {
         ("latent_model", l) => l == "latent_kl",
         ("factored_model", l) => l == "mle",
         ("dynamics", "latent_kl") => false,
-        ("dynamics", "value_aware") => agent.ctor.name == "slbo",
+        ("dynamics", "value_aware") => crate::kinds::of(agent).has_value_function(),
         ("dynamics", _) => true,
         _ => true,
     };

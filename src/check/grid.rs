@@ -6,10 +6,11 @@ use std::rc::Rc;
 
 use crate::check::eval::{Assign, Evaluator, Scope};
 use crate::check::value::{Obj, Value};
-use crate::check::{agents, rules, Cell, CheckedExperiment};
+use crate::check::{rules, Cell, CheckedExperiment};
 use crate::diagnostics::{did_you_mean, Code, Diag};
+use crate::kinds;
 use crate::resolve::OverrideTarget;
-use crate::schema::{self, Kind, Ty};
+use crate::schema::{self, Kind, Ty, REFERENCE_LINES};
 use crate::source::Span;
 use crate::syntax::ast;
 
@@ -485,7 +486,7 @@ fn cells<'p>(
                 .unwrap_or_else(|| env_ref.ctor.default_int(name))
         };
         let spaces = spaces_fn(&get);
-        let nets = agents::nets(&agent, &spaces);
+        let nets = kinds::of(&agent).nets(&agent, &spaces);
         rules::cell_rules(ev, &agent, &env, &spaces, &nets);
         cells.push(Cell {
             index,
@@ -645,12 +646,14 @@ fn report_rules(ev: &mut Evaluator, report: &Obj, cells: &[Cell]) {
                 ev.diags.push(diag);
                 continue;
             }
-            if ["random", "optimum"].contains(&name.as_str()) {
+            if REFERENCE_LINES.contains(&name.as_str()) {
                 continue;
             }
             let msg = format!("`{name}` is not a reference line");
-            let help = did_you_mean(name, ["random", "optimum"])
-                .unwrap_or_else(|| "the reference lines are `random` and `optimum`".into());
+            let help = did_you_mean(name, REFERENCE_LINES).unwrap_or_else(|| {
+                let [a, b] = REFERENCE_LINES;
+                format!("the reference lines are `{a}` and `{b}`")
+            });
             ev.diags
                 .push(Diag::error(Code::UnknownName, msg, item.span, "not a line").with_help(help));
         }
@@ -696,26 +699,15 @@ fn scored_by(cell: &Cell) -> &'static str {
 /// A compatibility mode reproduces one codebase's quirks: it must name the
 /// codebase of some cell's agent, or it changes nothing.
 fn compat_used(ev: &mut Evaluator, compat: &str, span: Span, cells: &[Cell]) {
-    if compat == "vaslbo" {
-        let mle = cells.iter().find_map(|c| {
-            c.agent
-                .obj("model_loss")
-                .filter(|l| c.agent.ctor.name == "slbo" && l.ctor.name == "mle")
-                .map(|_| c.agent.clone())
-        });
-        if let Some(agent) = mle {
-            let msg = "`compat: vaslbo` cannot run SLBO's `mle` loss: the released code's mle mode crashes before its first model step (vaslbo spec §9.1)";
-            let diag = Diag::error(Code::UnsupportedValue, msg, span, "the released code")
-                .with_label(agent.span_of("model_loss"), "mle loss")
-                .with_help("remove `compat` to run the intended MLE loss (spec §4.2)");
-            ev.diags.push(diag);
-        }
-    }
-    let agent = match compat {
-        "young2022" => "dqn",
-        "vaslbo" => "slbo",
-        _ => return,
+    let refusal = cells
+        .iter()
+        .find_map(|c| kinds::of(&c.agent).compat_refusal(compat, span, &c.agent));
+    ev.diags.extend(refusal);
+    // The kind whose reference codebase the mode reproduces.
+    let Some(kind) = kinds::all().find(|k| k.codebase() == Some(compat)) else {
+        return;
     };
+    let agent = kind.schema().name;
     if cells.iter().any(|c| c.agent.ctor.name == agent) {
         return;
     }
@@ -735,7 +727,7 @@ fn update_batch_warning(ev: &mut Evaluator, axes: &[Axis], cells: &[Cell]) {
     };
     let mut seen: Vec<(String, i64)> = Vec::new();
     for cell in cells {
-        let Some(batch) = agents::q_update_batch(&cell.agent) else {
+        let Some(batch) = kinds::of(&cell.agent).q_update_batch(&cell.agent) else {
             continue;
         };
         if !seen.iter().any(|(label, _)| *label == cell.agent.label) {

@@ -12,12 +12,11 @@
 //! [`CheckedExperiment`] can only be constructed here, and it is what `graph`
 //! requires.
 
-mod agents;
-mod common;
-mod eval;
+pub(crate) mod common;
+pub(crate) mod eval;
 mod grid;
 mod rules;
-mod shapes;
+pub(crate) mod shapes;
 mod value;
 
 use std::collections::HashSet;
@@ -71,12 +70,12 @@ pub struct Cell {
 impl Cell {
     /// Env steps one seed takes.
     pub fn env_steps(&self) -> u64 {
-        agents::budget(&self.agent).0
+        crate::kinds::of(&self.agent).budget(&self.agent).0
     }
 
     /// Gradient updates of the main learner for one seed.
     pub fn updates(&self) -> u64 {
-        agents::budget(&self.agent).1
+        crate::kinds::of(&self.agent).budget(&self.agent).1
     }
 
     pub fn label(&self) -> String {

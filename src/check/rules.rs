@@ -1,16 +1,16 @@
 //! Cross-field rules: what a careful researcher would want caught before a
 //! run starts. Block rules need only the agent; cell rules also see the env.
 
-use crate::check::agents;
 use crate::check::eval::Evaluator;
 use crate::check::shapes::Net;
 use crate::check::value::Obj;
 use crate::diagnostics::{Code, Diag};
+use crate::kinds::{self, Actions};
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 
 /// Rules on an agent (and its nested blocks) that hold in any env.
 pub fn block_rules(ev: &mut Evaluator, agent: &Obj) {
-    agents::rules(ev, agent);
+    kinds::of(agent).rules(ev, agent);
     eval_interval(ev, agent);
 }
 
@@ -18,19 +18,36 @@ pub fn block_rules(ev: &mut Evaluator, agent: &Obj) {
 pub fn cell_rules(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces, nets: &[Net]) {
     block_rules(ev, agent);
     let fits = |needed| match needed {
-        "discrete" => matches!(spaces.action, ActionSpace::Discrete(_)),
-        _ => matches!(spaces.action, ActionSpace::Continuous(_)),
+        Actions::Discrete => matches!(spaces.action, ActionSpace::Discrete(_)),
+        Actions::Continuous => matches!(spaces.action, ActionSpace::Continuous(_)),
+        Actions::Any => true,
     };
-    if let Some(needed) = agents::needs_actions(agent).filter(|n| !fits(*n)) {
+    let needed = kinds::of(agent).actions();
+    if !fits(needed) {
         let msg = format!(
-            "`{}` needs {needed} actions, but `{}` has {}",
+            "`{}` needs {} actions, but `{}` has {}",
             agent.ctor.name,
+            needed.name(),
             env.label,
             spaces.action.describe()
         );
+        // The kinds that act in this env's actions.
+        let other = |acts: Actions| {
+            let names: Vec<String> = kinds::all()
+                .filter(|k| k.actions() == acts)
+                .map(|k| format!("`{}`", k.schema().name))
+                .collect();
+            names.join(" or ")
+        };
         let help = match needed {
-            "discrete" => "use `slbo` on continuous-control envs",
-            _ => "use a `dqn` agent on the grid worlds",
+            Actions::Discrete => format!(
+                "use {} on continuous-control envs",
+                other(Actions::Continuous)
+            ),
+            _ => format!(
+                "use a {} agent on the grid worlds",
+                other(Actions::Discrete)
+            ),
         };
         let diag = Diag::error(
             Code::ActionSpace,
@@ -151,7 +168,7 @@ fn episodic_only(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces)
 
 /// Declared `input`/`output` sizes must match the inferred ones.
 fn declared_shapes(ev: &mut Evaluator, agent: &Obj, env: &Obj, spaces: &EnvSpaces, nets: &[Net]) {
-    for (field, role) in agents::declared_nets(agent) {
+    for (field, role) in kinds::of(agent).declared_nets() {
         let (Some(model), Some(net)) = (agent.obj(field), nets.iter().find(|n| n.role == *role))
         else {
             continue;

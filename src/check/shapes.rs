@@ -37,7 +37,7 @@ impl Net {
     }
 }
 
-pub(super) fn net(role: &'static str, model: &Obj, input: usize, output: usize) -> Net {
+pub(crate) fn net(role: &'static str, model: &Obj, input: usize, output: usize) -> Net {
     let hidden = model.ints("hidden").unwrap_or_default();
     Net {
         role,

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::compile::{self, AgentPlan};
+use crate::compile;
+use crate::kinds::dqn::DqnPlan;
 use crate::runtime::bench::{q_update_flops, DqnBench};
 use crate::runtime::driver::{Point, Session, EVAL};
 use crate::runtime::peak::Peak;
@@ -72,7 +73,7 @@ const ALL_AGENTS: [&str; 9] = [
 pub fn run(args: &BenchArgs) -> u8 {
     if args.all {
         for agent in ALL_AGENTS {
-            let slbo = agent.starts_with("slbo");
+            let slbo = is_slbo(agent);
             let args = BenchArgs {
                 seeds: match slbo {
                     true => args.slbo_seeds,
@@ -190,6 +191,12 @@ fn nominal_ghz() -> Option<f64> {
     Some(mhz / 1e3)
 }
 
+/// Whether `agent` is one of the `slbo` stdlib module's agents (timed per
+/// stage on MBBL Pendulum) rather than one of Figure 4's.
+fn is_slbo(agent: &str) -> bool {
+    crate::stdlib::module_defining(agent).is_some_and(|m| m != "young2022")
+}
+
 /// A young2022 agent: env steps per second for all seeds together, between
 /// the end of a 50-step warm-up (replay filling, first updates) and the end
 /// of the run. An SLBO agent (`slbo_*`): seconds per stage for all seeds at
@@ -198,7 +205,7 @@ fn nominal_ghz() -> Option<f64> {
 /// first stage.
 fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     const WARMUP: u64 = 50;
-    let slbo = agent.starts_with("slbo");
+    let slbo = is_slbo(agent);
     if slbo && args.taped {
         return Err(format!(
             "`--taped` applies to Figure 4's agents; `{agent}` has no taped path"
@@ -236,7 +243,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         false => {
             plan.schedule.eval_every = WARMUP;
             plan.schedule.units = WARMUP + args.steps;
-            if let AgentPlan::Dqn(dqn) = &mut plan.agent {
+            if let Some(dqn) = plan.agent.get_mut::<DqnPlan>() {
                 dqn.learning_starts = WARMUP / 2;
                 dqn.taped = args.taped;
             }
@@ -279,7 +286,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         }
     }
     outln!("  {}", breakdown(busy));
-    if let AgentPlan::Dqn(dqn) = &plan.agent {
+    if let Some(dqn) = plan.agent.get::<DqnPlan>() {
         let rows = dqn.rollouts.map_or(dqn.batch, |r| r.starts * r.length);
         let updates = (n_seeds as u64 * args.steps * dqn.updates_per_step) as f64;
         let flops = q_update_flops(&dqn.q_dims, rows, dqn.rollouts.is_some()) * updates;

@@ -22,7 +22,7 @@ pub fn run(args: &EvalArgs) -> u8 {
     let mut evaluated = 0;
     for exp in &checked.experiments {
         for cell in &exp.cells {
-            if cell.agent.ctor.name != "random" {
+            if crate::kinds::of(&cell.agent).trains() {
                 outln!(
                     "{} [{}]: skipped, `{}` must train first",
                     exp.name,

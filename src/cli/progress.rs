@@ -31,7 +31,7 @@ const WRITE_EVERY_S: f64 = 30.0;
 pub struct Progress {
     n_seeds: usize,
     steps: u64,
-    metrics: &'static [&'static str],
+    metrics: Vec<&'static str>,
     label: String,
     /// The step and time of the last line printed (unknown when resuming).
     last: Mutex<Option<(u64, Instant)>>,

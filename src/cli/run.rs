@@ -405,7 +405,7 @@ fn references(plans: &[Plan], lines: &[String]) -> Result<Vec<Vec<(String, f64)>
         let mut levels = Vec::new();
         for line in lines {
             match line.as_str() {
-                "random" => {
+                crate::kinds::random::NAME => {
                     let (_, values) = evaluate_random(plan)?;
                     levels.push((line.clone(), super::mean_sd(&values).0));
                 }

@@ -6,7 +6,7 @@ use crate::envs::{buttongrid, opengrid, panflute, procmaze, EnvConfig, Task};
 use crate::graph::Node;
 
 /// What the protocol scores per eval env.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum EvalMetric {
     /// The truncated episode return: no reset after the terminal step, whose reward counts.
     EpisodeReturn,
@@ -18,7 +18,7 @@ pub enum EvalMetric {
 
 /// The evaluation protocol: per seed, `envs` fresh eval envs run the
 /// policy for `steps` steps; the seed's score is the mean of their metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Protocol {
     pub envs: usize,
     pub steps: usize,

@@ -4,26 +4,21 @@
 //! graph's nodes and their settings (never the checked cell), resolves the
 //! env configuration, the evaluation protocol, the compatibility mode and
 //! `--scale`, and produces a [`Plan`]: the seeds, the env, the protocol, the
-//! driver's [`Schedule`] and one agent plan per agent kind. It also says what
-//! a plan will cost ([`Plan::cost`]), from the sizes it will run at.
+//! driver's [`Schedule`] and the agent's typed plan, which the agent's kind
+//! ([`crate::kinds`]) compiles from its nodes. It also says what a plan will
+//! cost ([`Plan::cost`]), from the sizes it will run at.
 //!
 //! Invariants: reads [`crate::graph::Graph`] only; knows the env and tensor
-//! building blocks' configuration types but runs nothing; one function per
-//! agent kind (`dqn`, `random`, `slbo`).
+//! building blocks' configuration types but runs nothing; knows no agent
+//! kind by name (the graph's kind is looked up in the registry).
 
-mod dqn;
 mod env;
-pub mod slbo;
 
 use crate::envs::EnvConfig;
 use crate::graph::{Graph, Node};
 
-pub use dqn::{
-    Compat, DqnPlan, Exploration, Latent, LearnedPlan, ModelKind, ModelLoss, ModelPlan, ObsHead,
-    Rollouts,
-};
+pub use crate::kinds::AgentPlan;
 pub use env::{EvalMetric, Protocol};
-pub use slbo::SlboPlan;
 
 /// Why a cell cannot be compiled.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -68,17 +63,6 @@ pub struct Plan {
     pub agent: AgentPlan,
 }
 
-/// The agent kinds the runtime has a learner for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AgentPlan {
-    /// Uniform random actions: the floor every curve is read against.
-    Random,
-    /// The Young et al. DQN family.
-    Dqn(Box<DqnPlan>),
-    /// SLBO with its model losses.
-    Slbo(Box<SlboPlan>),
-}
-
 /// What a plan will compute and hold, for one seed.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cost {
@@ -94,32 +78,10 @@ pub fn compile(graph: &Graph, scale: f64) -> Result<Plan, CompileError> {
     let env_node = need(graph, "env")?;
     let env = env::config(env_node)?;
     let protocol = env::protocol(need(graph, "evaluator")?, env_node);
-    let (schedule, agent) = match graph.agent {
-        "dqn" => {
-            let (schedule, plan) = dqn::compile(graph)?;
-            (schedule, AgentPlan::Dqn(Box::new(plan)))
-        }
-        "random" => {
-            let s = need(graph, "schedule")?;
-            let schedule = Schedule {
-                units: count(s, "steps"),
-                steps_per_unit: 1,
-                eval_every: count(s, "eval_every").max(1),
-                save_every: count(s, "eval_every").max(1),
-                eval_at_start: false,
-            };
-            (schedule, AgentPlan::Random)
-        }
-        "slbo" => {
-            let (schedule, plan) = slbo::compile(graph)?;
-            (schedule, AgentPlan::Slbo(Box::new(plan)))
-        }
-        other => {
-            return Err(CompileError::Incomplete {
-                what: format!("agent kind `{other}`"),
-            })
-        }
-    };
+    let kind = crate::kinds::lookup(graph.agent).map_err(|err| CompileError::Incomplete {
+        what: format!("registered agent kind ({err})"),
+    })?;
+    let (schedule, agent) = kind.compile(graph)?;
     Ok(Plan {
         root_seed: graph.run.root_seed,
         seeds: (0..graph.run.seeds).collect(),
@@ -142,34 +104,19 @@ fn scaled(schedule: Schedule, scale: f64) -> Schedule {
 
 impl Plan {
     /// Names of the metrics the plan's learner reports, `eval` first.
-    pub fn metrics(&self) -> &'static [&'static str] {
-        match &self.agent {
-            AgentPlan::Random => &["eval"],
-            AgentPlan::Dqn(_) => dqn::METRICS,
-            AgentPlan::Slbo(plan) => slbo::metrics(&plan.loss),
-        }
+    pub fn metrics(&self) -> Vec<&'static str> {
+        self.agent.metrics()
     }
 
     /// Compute and memory of one seed.
     pub fn cost(&self) -> Cost {
-        match &self.agent {
-            AgentPlan::Random => Cost::default(),
-            AgentPlan::Dqn(plan) => dqn::cost(plan, &self.schedule),
-            AgentPlan::Slbo(plan) => slbo::cost(plan, &self.schedule),
-        }
+        self.agent.cost(&self.schedule)
     }
 
     /// `(learning_starts, gradient updates per env step)`: how a plot's
     /// `x: updates` reads an env step.
     pub fn updates_per_step(&self) -> (u64, f64) {
-        match &self.agent {
-            AgentPlan::Random => (0, 0.0),
-            AgentPlan::Dqn(p) => (p.learning_starts, p.updates_per_step as f64),
-            AgentPlan::Slbo(p) => {
-                let per_stage = p.iters * (p.model_iters + p.policy_iters);
-                (0, per_stage as f64 / p.steps_per_stage.max(1) as f64)
-            }
-        }
+        self.agent.updates_per_step()
     }
 
     /// Env steps one seed takes.
@@ -190,14 +137,20 @@ pub fn total_cost(plans: &[Plan]) -> Cost {
     }
 }
 
+/// A value's canonical text: its fields by name with their values (RON),
+/// the same for equal values on every build; what identities hash.
+pub fn canonical<T: serde::Serialize>(value: &T) -> String {
+    ron::to_string(value).unwrap_or_else(|err| unreachable!("plans serialize to RON: {err}"))
+}
+
 /// The node playing `role`.
-fn need<'g>(graph: &'g Graph, role: &str) -> Result<&'g Node, CompileError> {
+pub fn need<'g>(graph: &'g Graph, role: &str) -> Result<&'g Node, CompileError> {
     graph.find(role).ok_or_else(|| CompileError::Incomplete {
         what: format!("`{role}` node"),
     })
 }
 
 /// A count attribute `check` has validated as a non-negative integer.
-fn count(node: &Node, attr: &str) -> u64 {
+pub fn count(node: &Node, attr: &str) -> u64 {
     node.int(attr).unwrap_or(0).max(0) as u64
 }

@@ -12,7 +12,7 @@
 //! never petgraph's index types. Builds from a [`CheckedExperiment`] only;
 //! knows the language's values, not the runtime's types.
 
-mod lower;
+pub mod lower;
 
 use std::fmt::Write as _;
 
@@ -197,7 +197,7 @@ impl Graph {
         }
     }
 
-    fn add(
+    pub fn add(
         &mut self,
         kind: NodeKind,
         role: &'static str,
@@ -227,7 +227,7 @@ impl Graph {
             .collect()
     }
 
-    fn connect(&mut self, from: NodeId, to: NodeId, what: &str, shape: &[String]) {
+    pub fn connect(&mut self, from: NodeId, to: NodeId, what: &str, shape: &[String]) {
         self.inner.add_edge(
             from.0,
             to.0,

@@ -383,7 +383,7 @@ mod tests {
             ],
             report,
             updates: vec![(50, 2.0); 4],
-            references: vec![vec![("random".to_string(), 0.1)]; 4],
+            references: vec![vec![(crate::kinds::random::NAME.to_string(), 0.1)]; 4],
             metrics: vec![vec!["eval".to_string()]; 4],
             part: None,
             finished: true,

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::runtime::dqn::q::QLearner;
+use crate::kinds::dqn::learner::q::QLearner;
 use crate::runtime::shard;
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::losses::TdRows;

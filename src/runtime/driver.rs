@@ -641,7 +641,7 @@ impl<A: Agent> Worker<'_, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::dqn::tests::plan_of;
+    use crate::kinds::dqn::learner::tests::plan_of;
     use crate::runtime::evaluate::RandomPolicy;
 
     /// A learner that records the units it is asked to advance and reports

@@ -8,7 +8,6 @@
 //! Invariants: pure data and pure functions. No IO, no diagnostics, nothing
 //! about syntax.
 
-mod agents;
 mod envs;
 mod misc;
 mod models;
@@ -331,12 +330,30 @@ impl Ctor {
 }
 
 /// Every constructor, across all kinds.
+/// Every constructor, across all kinds. The agents' come from the registry
+/// of agent kinds ([`crate::kinds`]), each kind's from its own folder.
 pub fn ctors() -> impl Iterator<Item = &'static Ctor> {
     envs::CTORS
         .iter()
         .chain(models::CTORS)
-        .chain(agents::CTORS)
+        .chain(crate::kinds::all().map(|kind| kind.schema()))
         .chain(misc::CTORS)
+}
+
+/// The reference lines a report can draw: the `random` agent's score (named
+/// after its kind) and the env's known optimum.
+pub const REFERENCE_LINES: [&str; 2] = [crate::kinds::random::NAME, "optimum"];
+
+/// The `eval_every` field of the agents that count it in env steps.
+pub const fn eval_every(default: i64) -> Field {
+    Field::new(
+        "eval_every",
+        Ty::Int,
+        Default::Int(default),
+        "env steps between evaluations",
+    )
+    .unit(Unit::Steps)
+    .min(1.0)
 }
 
 pub fn ctor(kind: Kind, name: &str) -> Option<&'static Ctor> {

@@ -9,7 +9,7 @@ use crate::tensor::kernels;
 pub use crate::tensor::kernels::Activation;
 use crate::tensor::{Dev, T2, T3};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Init {
     /// Haiku's default: `TruncatedNormal(-2, 2) / sqrt(fan_in)`, biases 0 (young2022 spec §2).
     Haiku,

@@ -10,7 +10,7 @@ use dfdx::prelude::*;
 use crate::tensor::mlp::{load_into, Mlp};
 use crate::tensor::Dev;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct AdamConfig {
     pub lr: f64,
     pub b1: f64,

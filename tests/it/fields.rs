@@ -203,8 +203,8 @@ fn every_accepted_field_takes_effect_or_is_refused() {
 }
 
 /// A 4-16-16-3 Q learner, seeded.
-fn learner(dev: &Dev, seeds: &[u64]) -> mbrl::runtime::dqn::q::QLearner {
-    mbrl::runtime::dqn::q::QLearner::new(
+fn learner(dev: &Dev, seeds: &[u64]) -> mbrl::kinds::dqn::learner::q::QLearner {
+    mbrl::kinds::dqn::learner::q::QLearner::new(
         dev,
         5,
         seeds,
@@ -277,7 +277,7 @@ fn double_dqn_targets_use_the_online_argmax() {
 /// random action (possibly the greedy one), else the argmax.
 #[test]
 fn epsilon_greedy_picks_uniformly_with_probability_epsilon() {
-    use mbrl::runtime::dqn::q::epsilon_greedy_actions;
+    use mbrl::kinds::dqn::learner::q::epsilon_greedy_actions;
     let values: Vec<f32> = [0.1f32, -0.4, 0.9, 0.3].repeat(20_000);
     let n = 20_000;
     for epsilon in [0.0, 0.3, 1.0] {
@@ -341,8 +341,8 @@ fn q_inits_follow_their_definitions() {
 /// Weighted alone it trains the encoder and nothing else, and it falls.
 #[test]
 fn the_posterior_entropy_term_trains_the_encoder_only() {
-    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss};
-    use mbrl::runtime::dqn::model::LearnedModel;
+    use mbrl::kinds::dqn::learner::model::LearnedModel;
+    use mbrl::kinds::dqn::{Latent, LearnedPlan, ModelKind, ModelLoss};
     let dev = Dev::default();
     let seeds = [0u64, 1];
     let latents = [

@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 
-use mbrl::runtime::dqn::q::QLearner;
+use mbrl::kinds::dqn::learner::q::QLearner;
 use mbrl::runtime::shard;
 use mbrl::seeds::{Purpose, Stream};
 use mbrl::tensor::losses::{td_loss, TdRows};
@@ -788,12 +788,12 @@ fn er_cell_compiles_to_the_reference_plan() {
     assert_eq!((plan.rollouts, plan.model.clone()), (None, None));
     assert_eq!(
         plan.exploration,
-        mbrl::compile::Exploration::Softmax { temperature: 0.1 }
+        mbrl::kinds::dqn::Exploration::Softmax { temperature: 0.1 }
     );
     assert!(plan.use_target && !plan.double_dqn);
-    assert_eq!(plan.compat, mbrl::compile::Compat::named("young2022"));
+    assert_eq!(plan.compat, mbrl::kinds::dqn::Compat::named("young2022"));
     // The perfect-model agent (cell 6) rolls out 32 stored states for 10 steps.
-    use mbrl::compile::{Exploration, Latent, ModelKind, ModelPlan, ObsHead, Rollouts};
+    use mbrl::kinds::dqn::{Exploration, Latent, ModelKind, ModelPlan, ObsHead, Rollouts};
     let perfect = dqn(&compiled(6));
     let dyna = Some(Rollouts {
         starts: 32,
@@ -857,11 +857,11 @@ fn compile_cell(exp: &mbrl::check::CheckedExperiment, cell: usize) -> mbrl::comp
 }
 
 /// The DQN part of a compiled plan.
-fn dqn(plan: &mbrl::compile::Plan) -> mbrl::compile::DqnPlan {
-    match &plan.agent {
-        mbrl::compile::AgentPlan::Dqn(p) => (**p).clone(),
-        other => panic!("not a DQN plan: {other:?}"),
-    }
+fn dqn(plan: &mbrl::compile::Plan) -> mbrl::kinds::dqn::DqnPlan {
+    plan.agent
+        .get::<mbrl::kinds::dqn::DqnPlan>()
+        .unwrap_or_else(|| panic!("not a DQN plan: {:?}", plan.agent))
+        .clone()
 }
 
 /// `mbrl check --cost`: ER on ProcMaze g=4 costs 8 x 320 x 93,800 FLOP per update for
@@ -957,8 +957,8 @@ pub(crate) fn model_sample(
 /// bit-identical whether it trains alone or beside another seed.
 #[test]
 fn learned_models_fit_and_each_seed_trains_alone() {
-    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
-    use mbrl::runtime::dqn::model::LearnedModel;
+    use mbrl::kinds::dqn::learner::model::LearnedModel;
+    use mbrl::kinds::dqn::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
     let dev = mbrl::tensor::device().unwrap();
     let kinds = [
         ModelKind::Factored {
@@ -1038,8 +1038,8 @@ fn learned_models_fit_and_each_seed_trains_alone() {
 /// parameters for every learned model, and a checkpoint restores exactly.
 #[test]
 fn fused_model_update_matches_the_taped_update() {
-    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
-    use mbrl::runtime::dqn::model::LearnedModel;
+    use mbrl::kinds::dqn::learner::model::LearnedModel;
+    use mbrl::kinds::dqn::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
     let dev = Dev::default();
     let kinds = [
         ModelKind::Factored {
@@ -1202,8 +1202,8 @@ fn fused_matches_taped(double_dqn: bool) {
 /// every head but the encoder) exactly as it was.
 #[test]
 fn the_posterior_kl_term_does_not_train_the_prior() {
-    use mbrl::compile::{Latent, LearnedPlan, ModelKind, ModelLoss};
-    use mbrl::runtime::dqn::model::LearnedModel;
+    use mbrl::kinds::dqn::learner::model::LearnedModel;
+    use mbrl::kinds::dqn::{Latent, LearnedPlan, ModelKind, ModelLoss};
     let dev = Dev::default();
     let seeds = [0u64, 1];
     for kind in [

@@ -12,7 +12,7 @@
 
 use dfdx::prelude::*;
 
-use crate::compile::Exploration;
+use crate::kinds::dqn::Exploration;
 use crate::seeds::Stream;
 use crate::tensor::fused;
 use crate::tensor::kernels::argmax;

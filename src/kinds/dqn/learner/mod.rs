@@ -17,8 +17,9 @@ pub mod q;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use crate::compile::{DqnPlan, ModelPlan, Plan};
+use crate::compile::Plan;
 use crate::envs::{Actions, Batch, EnvConfig, EnvSnapshot, Layout};
+use crate::kinds::dqn::{DqnPlan, Metric, ModelPlan};
 use crate::runtime::driver::{self, Agent, Learner, Losses};
 use crate::runtime::evaluate::{ActionBuf, Policy};
 use crate::runtime::phases::{self, Phase};
@@ -32,10 +33,6 @@ use crate::tensor::Dev;
 use data::{Data, DataState, RolloutSources, StateBuffer};
 use model::{BitSampling, LearnedModel};
 use q::{explore, QLearner, QState};
-
-/// Indices of the metrics a DQN learner reports ([`crate::compile::Plan::metrics`]).
-const Q_LOSS: usize = 1;
-const MODEL_LOSS: usize = 2;
 
 /// A compiled DQN cell, as the driver builds it.
 pub struct Dqn<'p> {
@@ -154,7 +151,7 @@ impl<'p> DqnLearner<'p> {
     }
 
     /// Trains Q and the learned model through dfdx's tape from now on, as a
-    /// CUDA build always does ([`DqnPlan::taped`](crate::compile::DqnPlan)).
+    /// CUDA build always does ([`DqnPlan::taped`](crate::kinds::dqn::DqnPlan::taped)).
     pub fn use_taped(&mut self) {
         self.q.use_taped();
         if let Data::Learned { model, .. } = &mut self.data {
@@ -225,7 +222,7 @@ impl<'p> DqnLearner<'p> {
         let q_losses = phases::time(Phase::QUpdate, || {
             self.q.update_recorded(&self.rows, recorded)
         });
-        losses.add(Q_LOSS, &q_losses);
+        losses.add(Metric::QLoss.index(), &q_losses);
     }
 
     /// Q's training batch from its data source: a replay sample, true-env
@@ -271,7 +268,7 @@ impl<'p> DqnLearner<'p> {
                 let model_losses = phases::time(Phase::ModelUpdate, || {
                     model.update(dev, &self.sample, n, self.q.t, model_rngs)
                 });
-                losses.add(MODEL_LOSS, &model_losses);
+                losses.add(Metric::ModelLoss.index(), &model_losses);
                 self.rows = phases::time(Phase::Data, || {
                     let d = plan.obs_dim;
                     let starts = data::start_rows(&self.sample.obs, d, plan.batch, r.starts);

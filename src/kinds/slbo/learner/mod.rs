@@ -20,9 +20,9 @@ pub mod policy;
 mod tests;
 pub mod trpo;
 
-use crate::compile::slbo::{metric, Noise, SlboPlan, Start};
 use crate::compile::Plan;
 use crate::envs::{self, Actions, Batch, EnvConfig, EnvSnapshot, Layout};
+use crate::kinds::slbo::{Metric, Noise, SlboPlan, Start};
 use crate::runtime::driver::{self, Agent, Learner, Losses};
 use crate::runtime::evaluate::{ActionBuf, Policy as EvalPolicy};
 use crate::runtime::phases::{self, Phase};
@@ -556,24 +556,22 @@ impl Learner for SlboLearner<'_> {
 /// The stage's means, per seed, to the driver (a metric only when every
 /// seed has one).
 fn report_stage(reports: &[StageReport], losses: &mut Losses) {
-    let mut add = |metric: usize, f: &dyn Fn(&StageReport) -> (f64, f64)| {
+    let mut add = |metric: Metric, f: &dyn Fn(&StageReport) -> (f64, f64)| {
         let values: Vec<(f64, f64)> = reports.iter().map(f).collect();
         if values.iter().all(|(_, n)| *n > 0.0) {
             let means: Vec<f32> = values.iter().map(|(sum, n)| (sum / n) as f32).collect();
-            losses.add(metric, &means);
+            losses.add(metric.index(), &means);
         }
     };
-    add(metric::MODEL_LOSS, &|r| (r.model_loss, r.model_steps));
-    add(metric::MODEL_TERM, &|r| (r.model_term, r.model_steps));
-    add(metric::MODEL_REG, &|r| (r.model_reg, r.model_steps));
-    add(metric::VALUE_LOSS, &|r| (r.value_loss, r.fits));
-    add(metric::POLICY_KL, &|r| (r.kl, r.accepted));
-    add(metric::POLICY_ENTROPY, &|r| (r.entropy, r.trpo_steps));
-    add(metric::SURROGATE_GAIN, &|r| (r.gain, r.trpo_steps));
-    add(metric::VIRTUAL_RETURN, &|r| {
-        (r.virtual_return, r.trpo_steps)
-    });
-    add(metric::TRAIN_RETURN, &|r| (r.train_return, r.episodes));
+    add(Metric::ModelLoss, &|r| (r.model_loss, r.model_steps));
+    add(Metric::ModelTerm, &|r| (r.model_term, r.model_steps));
+    add(Metric::ModelReg, &|r| (r.model_reg, r.model_steps));
+    add(Metric::ValueLoss, &|r| (r.value_loss, r.fits));
+    add(Metric::PolicyKl, &|r| (r.kl, r.accepted));
+    add(Metric::PolicyEntropy, &|r| (r.entropy, r.trpo_steps));
+    add(Metric::SurrogateGain, &|r| (r.gain, r.trpo_steps));
+    add(Metric::VirtualReturn, &|r| (r.virtual_return, r.trpo_steps));
+    add(Metric::TrainReturn, &|r| (r.train_return, r.episodes));
 }
 
 /// The policies of a group over its eval envs: samples (with the eval

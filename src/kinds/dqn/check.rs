@@ -7,7 +7,7 @@ use crate::check::common::{
 };
 use crate::check::eval::Evaluator;
 use crate::check::shapes::{net, Net};
-use crate::check::value::Obj;
+use crate::check::Obj;
 use crate::diagnostics::{Code, Diag};
 use crate::schema::{ActionSpace, EnvSpaces};
 

@@ -1,10 +1,8 @@
-//! Lowering a checked cell to its dataflow graph: one function per agent
-//! kind, each placing every field the runtime reads on the node it
-//! configures. Shared here: the env (with its inferred spaces), the
-//! evaluator and the conversion of field values to attributes.
-
-mod dqn;
-mod slbo;
+//! Lowering a checked cell to its dataflow graph: the env node (with its
+//! inferred spaces) here, then the agent's kind ([`crate::kinds`]) adds its
+//! nodes, placing every field the runtime reads on the node it configures.
+//! Also the helpers the kinds lower with: the schedule, the evaluator,
+//! network nodes and the conversion of field values to attributes.
 
 use crate::check::{Cell, CheckedExperiment, Net, Obj, Value};
 use crate::graph::{Attr, Graph, NodeId, NodeKind, RunAttrs};
@@ -29,32 +27,8 @@ pub fn lower(exp: &CheckedExperiment, cell: &Cell) -> Graph {
     let mut g = Graph::new(title, cell.agent.ctor.name, run);
     let s = format!("S={}", exp.seeds);
     let env = env_node(&mut g, cell);
-    match cell.agent.ctor.name {
-        "dqn" => dqn::lower(&mut g, cell, env, &s),
-        "slbo" => slbo::lower(&mut g, cell, env, &s),
-        _ => random(&mut g, cell, env, &s),
-    }
+    crate::kinds::of(&cell.agent).lower(&mut g, cell, env, &s);
     g
-}
-
-/// The random agent: uniform actions, evaluated every `eval_every` steps.
-fn random(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
-    let a = &cell.agent;
-    schedule(g, a, &["steps", "eval_every"]);
-    let policy = g.add(
-        NodeKind::Policy,
-        "policy",
-        "uniform",
-        "random actions",
-        Vec::new(),
-    );
-    g.connect(
-        policy,
-        env,
-        "action",
-        &[s.to_string(), "1".into(), act_dim(cell)],
-    );
-    evaluator(g, a, policy, s, "uniform actions");
 }
 
 /// The env with every field and the spaces `check` inferred.
@@ -88,7 +62,7 @@ fn env_node(g: &mut Graph, cell: &Cell) -> NodeId {
 }
 
 /// The loop's node: the agent's budget and timing fields.
-fn schedule(g: &mut Graph, agent: &Obj, names: &[&'static str]) -> NodeId {
+pub fn schedule(g: &mut Graph, agent: &Obj, names: &[&'static str]) -> NodeId {
     let attrs = pick(agent, names);
     let detail = format!("{} loop", agent.ctor.name);
     g.add(
@@ -101,7 +75,7 @@ fn schedule(g: &mut Graph, agent: &Obj, names: &[&'static str]) -> NodeId {
 }
 
 /// The evaluation protocol, fed by `policy`.
-fn evaluator(g: &mut Graph, agent: &Obj, policy: NodeId, s: &str, acts: &str) {
+pub fn evaluator(g: &mut Graph, agent: &Obj, policy: NodeId, s: &str, acts: &str) {
     let Some(eval) = agent.obj("eval") else {
         return;
     };
@@ -124,29 +98,29 @@ fn evaluator(g: &mut Graph, agent: &Obj, policy: NodeId, s: &str, acts: &str) {
 /// The network `check` inferred for `role`.
 /// Shapes along a cell's edges: `[S, dims...]`; `act` is the action count
 /// (discrete) or dimension (continuous).
-struct Shapes<'a> {
-    s: &'a str,
-    obs: String,
-    act: String,
+pub struct Shapes<'a> {
+    pub s: &'a str,
+    pub obs: String,
+    pub act: String,
 }
 
 impl Shapes<'_> {
-    fn of(&self, dims: &[&str]) -> Vec<String> {
+    pub fn of(&self, dims: &[&str]) -> Vec<String> {
         std::iter::once(self.s.to_string())
             .chain(dims.iter().map(|d| d.to_string()))
             .collect()
     }
 
-    fn params(&self) -> Vec<String> {
+    pub fn params(&self) -> Vec<String> {
         vec![self.s.to_string(), "params".into()]
     }
 }
 
-fn find<'c>(cell: &'c Cell, role: &str) -> Option<&'c Net> {
+pub fn find<'c>(cell: &'c Cell, role: &str) -> Option<&'c Net> {
     cell.nets.iter().find(|n| n.role == role)
 }
 
-fn act_dim(cell: &Cell) -> String {
+pub fn act_dim(cell: &Cell) -> String {
     match cell.spaces.action {
         ActionSpace::Discrete(_) => "1".to_string(),
         ActionSpace::Continuous(d) => d.to_string(),
@@ -154,7 +128,7 @@ fn act_dim(cell: &Cell) -> String {
 }
 
 /// A network node: its layer sizes and its block's settings.
-fn net_node(g: &mut Graph, role: &'static str, net: &Net, block_of: Option<&Obj>) -> NodeId {
+pub fn net_node(g: &mut Graph, role: &'static str, net: &Net, block_of: Option<&Obj>) -> NodeId {
     let mut dims = vec![net.input];
     dims.extend(&net.hidden);
     dims.push(net.output);
@@ -181,14 +155,14 @@ fn net_node(g: &mut Graph, role: &'static str, net: &Net, block_of: Option<&Obj>
 }
 
 /// A block's constructor and every field with a plain value.
-fn block(obj: &Obj) -> Vec<(&'static str, Attr)> {
+pub fn block(obj: &Obj) -> Vec<(&'static str, Attr)> {
     let mut attrs = vec![("ctor", Attr::Text(obj.ctor.name.to_string()))];
     attrs.extend(fields(obj));
     attrs
 }
 
 /// Every field of `obj` with a plain value (blocks it refers to are nodes of their own).
-fn fields(obj: &Obj) -> Vec<(&'static str, Attr)> {
+pub fn fields(obj: &Obj) -> Vec<(&'static str, Attr)> {
     obj.fields
         .iter()
         .filter_map(|(k, v)| attr(&v.value).map(|a| (*k, a)))
@@ -196,7 +170,7 @@ fn fields(obj: &Obj) -> Vec<(&'static str, Attr)> {
 }
 
 /// The named fields of `obj` that it has, in the order given.
-fn pick(obj: &Obj, names: &[&'static str]) -> Vec<(&'static str, Attr)> {
+pub fn pick(obj: &Obj, names: &[&'static str]) -> Vec<(&'static str, Attr)> {
     names
         .iter()
         .filter_map(|n| obj.get(n).and_then(|f| attr(&f.value)).map(|a| (*n, a)))

@@ -2,10 +2,10 @@
 //! batches (ER), rollouts of the true env from stored states (the perfect
 //! model), or rollouts of a learned model fitted to replay.
 
-use crate::compile::DqnPlan;
 use crate::envs::{Actions, Batch, EnvSnapshot, EnvState};
-use crate::runtime::dqn::model::LearnedModel;
-use crate::runtime::dqn::q::{explore, QLearner};
+use crate::kinds::dqn::learner::model::LearnedModel;
+use crate::kinds::dqn::learner::q::{explore, QLearner};
+use crate::kinds::dqn::DqnPlan;
 use crate::runtime::replay::{Replay, Sample};
 use crate::seeds::Stream;
 use crate::tensor::fused;

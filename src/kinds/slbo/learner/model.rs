@@ -8,9 +8,9 @@
 //! Invariants: the value-aware loss's gradient reaches the model through V's
 //! input and never V's parameters; every draw comes from the caller's streams.
 
-use crate::compile::slbo::{DynamicsPlan, Predicts, SlboAdam, SlboLoss};
-use crate::runtime::slbo::buffer::Sequences;
-use crate::runtime::slbo::net::{Net, Pass};
+use crate::kinds::slbo::learner::buffer::Sequences;
+use crate::kinds::slbo::learner::net::{Net, Pass};
+use crate::kinds::slbo::{DynamicsPlan, Predicts, SlboAdam, SlboLoss};
 use crate::seeds::Stream;
 use crate::tensor::slbo::Normalizer;
 

@@ -3,8 +3,8 @@
 //! without a target network), rollout weights, and the stale-observation
 //! quirk under `compat: young2022` only.
 
-use crate::compile::{self, AgentPlan, Plan};
-use crate::runtime::dqn::DqnLearner;
+use crate::compile::{self, Plan};
+use crate::kinds::dqn::learner::DqnLearner;
 use crate::runtime::driver::{Learner, Losses};
 use crate::source::Origin;
 use crate::tensor::device;
@@ -25,15 +25,14 @@ pub(crate) fn plan_of(experiment: &str) -> Plan {
     compile::compile(&crate::graph::cell_graph(exp, &exp.cells[0]), 1.0).expect("compiles")
 }
 
-fn learner<'p>(plan: &Plan, dqn: &'p crate::compile::DqnPlan, seeds: &[u64]) -> DqnLearner<'p> {
+fn learner<'p>(plan: &Plan, dqn: &'p crate::kinds::dqn::DqnPlan, seeds: &[u64]) -> DqnLearner<'p> {
     DqnLearner::new(plan, dqn, seeds, &device().expect("cpu"))
 }
 
-fn dqn(plan: &Plan) -> &crate::compile::DqnPlan {
-    match &plan.agent {
-        AgentPlan::Dqn(d) => d,
-        other => panic!("not DQN: {other:?}"),
-    }
+fn dqn(plan: &Plan) -> &crate::kinds::dqn::DqnPlan {
+    plan.agent
+        .get()
+        .unwrap_or_else(|| panic!("not DQN: {:?}", plan.agent))
 }
 
 fn losses(seeds: usize) -> Losses {
@@ -257,7 +256,7 @@ fn every_agent_runs_and_resumes_on_the_taped_path() {
             "experiment e {{ env: panflute(pipes: 3), agent: {agent} {{ {settings}, {TINY}, learning_starts: 10 steps, steps: 100 steps, eval_every: 50 steps }} }}"
         ));
         let fused_plan = dqn(&plan).clone();
-        let taped_plan = crate::compile::DqnPlan {
+        let taped_plan = crate::kinds::dqn::DqnPlan {
             taped: true,
             ..fused_plan.clone()
         };

@@ -3,7 +3,7 @@
 //! §2.1), on the fused CPU kernels: no-grad passes, forward passes that keep
 //! their activations, and backward passes with the input's gradient.
 
-use crate::compile::slbo::{NetPlan, SlboAdam};
+use crate::kinds::slbo::{NetPlan, SlboAdam};
 use crate::tensor::fused::{self, Layout};
 use crate::tensor::kernels::Activation;
 use crate::tensor::mlp::{Mlp, NetId};

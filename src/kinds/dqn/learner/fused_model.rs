@@ -9,7 +9,7 @@
 //! (tests compare the two) from the same random draws; a seed reads and
 //! writes only its own slices.
 
-use crate::compile::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
+use crate::kinds::dqn::{Latent, LearnedPlan, ModelKind, ModelLoss, ObsHead};
 use crate::tensor::dist::{inverse_cdf, HALF_LN_2PI};
 use crate::tensor::fused::{self, FlatNet};
 

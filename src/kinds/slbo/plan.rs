@@ -7,7 +7,7 @@ use crate::graph::{Graph, Node};
 use crate::tensor::mlp::{Activation, Init};
 
 /// A network's sizes and settings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct NetPlan {
     /// `[in, hidden..., out]`.
     pub dims: Vec<usize>,
@@ -18,14 +18,14 @@ pub struct NetPlan {
 }
 
 /// The Gaussian policy: a mean network and a state-independent log-std.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PolicyPlan {
     pub mean: NetPlan,
     pub init_std: f64,
 }
 
 /// What the dynamics network's output means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Predicts {
     /// The state delta in diff-normalized units: `s' = s + out sigma_d + mu_d`.
     Delta,
@@ -34,7 +34,7 @@ pub enum Predicts {
 }
 
 /// The deterministic dynamics model (vaslbo spec §2.1).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DynamicsPlan {
     pub net: NetPlan,
     pub predicts: Predicts,
@@ -45,7 +45,7 @@ pub struct DynamicsPlan {
 }
 
 /// The model loss (vaslbo spec §4), over sequences of `horizon` steps.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum SlboLoss {
     /// The SLBO multi-step loss: per step the L2 norm (or with `squared` its
     /// square) of the diff-normalized delta error, summed (or averaged, `mean`)
@@ -76,7 +76,7 @@ impl SlboLoss {
 }
 
 /// Adam (TF defaults) with an L2 regulariser and global-norm clipping.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct SlboAdam {
     pub lr: f64,
     pub b1: f64,
@@ -88,7 +88,7 @@ pub struct SlboAdam {
 }
 
 /// TRPO, GAE and the value fit (vaslbo spec §3).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct TrpoPlan {
     pub max_kl: f64,
     pub cg_iters: usize,
@@ -108,7 +108,7 @@ pub struct TrpoPlan {
 }
 
 /// Exploration noise added to the policy's samples when collecting real data.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Noise {
     /// Ornstein-Uhlenbeck: `x += theta (mu - x) + sigma N(0, I)`, one process per seed.
     Ou {
@@ -120,7 +120,7 @@ pub enum Noise {
 }
 
 /// Where virtual episodes start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Start {
     /// States drawn from the real env's reset distribution.
     Reset,
@@ -129,7 +129,7 @@ pub enum Start {
 }
 
 /// The released code's behaviour where it differs and still runs (vaslbo spec §9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SlboCompat {
     /// GAE bootstraps a mid-buffer timeout with V of the next row's state (§9.8).
     pub next_row_bootstrap: bool,
@@ -138,7 +138,7 @@ pub struct SlboCompat {
 }
 
 /// An SLBO cell.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SlboPlan {
     pub obs_dim: usize,
     pub act_dim: usize,
@@ -346,89 +346,45 @@ fn trpo_plan(t: &Node) -> TrpoPlan {
     }
 }
 
-/// Metric names of an SLBO learner, `eval` first: the model loss minimized,
-/// its raw term, the model's L2 regulariser, V's loss after each fit, the
-/// accepted TRPO steps' KL, the policy's (limited) entropy, the surrogate's
-/// gain, and the mean return of virtual and of real training episodes.
-pub fn metrics(loss: &SlboLoss) -> &'static [&'static str] {
-    match loss {
-        SlboLoss::MultiStep { .. } => METRICS_MULTI_STEP,
-        SlboLoss::Mle { .. } => METRICS_MLE,
-        SlboLoss::ValueAware { squared: false, .. } => METRICS_VA_L1,
-        SlboLoss::ValueAware { squared: true, .. } => METRICS_VA_L2,
+crate::kinds::metrics! {
+    /// The metrics an SLBO learner reports, in column order: the model loss
+    /// minimized, its raw term (named by the loss, [`SlboPlan::metric_names`]),
+    /// the model's L2 regulariser, V's loss after each fit, the accepted TRPO
+    /// steps' KL, the policy's (limited) entropy, the surrogate's gain, and
+    /// the mean return of virtual and of real training episodes.
+    pub enum Metric {
+        ModelLoss = "model_loss",
+        ModelTerm = "model_term",
+        ModelReg = "model_reg",
+        ValueLoss = "value_loss",
+        PolicyKl = "policy_kl",
+        PolicyEntropy = "policy_entropy",
+        SurrogateGain = "surrogate_gain",
+        VirtualReturn = "virtual_return",
+        TrainReturn = "train_return",
     }
 }
 
-/// Indices into [`metrics`].
-pub mod metric {
-    pub const MODEL_LOSS: usize = 1;
-    pub const MODEL_TERM: usize = 2;
-    pub const MODEL_REG: usize = 3;
-    pub const VALUE_LOSS: usize = 4;
-    pub const POLICY_KL: usize = 5;
-    pub const POLICY_ENTROPY: usize = 6;
-    pub const SURROGATE_GAIN: usize = 7;
-    pub const VIRTUAL_RETURN: usize = 8;
-    pub const TRAIN_RETURN: usize = 9;
+impl SlboLoss {
+    /// The column of the loss's raw term.
+    pub fn term_name(&self) -> &'static str {
+        match self {
+            SlboLoss::MultiStep { .. } => "model_multi_step",
+            SlboLoss::Mle { .. } => "model_mse",
+            SlboLoss::ValueAware { squared: false, .. } => "model_va_l1",
+            SlboLoss::ValueAware { squared: true, .. } => "model_va_l2",
+        }
+    }
 }
 
-const REST: [&str; 7] = [
-    "model_reg",
-    "value_loss",
-    "policy_kl",
-    "policy_entropy",
-    "surrogate_gain",
-    "virtual_return",
-    "train_return",
-];
-const METRICS_MULTI_STEP: &[&str] = &[
-    "eval",
-    "model_loss",
-    "model_multi_step",
-    REST[0],
-    REST[1],
-    REST[2],
-    REST[3],
-    REST[4],
-    REST[5],
-    REST[6],
-];
-const METRICS_MLE: &[&str] = &[
-    "eval",
-    "model_loss",
-    "model_mse",
-    REST[0],
-    REST[1],
-    REST[2],
-    REST[3],
-    REST[4],
-    REST[5],
-    REST[6],
-];
-const METRICS_VA_L1: &[&str] = &[
-    "eval",
-    "model_loss",
-    "model_va_l1",
-    REST[0],
-    REST[1],
-    REST[2],
-    REST[3],
-    REST[4],
-    REST[5],
-    REST[6],
-];
-const METRICS_VA_L2: &[&str] = &[
-    "eval",
-    "model_loss",
-    "model_va_l2",
-    REST[0],
-    REST[1],
-    REST[2],
-    REST[3],
-    REST[4],
-    REST[5],
-    REST[6],
-];
+impl SlboPlan {
+    /// The metric columns, `eval` first, the raw term named by the loss.
+    pub fn metric_names(&self) -> Vec<&'static str> {
+        let mut names = Metric::NAMES.to_vec();
+        names[Metric::ModelTerm.index()] = self.loss.term_name();
+        names
+    }
+}
 
 /// Multiply-adds of one forward pass of `dims` for one row.
 fn macs(dims: &[usize]) -> f64 {

@@ -14,9 +14,11 @@
 
 use dfdx::prelude::*;
 
-use crate::compile::{Exploration, Latent, LearnedPlan, ModelKind, ObsHead, Rollouts};
-use crate::runtime::dqn::fused_model::{self, CONTINUATION, ENCODER, OBS, REWARD, TRANSITION};
-use crate::runtime::dqn::q::{explore, QLearner};
+use crate::kinds::dqn::learner::fused_model::{
+    self, CONTINUATION, ENCODER, OBS, REWARD, TRANSITION,
+};
+use crate::kinds::dqn::learner::q::{explore, QLearner};
+use crate::kinds::dqn::{Exploration, Latent, LearnedPlan, ModelKind, ObsHead, Rollouts};
 use crate::runtime::replay::Sample;
 use crate::seeds::Stream;
 use crate::tensor::dist::{

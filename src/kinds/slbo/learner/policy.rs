@@ -2,9 +2,9 @@
 //! the normalized state and a state-independent log-std; sampling, its
 //! parameters as one flat vector for TRPO, and the policy evaluations use.
 
-use crate::compile::slbo::PolicyPlan;
-use crate::runtime::slbo::model::Norms;
-use crate::runtime::slbo::net::Net;
+use crate::kinds::slbo::learner::model::Norms;
+use crate::kinds::slbo::learner::net::Net;
+use crate::kinds::slbo::PolicyPlan;
 use crate::seeds::Stream;
 use crate::tensor::mlp::NetId;
 use crate::tensor::Dev;

@@ -7,11 +7,18 @@ use crate::graph::{Graph, Node};
 use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;
 
-/// The metrics a DQN learner reports, `eval` first.
-pub const METRICS: &[&str] = &["eval", "q_loss", "model_loss"];
+crate::kinds::metrics! {
+    /// The metrics a DQN learner reports, in column order.
+    pub enum Metric {
+        /// Q's mean TD loss over the interval's updates.
+        QLoss = "q_loss",
+        /// The learned model's mean loss (empty without one).
+        ModelLoss = "model_loss",
+    }
+}
 
 /// The reference's quirks that change results (young2022 spec §8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Compat {
     /// After a terminal step, act from the old episode's last observation (quirk 1).
     pub stale_obs_after_reset: bool,
@@ -31,7 +38,7 @@ impl Compat {
 }
 
 /// How actions are chosen from Q's values when acting and in rollouts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Exploration {
     /// `a ~ softmax(Q / temperature)`.
     Softmax { temperature: f64 },
@@ -41,14 +48,14 @@ pub enum Exploration {
 
 /// Q's training data from model rollouts: `starts` start states x `length`
 /// steps per update (young2022 spec §3.2-3.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Rollouts {
     pub starts: usize,
     pub length: usize,
 }
 
 /// The model Q's rollouts run in.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum ModelPlan {
     /// The env itself from stored states (the perfect model, spec §3.2).
     TrueEnv,
@@ -57,7 +64,7 @@ pub enum ModelPlan {
 }
 
 /// A learned model: its networks, its loss and its optimizer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LearnedPlan {
     pub kind: ModelKind,
     pub obs_dim: usize,
@@ -72,7 +79,7 @@ pub struct LearnedPlan {
     pub continuation_weights: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum ModelKind {
     /// Reward, continuation and next-obs MLPs on `[obs, one_hot(a)]` (spec §3.3).
     Factored { obs: ObsHead },
@@ -80,7 +87,7 @@ pub enum ModelKind {
     Latent(Latent),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum ObsHead {
     /// Per-bit logits; rollouts sample bits.
     Bernoulli,
@@ -88,7 +95,7 @@ pub enum ObsHead {
     Gaussian,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Latent {
     /// `features` one-hot features of `width` classes, straight-through samples.
     Categorical { features: usize, width: usize },
@@ -119,7 +126,7 @@ impl Latent {
 }
 
 /// Weights of the model loss's terms.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ModelLoss {
     pub reward: f32,
     pub continuation: f32,
@@ -161,7 +168,7 @@ impl LearnedPlan {
 
 /// A DQN cell: Q trained on replay (ER, spec §3.1), on true-env rollouts
 /// (§3.2) or on learned-model rollouts (§3.3-3.4).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DqnPlan {
     /// The size of an observation.
     pub obs_dim: usize,

@@ -18,7 +18,7 @@ pub(super) fn lower(g: &mut Graph, cell: &Cell, env: NodeId, s: &str) {
     let sh = Shapes {
         s,
         obs: cell.spaces.obs_dim.to_string(),
-        act: super::act_dim(cell),
+        act: crate::graph::lower::act_dim(cell),
     };
     let (Some(p), Some(v), Some(m)) = (
         find(cell, "policy"),

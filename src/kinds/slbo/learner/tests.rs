@@ -4,16 +4,16 @@
 //! differences, the value-aware loss leaving V alone, refits every
 //! `value_refit_every` model steps, and the normalizers' inverse.
 
-use crate::compile::slbo::{DynamicsPlan, NetPlan, Predicts, SlboLoss, SlboPlan, TrpoPlan};
-use crate::compile::{AgentPlan, Plan};
-use crate::runtime::dqn::tests::plan_of;
+use crate::compile::Plan;
+use crate::kinds::dqn::learner::tests::plan_of;
+use crate::kinds::slbo::learner::buffer::Sequences;
+use crate::kinds::slbo::learner::model::{Dynamics, Norms, Value};
+use crate::kinds::slbo::learner::net::Net;
+use crate::kinds::slbo::learner::policy::Policy;
+use crate::kinds::slbo::learner::trpo::{self, Batch};
+use crate::kinds::slbo::learner::{Ctx, SlboLearner, StageReport};
+use crate::kinds::slbo::{DynamicsPlan, NetPlan, Predicts, SlboLoss, SlboPlan, TrpoPlan};
 use crate::runtime::driver::{Learner, Losses};
-use crate::runtime::slbo::buffer::Sequences;
-use crate::runtime::slbo::model::{Dynamics, Norms, Value};
-use crate::runtime::slbo::net::Net;
-use crate::runtime::slbo::policy::Policy;
-use crate::runtime::slbo::trpo::{self, Batch};
-use crate::runtime::slbo::{Ctx, SlboLearner, StageReport};
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::mlp::{Activation, Init, NetId};
 use crate::tensor::{device, Dev};
@@ -28,10 +28,9 @@ fn trpo_plan() -> TrpoPlan {
 }
 
 fn slbo(plan: &Plan) -> &SlboPlan {
-    match &plan.agent {
-        AgentPlan::Slbo(p) => p,
-        other => panic!("not SLBO: {other:?}"),
-    }
+    plan.agent
+        .get()
+        .unwrap_or_else(|| panic!("not SLBO: {:?}", plan.agent))
 }
 
 /// Conjugate gradient solves a symmetric positive-definite system.
@@ -89,7 +88,7 @@ fn gae_matches_a_hand_computed_case() {
 /// A small policy with random parameters and a batch for it.
 fn policy_and_batch(seed: u64) -> (Policy, Vec<f32>, Vec<f32>, Vec<f32>) {
     let dev = Dev::default();
-    let plan = crate::compile::slbo::PolicyPlan {
+    let plan = crate::kinds::slbo::PolicyPlan {
         mean: NetPlan {
             dims: vec![3, 8, 8, 2],
             activation: Activation::Tanh,
@@ -458,7 +457,7 @@ fn value_aware_gradients_reach_the_model_and_never_v() {
         net: Net::new(&dev, 3, 0, NetId(12), &plan.net),
     };
     let before = model.net.params.clone();
-    let opt = crate::compile::slbo::SlboAdam {
+    let opt = crate::kinds::slbo::SlboAdam {
         lr: 1e-3,
         b1: 0.9,
         b2: 0.999,
@@ -565,6 +564,6 @@ fn stages_are_batch_invariant_and_resume_exactly() {
 }
 
 /// A seed's state as bytes, for comparisons.
-fn serde_json_like(seed: &crate::runtime::slbo::SeedState) -> Vec<u8> {
+fn serde_json_like(seed: &crate::kinds::slbo::learner::SeedState) -> Vec<u8> {
     bincode::serialize(seed).unwrap()
 }

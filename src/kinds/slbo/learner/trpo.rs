@@ -4,9 +4,9 @@
 //! Hessian, exact at the old policy), conjugate gradient, and the
 //! backtracking line search under the KL bound.
 
-use crate::compile::slbo::TrpoPlan;
-use crate::runtime::slbo::net::Pass;
-use crate::runtime::slbo::policy::Policy;
+use crate::kinds::slbo::learner::net::Pass;
+use crate::kinds::slbo::learner::policy::Policy;
+use crate::kinds::slbo::TrpoPlan;
 use crate::tensor::fused;
 use crate::tensor::gaussian::{kl, limited_entropy, log_density};
 

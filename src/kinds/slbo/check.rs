@@ -4,7 +4,7 @@
 use crate::check::common::{ignored, loss_fits, mlp_init, role, unsupported, within};
 use crate::check::eval::Evaluator;
 use crate::check::shapes::{net, Net};
-use crate::check::value::Obj;
+use crate::check::Obj;
 use crate::diagnostics::{Code, Diag};
 use crate::schema::{ActionSpace, EnvSpaces};
 
