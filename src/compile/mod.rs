@@ -77,7 +77,7 @@ pub struct Cost {
 pub fn compile(graph: &Graph, scale: f64) -> Result<Plan, CompileError> {
     let env_node = need(graph, "env")?;
     let env = env::config(env_node)?;
-    let protocol = env::protocol(need(graph, "evaluator")?, env_node);
+    let protocol = env::protocol(need(graph, "evaluator")?, env_node)?;
     let kind = crate::kinds::lookup(graph.agent).map_err(|err| CompileError::Incomplete {
         what: format!("registered agent kind ({err})"),
     })?;
@@ -150,7 +150,53 @@ pub fn need<'g>(graph: &'g Graph, role: &str) -> Result<&'g Node, CompileError> 
     })
 }
 
-/// A count attribute `check` has validated as a non-negative integer.
-pub fn count(node: &Node, attr: &str) -> u64 {
-    node.int(attr).unwrap_or(0).max(0) as u64
+/// Reads a node's settings for a plan. `check` gives every field of a
+/// block a value (the one set, or the schema's default) and lowering puts
+/// each on its node, so a setting that is missing, or is not one of the
+/// values a plan knows, is a compile error naming it: a default is written
+/// in the schema only, never a second time here.
+pub trait Settings {
+    fn need_int(&self, attr: &str) -> Result<i64, CompileError>;
+    /// A count `check` has validated as a non-negative integer.
+    fn need_count(&self, attr: &str) -> Result<u64, CompileError> {
+        Ok(self.need_int(attr)?.max(0) as u64)
+    }
+    fn need_float(&self, attr: &str) -> Result<f64, CompileError>;
+    fn need_flag(&self, attr: &str) -> Result<bool, CompileError>;
+    fn need_text(&self, attr: &str) -> Result<&str, CompileError>;
+    /// The value of an enum setting among `choices`.
+    fn need_choice<T: Copy>(&self, attr: &str, choices: &[(&str, T)]) -> Result<T, CompileError> {
+        let text = self.need_text(attr)?;
+        choices
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| CompileError::Incomplete {
+                what: format!("plan for `{attr}: {text}`"),
+            })
+    }
+}
+
+impl Settings for Node {
+    fn need_int(&self, attr: &str) -> Result<i64, CompileError> {
+        self.int(attr).ok_or_else(|| missing(self, attr))
+    }
+
+    fn need_float(&self, attr: &str) -> Result<f64, CompileError> {
+        self.float(attr).ok_or_else(|| missing(self, attr))
+    }
+
+    fn need_flag(&self, attr: &str) -> Result<bool, CompileError> {
+        self.bool(attr).ok_or_else(|| missing(self, attr))
+    }
+
+    fn need_text(&self, attr: &str) -> Result<&str, CompileError> {
+        self.text(attr).ok_or_else(|| missing(self, attr))
+    }
+}
+
+fn missing(node: &Node, attr: &str) -> CompileError {
+    CompileError::Incomplete {
+        what: format!("`{attr}` on its `{}` node", node.role),
+    }
 }

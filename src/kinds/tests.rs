@@ -8,7 +8,7 @@ use std::sync::Once;
 
 use crate::check::eval::Evaluator;
 use crate::check::{Cell, Net, Obj};
-use crate::compile::{self, count, need, CompileError, Cost, Plan, Schedule};
+use crate::compile::{self, need, CompileError, Cost, Plan, Schedule, Settings};
 use crate::diagnostics::{Code, Diag};
 use crate::envs::Layout;
 use crate::graph::lower::{evaluator, pick, schedule};
@@ -128,14 +128,14 @@ impl AgentKind for Toy {
         let s = need(graph, "schedule")?;
         let policy = need(graph, "policy")?;
         let schedule = Schedule {
-            units: count(s, "steps"),
+            units: s.need_count("steps")?,
             steps_per_unit: 1,
-            eval_every: count(s, "eval_every").max(1),
-            save_every: count(s, "eval_every").max(1),
+            eval_every: s.need_count("eval_every")?.max(1),
+            save_every: s.need_count("eval_every")?.max(1),
             eval_at_start: false,
         };
         let plan = ToyPlan {
-            action: count(policy, "action") as usize,
+            action: policy.need_count("action")? as usize,
         };
         Ok((schedule, AgentPlan::new(plan)))
     }

@@ -63,13 +63,12 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub fn from_name(name: &str) -> Activation {
-        match name {
-            "relu" => Activation::Relu,
-            "tanh" => Activation::Tanh,
-            _ => Activation::Elu,
-        }
-    }
+    /// Each activation by its name in the language.
+    pub const NAMED: &'static [(&'static str, Activation)] = &[
+        ("elu", Activation::Elu),
+        ("relu", Activation::Relu),
+        ("tanh", Activation::Tanh),
+    ];
 }
 
 /// The hidden nonlinearity, in place.

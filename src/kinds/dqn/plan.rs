@@ -2,7 +2,7 @@
 //! behaviour policy, the TD target, the data Q trains on (replay, or
 //! rollouts of the true env or of a learned model) and the loop's timing.
 
-use crate::compile::{count, need, CompileError, Cost, Schedule};
+use crate::compile::{need, CompileError, Cost, Schedule, Settings};
 use crate::graph::{Graph, Node};
 use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;
@@ -227,27 +227,32 @@ pub(super) fn compile(graph: &Graph) -> Result<(Schedule, DqnPlan), CompileError
         .int("actions")
         .ok_or_else(|| unsupported("DQN needs discrete actions"))? as usize;
     let q_dims: Vec<usize> = dims(q)?;
-    let exploration = match policy.text("exploration") {
-        Some("epsilon_greedy") => Exploration::EpsilonGreedy {
-            epsilon: policy.float("epsilon").unwrap_or(0.0),
+    let exploration = match policy.need_text("exploration")? {
+        "epsilon_greedy" => Exploration::EpsilonGreedy {
+            epsilon: policy.need_float("epsilon")?,
         },
         _ => Exploration::Softmax {
-            temperature: policy.float("temperature").unwrap_or(1.0),
+            temperature: policy.need_float("temperature")?,
         },
     };
     let (model, rollouts) = match (graph.find("model"), graph.find("planner")) {
         (None, None) => (None, None),
         (Some(model), Some(planner)) => {
             let rollouts = Rollouts {
-                starts: count(planner, "starts") as usize,
-                length: count(planner, "length") as usize,
+                starts: planner.need_count("starts")? as usize,
+                length: planner.need_count("length")? as usize,
             };
-            let model = match model.text("ctor") {
-                Some("true_env") => ModelPlan::TrueEnv,
-                _ => ModelPlan::Learned(
-                    learned(graph, model, planner, opt, env, n_actions)
-                        .map_err(|why| unsupported(&why))?,
-                ),
+            let model = match model.need_text("ctor")? {
+                "true_env" => ModelPlan::TrueEnv,
+                _ => ModelPlan::Learned(learned(
+                    graph,
+                    model,
+                    planner,
+                    opt,
+                    env,
+                    n_actions,
+                    &unsupported,
+                )?),
             };
             (Some(model), Some(rollouts))
         }
@@ -260,38 +265,35 @@ pub(super) fn compile(graph: &Graph) -> Result<(Schedule, DqnPlan), CompileError
             what: "buffer node".into(),
         })?;
     let plan = DqnPlan {
-        obs_dim: count(env, "obs_dim") as usize,
-        activation: Activation::from_name(q.text("activation").unwrap_or("elu")),
-        init: match q.text("init") {
-            Some("normc") => Init::Normc {
-                hidden: 1.0,
-                last: 1.0,
-            },
-            Some("glorot") => Init::Glorot,
-            _ => Init::Haiku,
-        },
+        obs_dim: env.need_count("obs_dim")? as usize,
+        activation: q.need_choice("activation", Activation::NAMED)?,
+        init: q.need_choice("init", MLP_INITS)?,
         q_dims,
-        adam: adam_config(opt, opt.float("lr").unwrap_or(1e-4)),
-        gamma: td.float("gamma").unwrap_or(0.9),
-        double_dqn: td.bool("double_dqn").unwrap_or(false),
+        adam: adam_config(opt, opt.need_float("lr")?)?,
+        gamma: td.need_float("gamma")?,
+        double_dqn: td.need_flag("double_dqn")?,
         exploration,
-        batch: count(buffer, "batch") as usize,
-        buffer: count(buffer, "buffer") as usize,
-        learning_starts: count(schedule, "learning_starts"),
-        updates_per_step: count(schedule, "updates_per_step"),
-        use_target: schedule.bool("use_target").unwrap_or(true),
-        target_update_every: count(schedule, "target_update_every"),
+        // The perfect model's state buffer is not sampled in batches.
+        batch: match model {
+            Some(ModelPlan::TrueEnv) => 0,
+            _ => buffer.need_count("batch")? as usize,
+        },
+        buffer: buffer.need_count("buffer")? as usize,
+        learning_starts: schedule.need_count("learning_starts")?,
+        updates_per_step: schedule.need_count("updates_per_step")?,
+        use_target: schedule.need_flag("use_target")?,
+        target_update_every: schedule.need_count("target_update_every")?,
         compat: Compat::named(&graph.run.compat),
         model,
         rollouts,
         taped: false,
     };
-    let every = |f: &str| count(schedule, f).max(1);
+    let every = |f: &str| schedule.need_count(f).map(|n| n.max(1));
     let sched = Schedule {
-        units: count(schedule, "steps"),
+        units: schedule.need_count("steps")?,
         steps_per_unit: 1,
-        eval_every: every("eval_every"),
-        save_every: every("save_every"),
+        eval_every: every("eval_every")?,
+        save_every: every("save_every")?,
         eval_at_start: false,
     };
     Ok((sched, plan))
@@ -304,80 +306,105 @@ fn learned(
     opt: &Node,
     env: &Node,
     n_actions: usize,
-) -> Result<LearnedPlan, String> {
+    unsupported: &dyn Fn(&str) -> CompileError,
+) -> Result<LearnedPlan, CompileError> {
     let loss = graph
         .find("model loss")
-        .ok_or("a learned model needs a `model_loss`")?;
-    let weight = |f: &str| loss.float(f).unwrap_or(1.0) as f32;
-    let obs_head = match model.text("obs") {
-        Some("gaussian") => ObsHead::Gaussian,
-        _ => ObsHead::Bernoulli,
+        .ok_or_else(|| unsupported("a learned model needs a `model_loss`"))?;
+    let weight = |f: &str| loss.need_float(f).map(|w| w as f32);
+    // The KL terms of `latent_kl`; a factored model has no latent to weigh.
+    let latent_weight = |f: &str| match loss.need_text("ctor")? {
+        "latent_kl" => weight(f),
+        _ => Ok(0.0),
     };
+    let obs_head = model.need_choice(
+        "obs",
+        &[
+            ("bernoulli", ObsHead::Bernoulli),
+            ("gaussian", ObsHead::Gaussian),
+        ],
+    )?;
     let kind = match (model.text("ctor"), loss.text("ctor")) {
         (Some("factored_model"), Some("mle")) => ModelKind::Factored { obs: obs_head },
         (Some("latent_model"), Some("latent_kl")) => {
             if obs_head != ObsHead::Bernoulli {
-                return Err("latent models decode Bernoulli observations only".into());
+                return Err(unsupported(
+                    "latent models decode Bernoulli observations only",
+                ));
             }
-            let features = count(model, "features") as usize;
-            ModelKind::Latent(match model.text("latent") {
-                Some("categorical") => Latent::Categorical {
+            let features = model.need_count("features")? as usize;
+            ModelKind::Latent(match model.need_text("latent")? {
+                "categorical" => Latent::Categorical {
                     features,
-                    width: count(model, "width") as usize,
+                    width: model.need_count("width")? as usize,
                 },
                 _ => Latent::Gaussian {
                     features,
-                    min_std: model.float("min_std").unwrap_or(0.0) as f32,
-                    sigmoid2: model.text("std_act") == Some("sigmoid2"),
+                    min_std: model.need_float("min_std")? as f32,
+                    sigmoid2: model
+                        .need_choice("std_act", &[("softplus", false), ("sigmoid2", true)])?,
                 },
             })
         }
         (m, l) => {
-            return Err(format!(
+            return Err(unsupported(&format!(
                 "a `{}` model cannot be fitted with a `{}` loss",
                 m.unwrap_or("?"),
                 l.unwrap_or("?")
-            ))
+            )))
         }
     };
-    let continuation_weights = match planner.text("weighting") {
-        Some("continuation") => true,
-        Some("none") => false,
-        _ => env.bool("episodic").unwrap_or(false),
+    let continuation_weights = match planner.need_text("weighting")? {
+        "continuation" => true,
+        "none" => false,
+        _ => env.need_flag("episodic")?,
     };
     Ok(LearnedPlan {
         kind,
-        obs_dim: count(env, "obs_dim") as usize,
+        obs_dim: env.need_count("obs_dim")? as usize,
         n_actions,
         hidden: model
             .ints("hidden")
-            .unwrap_or_default()
+            .ok_or_else(|| unsupported("a learned model needs `hidden` layer sizes"))?
             .iter()
             .map(|h| (*h).max(0) as usize)
             .collect(),
-        activation: Activation::from_name(model.text("activation").unwrap_or("elu")),
-        adam: adam_config(opt, opt.float("model_lr").unwrap_or(2e-4)),
+        activation: model.need_choice("activation", Activation::NAMED)?,
+        adam: adam_config(opt, opt.need_float("model_lr")?)?,
         loss: ModelLoss {
-            reward: weight("reward_weight"),
-            continuation: weight("continuation_weight"),
-            obs: weight("obs_weight"),
-            kl_prior: loss.float("kl_prior").unwrap_or(0.8) as f32,
-            kl_posterior: loss.float("kl_posterior").unwrap_or(0.2) as f32,
-            entropy: loss.float("entropy").unwrap_or(0.0) as f32,
+            reward: weight("reward_weight")?,
+            continuation: weight("continuation_weight")?,
+            obs: weight("obs_weight")?,
+            kl_prior: latent_weight("kl_prior")?,
+            kl_posterior: latent_weight("kl_posterior")?,
+            entropy: latent_weight("entropy")?,
         },
         continuation_weights,
     })
 }
 
-fn adam_config(optimizer: &Node, lr: f64) -> AdamConfig {
-    AdamConfig {
+fn adam_config(optimizer: &Node, lr: f64) -> Result<AdamConfig, CompileError> {
+    Ok(AdamConfig {
         lr,
-        b1: optimizer.float("b1").unwrap_or(0.9),
-        b2: optimizer.float("b2").unwrap_or(0.99),
-        eps: optimizer.float("eps").unwrap_or(1e-5),
-        weight_decay: optimizer.float("weight_decay").unwrap_or(0.0),
-    }
+        b1: optimizer.need_float("b1")?,
+        b2: optimizer.need_float("b2")?,
+        eps: optimizer.need_float("eps")?,
+        weight_decay: optimizer.need_float("weight_decay")?,
+    })
 }
+
+/// The inits an `mlp` of Q or of a learned model can have.
+const MLP_INITS: &[(&str, Init)] = &[
+    ("haiku", Init::Haiku),
+    (
+        "normc",
+        Init::Normc {
+            hidden: 1.0,
+            last: 1.0,
+        },
+    ),
+    ("glorot", Init::Glorot),
+];
 
 /// A network node's `[in, hidden..., out]`.
 fn dims(net: &Node) -> Result<Vec<usize>, CompileError> {

@@ -10,7 +10,7 @@ mod schema;
 
 use crate::check::eval::Evaluator;
 use crate::check::{Cell, Net, Obj};
-use crate::compile::{count, need, CompileError, Cost, Plan, Schedule};
+use crate::compile::{need, CompileError, Cost, Plan, Schedule, Settings};
 use crate::diagnostics::Diag;
 use crate::graph::lower::{act_dim, evaluator, schedule};
 use crate::graph::{Graph, NodeId, NodeKind};
@@ -103,10 +103,10 @@ impl AgentKind for Random {
     fn compile(&self, graph: &Graph) -> Result<(Schedule, AgentPlan), CompileError> {
         let s = need(graph, "schedule")?;
         let schedule = Schedule {
-            units: count(s, "steps"),
+            units: s.need_count("steps")?,
             steps_per_unit: 1,
-            eval_every: count(s, "eval_every").max(1),
-            save_every: count(s, "eval_every").max(1),
+            eval_every: s.need_count("eval_every")?.max(1),
+            save_every: s.need_count("eval_every")?.max(1),
             eval_at_start: false,
         };
         Ok((schedule, AgentPlan::new(RandomPlan)))

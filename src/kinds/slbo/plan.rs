@@ -2,7 +2,7 @@
 //! the model loss and its optimizer, virtual rollouts, TRPO with its value
 //! fit, the exploration noise, and the stage loop's sizes.
 
-use crate::compile::{count, need, CompileError, Cost, Schedule};
+use crate::compile::{need, CompileError, Cost, Schedule, Settings};
 use crate::graph::{Graph, Node};
 use crate::tensor::mlp::{Activation, Init};
 
@@ -190,7 +190,7 @@ pub(super) fn compile(graph: &Graph) -> Result<(Schedule, SlboPlan), CompileErro
     let model_opt = need(graph, "model optimizer")?;
     let buffer = need(graph, "buffer")?;
     let plan = SlboPlan {
-        obs_dim: count(env, "obs_dim") as usize,
+        obs_dim: env.need_count("obs_dim")? as usize,
         act_dim,
         horizon,
         policy: PolicyPlan {
@@ -198,59 +198,65 @@ pub(super) fn compile(graph: &Graph) -> Result<(Schedule, SlboPlan), CompileErro
                 policy,
                 Init::Normc {
                     hidden: 1.0,
-                    last: policy.float("output_init_scale").unwrap_or(0.01),
+                    last: policy.need_float("output_init_scale")?,
                 },
             )?,
-            init_std: policy.float("init_std").unwrap_or(1.0),
+            init_std: policy.need_float("init_std")?,
         },
-        value: net(value, init_of(value))?,
+        value: net(value, init_of(value)?)?,
         dynamics: DynamicsPlan {
             net: net(
                 dynamics,
-                Init::TruncatedNormal(dynamics.float("init_std").unwrap_or(1e-5)),
+                Init::TruncatedNormal(dynamics.need_float("init_std")?),
             )?,
-            predicts: match dynamics.text("predicts") {
-                Some("next_state") => Predicts::NextState,
-                _ => Predicts::Delta,
-            },
-            clip: dynamics.float("clip").unwrap_or(100.0) as f32,
-            action_clip: dynamics.float("action_clip").unwrap_or(1.0) as f32,
+            predicts: dynamics.need_choice(
+                "predicts",
+                &[
+                    ("delta", Predicts::Delta),
+                    ("next_state", Predicts::NextState),
+                ],
+            )?,
+            clip: dynamics.need_float("clip")? as f32,
+            action_clip: dynamics.need_float("action_clip")? as f32,
         },
-        loss: model_loss(loss).map_err(|why| unsupported(&why))?,
-        model_adam: adam(model_opt, model_opt.float("model_lr").unwrap_or(1e-3)),
-        model_batch: count(buffer, "model_batch") as usize,
-        buffer: count(buffer, "buffer") as usize,
-        steps_per_stage: count(schedule, "steps_per_stage") as usize,
-        iters: count(schedule, "iters") as usize,
-        model_iters: count(schedule, "model_iters") as usize,
-        policy_iters: count(schedule, "policy_iters") as usize,
-        value_refit_every: count(schedule, "value_refit_every") as usize,
-        trpo: trpo_plan(trpo),
+        loss: model_loss(loss, &unsupported)?,
+        model_adam: adam(model_opt, model_opt.need_float("model_lr")?)?,
+        model_batch: buffer.need_count("model_batch")? as usize,
+        buffer: buffer.need_count("buffer")? as usize,
+        steps_per_stage: schedule.need_count("steps_per_stage")? as usize,
+        iters: schedule.need_count("iters")? as usize,
+        model_iters: schedule.need_count("model_iters")? as usize,
+        policy_iters: schedule.need_count("policy_iters")? as usize,
+        value_refit_every: schedule.need_count("value_refit_every")? as usize,
+        trpo: trpo_plan(trpo)?,
         noise: match graph.find("noise") {
-            Some(n) if n.text("ctor") == Some("ou") => Noise::Ou {
-                theta: n.float("theta").unwrap_or(0.15),
-                sigma: n.float("sigma").unwrap_or(0.3),
-                mu: n.float("mu").unwrap_or(0.0),
+            None => Noise::None,
+            Some(n) => match n.need_text("ctor")? {
+                "ou" => Noise::Ou {
+                    theta: n.need_float("theta")?,
+                    sigma: n.need_float("sigma")?,
+                    mu: n.need_float("mu")?,
+                },
+                _ => n.need_choice("ctor", &[("no_noise", Noise::None)])?,
             },
-            _ => Noise::None,
         },
-        envs: count(planner, "envs") as usize,
-        length: count(planner, "length") as usize,
-        start: match planner.text("start") {
-            Some("buffer") => Start::Buffer,
-            _ => Start::Reset,
-        },
+        envs: planner.need_count("envs")? as usize,
+        length: planner.need_count("length")? as usize,
+        start: planner.need_choice(
+            "start",
+            &[("reset", Start::Reset), ("buffer", Start::Buffer)],
+        )?,
         compat: SlboCompat {
             next_row_bootstrap: graph.run.compat == "vaslbo",
             dev_set: graph.run.compat == "vaslbo",
         },
     };
-    let every = |f: &str| count(schedule, f).max(1);
+    let every = |f: &str| schedule.need_count(f).map(|n| n.max(1));
     let sched = Schedule {
-        units: count(schedule, "stages"),
+        units: schedule.need_count("stages")?,
         steps_per_unit: plan.steps_per_stage as u64,
-        eval_every: every("eval_every"),
-        save_every: every("save_every"),
+        eval_every: every("eval_every")?,
+        save_every: every("save_every")?,
         eval_at_start: true,
     };
     Ok((sched, plan))
@@ -268,82 +274,88 @@ fn net(node: &Node, init: Init) -> Result<NetPlan, CompileError> {
         .collect();
     Ok(NetPlan {
         dims,
-        activation: Activation::from_name(node.text("activation").unwrap_or("tanh")),
+        activation: node.need_choice("activation", Activation::NAMED)?,
         init,
-        normalize: node.text("normalize") == Some("running"),
+        normalize: node.need_choice("normalize", &[("none", false), ("running", true)])?,
     })
 }
 
 /// An `mlp`'s init: Haiku's, normc or Glorot.
-fn init_of(node: &Node) -> Init {
-    match node.text("init") {
-        Some("normc") => Init::Normc {
-            hidden: 1.0,
-            last: 1.0,
-        },
-        Some("glorot") => Init::Glorot,
-        _ => Init::Haiku,
-    }
+fn init_of(node: &Node) -> Result<Init, CompileError> {
+    let normc = Init::Normc {
+        hidden: 1.0,
+        last: 1.0,
+    };
+    node.need_choice(
+        "init",
+        &[
+            ("haiku", Init::Haiku),
+            ("normc", normc),
+            ("glorot", Init::Glorot),
+        ],
+    )
 }
 
-fn model_loss(loss: &Node) -> Result<SlboLoss, String> {
-    let horizon = count(loss, "horizon").max(1) as usize;
-    Ok(match loss.text("ctor") {
-        Some("multi_step") => SlboLoss::MultiStep {
+fn model_loss(
+    loss: &Node,
+    unsupported: &dyn Fn(&str) -> CompileError,
+) -> Result<SlboLoss, CompileError> {
+    let horizon = loss.need_count("horizon")?.max(1) as usize;
+    Ok(match loss.need_text("ctor")? {
+        "multi_step" => SlboLoss::MultiStep {
             horizon,
-            squared: loss.text("norm") == Some("mse"),
-            mean: loss.text("reduce") == Some("mean"),
+            squared: loss.need_choice("norm", &[("l2", false), ("mse", true)])?,
+            mean: loss.need_choice("reduce", &[("sum", false), ("mean", true)])?,
         },
-        Some("mle") => SlboLoss::Mle { horizon },
-        Some("value_aware") => SlboLoss::ValueAware {
+        "mle" => SlboLoss::Mle { horizon },
+        "value_aware" => SlboLoss::ValueAware {
             horizon,
-            squared: loss.text("norm") == Some("l2"),
-            coeff: loss.float("coeff").unwrap_or(0.01) as f32,
+            squared: loss.need_choice("norm", &[("l1", false), ("l2", true)])?,
+            coeff: loss.need_float("coeff")? as f32,
         },
         other => {
-            return Err(format!(
-                "SLBO cannot fit its model with `{}`",
-                other.unwrap_or("?")
-            ))
+            return Err(unsupported(&format!(
+                "SLBO cannot fit its model with `{other}`"
+            )))
         }
     })
 }
 
-fn adam(node: &Node, lr: f64) -> SlboAdam {
-    SlboAdam {
+fn adam(node: &Node, lr: f64) -> Result<SlboAdam, CompileError> {
+    Ok(SlboAdam {
         lr,
-        b1: node.float("b1").unwrap_or(0.9),
-        b2: node.float("b2").unwrap_or(0.999),
-        eps: node.float("eps").unwrap_or(1e-8),
-        l2: node.float("l2").unwrap_or(0.0),
+        b1: node.need_float("b1")?,
+        b2: node.need_float("b2")?,
+        eps: node.need_float("eps")?,
+        l2: node.need_float("l2")?,
         grad_clip: node.float("grad_clip"),
-    }
+    })
 }
 
-fn trpo_plan(t: &Node) -> TrpoPlan {
-    TrpoPlan {
-        max_kl: t.float("max_kl").unwrap_or(0.01),
-        cg_iters: count(t, "cg_iters") as usize,
-        cg_damping: t.float("cg_damping").unwrap_or(0.1),
-        cg_tol: t.float("cg_tol").unwrap_or(1e-10),
-        line_search_steps: count(t, "line_search_steps") as usize,
-        kl_tolerance: t.float("kl_tolerance").unwrap_or(1.5),
-        gamma: t.float("gamma").unwrap_or(0.99),
-        lambda: t.float("lambda").unwrap_or(0.95),
-        ent_coef: t.float("ent_coef").unwrap_or(0.0),
-        ent_off_stage: count(t, "ent_off_stage"),
-        ent_limit: t.float("ent_limit").unwrap_or(2.0),
+fn trpo_plan(t: &Node) -> Result<TrpoPlan, CompileError> {
+    Ok(TrpoPlan {
+        max_kl: t.need_float("max_kl")?,
+        cg_iters: t.need_count("cg_iters")? as usize,
+        cg_damping: t.need_float("cg_damping")?,
+        cg_tol: t.need_float("cg_tol")?,
+        line_search_steps: t.need_count("line_search_steps")? as usize,
+        kl_tolerance: t.need_float("kl_tolerance")?,
+        gamma: t.need_float("gamma")?,
+        lambda: t.need_float("lambda")?,
+        ent_coef: t.need_float("ent_coef")?,
+        ent_off_stage: t.need_count("ent_off_stage")?,
+        ent_limit: t.need_float("ent_limit")?,
         vf: SlboAdam {
-            lr: t.float("vf_lr").unwrap_or(1e-3),
+            lr: t.need_float("vf_lr")?,
             b1: 0.9,
             b2: 0.999,
             eps: 1e-8,
             l2: 0.0,
             grad_clip: t.float("vf_grad_clip"),
         },
-        vf_epochs: count(t, "vf_epochs") as usize,
-        vf_batch: count(t, "vf_batch").max(1) as usize,
-    }
+        vf_epochs: t.need_count("vf_epochs")? as usize,
+        vf_batch: t.need_count("vf_batch")?.max(1) as usize,
+    })
 }
 
 crate::kinds::metrics! {
