@@ -27,6 +27,7 @@ pub mod envs;
 pub mod graph;
 pub mod report;
 pub mod resolve;
+pub mod runs;
 pub mod runtime;
 pub mod schema;
 pub mod seeds;
