@@ -130,7 +130,10 @@ fn job(args: &SlurmArgs, exp: &CheckedExperiment) -> Result<(), u8> {
         }
     } else if args.submit || args.wait {
         let id = job.submit(args.wait).map_err(super::show)?;
-        outln!("submitted job {id} (array tasks {})", job::ranges(&job.pending));
+        outln!(
+            "submitted job {id} (array tasks {})",
+            job::ranges(&job.pending)
+        );
         if !args.wait {
             outln!(
                 "when it ends: `mbrl merge {}`; to resubmit what did not finish, run this command again",

@@ -163,8 +163,8 @@ impl RunDir {
             writer.add(points);
             heard(points, restored);
         };
-        let outcome = crate::runtime::run(plan, self.threads, session, &report).map_err(
-            |err| match err {
+        let outcome =
+            crate::runtime::run(plan, self.threads, session, &report).map_err(|err| match err {
                 driver::RunError::Damaged(why) => {
                     CellsError::DamagedCheckpoint(DamagedCheckpoint { why })
                 }
@@ -175,8 +175,7 @@ impl RunDir {
                     cell: format!("cell {} [{}]", cell.index, cell.label()),
                     error,
                 },
-            },
-        )?;
+            })?;
         if !outcome.failures.is_empty() {
             let first = &outcome.failures[..outcome.failures.len().min(5)];
             watch.non_finite(cell, plan, first);

@@ -276,7 +276,9 @@ impl Job {
     /// submission; the job id. With `wait`, returns when every task has ended.
     pub fn submit(&mut self, wait: bool) -> Result<String, JobError> {
         let id = submit(&self.script_path(), wait)?;
-        self.record.submitted.push((id.clone(), self.pending.clone()));
+        self.record
+            .submitted
+            .push((id.clone(), self.pending.clone()));
         self.write_record()?;
         Ok(id)
     }

@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::report::merge::{self, MergeError};
 pub use crate::report::merge::Merged;
+use crate::report::merge::{self, MergeError};
 
 use super::job::{self, Job};
 
@@ -56,7 +56,10 @@ impl miette::Diagnostic for MergeFailed {
 /// The directories to merge and where: each of `given` is a part, or a
 /// job directory standing for its `part-*` (by index); the output is
 /// `out`, or `merged/` in the first job directory given.
-pub fn parts_and_out(given: &[PathBuf], out: Option<&Path>) -> Result<(Vec<PathBuf>, PathBuf), MergeFailed> {
+pub fn parts_and_out(
+    given: &[PathBuf],
+    out: Option<&Path>,
+) -> Result<(Vec<PathBuf>, PathBuf), MergeFailed> {
     let mut dirs = Vec::new();
     let mut job_dir = None;
     for dir in given {

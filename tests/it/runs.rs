@@ -46,7 +46,10 @@ fn run_part(file: &Path, out: &Path, shard: (usize, usize), stop_at: Option<u64>
     let extra = runs::references::manifest_extra(exp, &compiled.all);
     let run = runs::open(opening, &checked, exp, &compiled.all, extra, &Quiet).unwrap();
     let flag = AtomicBool::new(false);
-    let stop = Stop { flag: &flag, at: stop_at };
+    let stop = Stop {
+        flag: &flag,
+        at: stop_at,
+    };
     let ran = run.run_cells(exp, &compiled.plans, stop, &Quiet).unwrap();
     (ran, run.resuming)
 }
@@ -64,7 +67,16 @@ fn library_runs_resumes_and_merges_as_the_cli_does() {
     let (whole, cli_part) = (dir.join("whole"), dir.join("cli-part-1"));
     let res = mbrl(&["run", &s(&file), "--out", &s(&whole), "--threads", "2"]);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
-    let args = ["run", &s(&file), "--out", &s(&cli_part), "--shard", "1/2", "--threads", "1"];
+    let args = [
+        "run",
+        &s(&file),
+        "--out",
+        &s(&cli_part),
+        "--shard",
+        "1/2",
+        "--threads",
+        "1",
+    ];
     let res = mbrl(&args);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
 
@@ -83,9 +95,16 @@ fn library_runs_resumes_and_merges_as_the_cli_does() {
     assert_eq!(stops, 1, "stopped once, then resumed to the end");
     // Part 1 whole: the directory and manifest `mbrl run --shard 1/2` writes.
     let part1 = dir.join("part-1");
-    assert_eq!(run_part(&file, &part1, (1, 2), None), (Ran::Finished, false));
+    assert_eq!(
+        run_part(&file, &part1, (1, 2), None),
+        (Ran::Finished, false)
+    );
     for name in ["manifest.ron", "metrics.csv", "metrics.sum"] {
-        assert_eq!(read(&part1.join(name)), read(&cli_part.join(name)), "{name}");
+        assert_eq!(
+            read(&part1.join(name)),
+            read(&cli_part.join(name)),
+            "{name}"
+        );
     }
     assert!(read(&part1.join("manifest.ron")).contains("\"random\""));
 
@@ -100,7 +119,11 @@ fn library_runs_resumes_and_merges_as_the_cli_does() {
         assert_eq!(read(&out.join(name)), read(&whole.join(name)), "{name}");
     }
     for name in ["manifest.ron", "metrics.csv", "metrics.sum"] {
-        assert_eq!(read(&out.join(name)), read(&cli_merged.join(name)), "{name}");
+        assert_eq!(
+            read(&out.join(name)),
+            read(&cli_merged.join(name)),
+            "{name}"
+        );
     }
     // A part alone is refused with the CLI's code.
     let half = merge::merge_into(&[part0.clone()], &dir.join("half")).unwrap_err();
