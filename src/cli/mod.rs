@@ -1,7 +1,10 @@
 //! The command line: argument parsing and dispatch, one file per subcommand.
 //!
 //! Invariants: the only module that prints, reads the process environment,
-//! decides exit codes, or renders diagnostics for a terminal.
+//! decides exit codes, or renders diagnostics for a terminal. Runs, run
+//! directories, merges and Slurm jobs are `crate::runs`'s: a subcommand
+//! parses its arguments, calls it, and renders what it returns (an error
+//! with a code as miette renders it, any other as `error: MESSAGE`).
 
 /// `println!` that ends quietly when stdout is closed (piped into `head`):
 /// a reader that stopped reading is not an error, and a run goes on.
