@@ -18,7 +18,8 @@ use crate::check::{Cell, CheckedExperiment};
 use crate::compile::Plan;
 use crate::runs::cells::{CellEnd, Ran, Stop, Watch};
 use crate::runs::prepare::NoExperiment;
-use crate::runs::rundir::{self, MovedAside, OpenError};
+use crate::runs::rundir::{self, OpenError};
+use crate::runs::watch::MovedAside;
 use crate::runs::{self as runs, Compiled};
 use crate::runtime::driver::{NonFinite, Point, EVAL};
 

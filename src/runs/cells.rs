@@ -9,68 +9,16 @@
 //! caller's [`Watch`]. Owns no signal handler: the caller sets the stop flag.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::check::{Cell, CheckedExperiment};
 use crate::compile::Plan;
 use crate::report::{self, MetricRow};
-use crate::runtime::driver::{self, NonFinite, Point, Session};
+use crate::runtime::driver::{self, Point, Session};
 
-use super::rundir::{DamagedCheckpoint, ForeignCheckpoint, MovedAside, RunDir};
-
-/// What a run tells whoever watches it as it goes. Every method does
-/// nothing by default; `mbrl run` prints.
-pub trait Watch: Sync {
-    /// A damaged checkpoint was moved aside (`recompute`); its seeds start again.
-    fn moved_aside(&self, _moved: &MovedAside) {}
-
-    /// A cell starts (`resuming`: it has checkpoints): what hears its
-    /// workers' points, restored from checkpoints (`true`) or new.
-    fn cell<'a>(
-        &'a self,
-        _cell: &Cell,
-        _plan: &Plan,
-        _resuming: bool,
-    ) -> Box<dyn Fn(&[Point], bool) + Sync + 'a> {
-        Box::new(|_, _| ())
-    }
-
-    /// A cell's run returned with non-finite losses (the first of them,
-    /// at most 5).
-    fn non_finite(&self, _cell: &Cell, _plan: &Plan, _failures: &[NonFinite]) {}
-
-    /// A cell ran to its end and its metrics were written.
-    fn cell_finished(&self, _cell: &Cell, _end: &CellEnd) {}
-}
-
-/// A watch that hears nothing.
-pub struct Quiet;
-
-impl Watch for Quiet {}
-
-/// When a run stops early, every seed checkpointed.
-#[derive(Clone, Copy)]
-pub struct Stop<'a> {
-    /// Set (by a Ctrl-C handler) to checkpoint every seed at its next
-    /// evaluation and return.
-    pub flag: &'a AtomicBool,
-    /// Behave as if `flag` were set once a seed that started (or resumed)
-    /// before this env step reaches it.
-    pub at: Option<u64>,
-}
-
-/// How one cell's run ended.
-#[derive(Debug)]
-pub struct CellEnd {
-    /// Its points, ordered by step, seed and metric (including those
-    /// restored from checkpoints).
-    pub points: Vec<Point>,
-    /// Stopped early; every unfinished seed has a checkpoint.
-    pub interrupted: bool,
-    pub elapsed: Duration,
-}
+use super::rundir::{DamagedCheckpoint, ForeignCheckpoint, RunDir};
+pub use super::watch::{CellEnd, Quiet, Stop, Watch};
 
 /// How a run of cells ended.
 #[derive(Debug, PartialEq, Eq)]

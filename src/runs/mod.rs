@@ -11,6 +11,8 @@
 //!   request, damaged ones moved aside to be recomputed);
 //! - [`cells`]: cells run into an open run directory, resumed from its
 //!   checkpoints, with `metrics.csv` kept current;
+//! - [`watch`]: what a run tells its caller as it goes, and how the caller
+//!   stops it;
 //! - [`references`]: the experiment's `report` block and the reference
 //!   levels (the random agent, the known optimum) its manifest records;
 //! - [`job`]: the Slurm job directory: its layout (which [`merge`] reads
@@ -28,7 +30,9 @@
 //! state a caller should own (Ctrl-C, arguments): every refusal is a typed
 //! error that is a `miette::Diagnostic` with the code and message `mbrl`
 //! shows (errors without a code are shown as `error: MESSAGE`), and what a
-//! run does as it goes reaches the caller through [`cells::Watch`]. The
+//! run does as it goes reaches the caller through [`Watch`]. No cycles
+//! among the files: `watch` <- `rundir` <- `cells`, `rundir` <- `job` <-
+//! `merge`. The
 //! checkpoints' and the directory's formats belong to `report`.
 
 pub mod cells;
@@ -37,10 +41,12 @@ pub mod merge;
 pub mod prepare;
 pub mod references;
 pub mod rundir;
+pub mod watch;
 
-pub use cells::{CellEnd, Ran, Stop, Watch};
+pub use cells::Ran;
 pub use prepare::{check_memory, compile_cells, Compiled};
 pub use rundir::{identity, open, Opening, RunDir};
+pub use watch::{CellEnd, Quiet, Stop, Watch};
 
 /// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2
 /// threads, the fused CPU update: 62-85 GFLOP/s, typically 70): what run

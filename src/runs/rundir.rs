@@ -17,7 +17,7 @@ use crate::report::sealed::{self, Identity, Unsealed};
 use crate::report::{self, Manifest, ManifestError};
 use crate::runtime::driver::{Checkpoints, LoadError};
 
-use super::cells::Watch;
+use super::watch::{MovedAside, Watch};
 
 /// A run directory opened for one experiment.
 pub struct RunDir {
@@ -257,27 +257,6 @@ fn part_name(part: &Option<report::Part>) -> String {
     match part {
         Some(p) => format!("part {} of {}", p.index, p.count),
         None => "the whole experiment".into(),
-    }
-}
-
-/// A damaged checkpoint moved aside (`--recompute-damaged`): its seeds
-/// start again.
-#[derive(Clone, Debug)]
-pub struct MovedAside {
-    /// What was wrong with it, naming the checkpoint.
-    pub why: String,
-    /// Where it went.
-    pub aside: PathBuf,
-}
-
-impl std::fmt::Display for MovedAside {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}; moved to `{}`, its seeds start again",
-            self.why,
-            self.aside.display()
-        )
     }
 }
 
