@@ -148,7 +148,7 @@ pub fn metric_row(cell: usize, plan: &Plan, p: &Point) -> MetricRow {
 }
 
 /// How often a running cell's points are written to `metrics.csv`.
-const WRITE_EVERY_S: f64 = 30.0;
+pub const WRITE_EVERY_S: f64 = 30.0;
 
 /// The run's `metrics.csv` while a cell runs: the finished cells' rows and
 /// the cell's points so far, rewritten at most every [`WRITE_EVERY_S`]
