@@ -11,7 +11,12 @@
 //!   schedule, agent plan), the only bridge from the language to the runtime;
 //! - `runtime`: the driver (seed shards and groups, schedule, evaluation,
 //!   losses, checkpoints, resume) runs one learner per agent kind;
-//! - `report`: run directories (manifest, metrics) and plots.
+//! - `report`: run directories (manifest, metrics, sealed checkpoints,
+//!   locks, merge) and plots: formats, writes and verifies, runs nothing;
+//! - `runs`: the library API of a run: a run directory opened (created or
+//!   resumed, locked, its checkpoints verified), cells run and resumed into
+//!   it, the parts of a sharded run merged, the Slurm job directory (layout,
+//!   record, script, `sbatch`); typed errors with the codes `mbrl` shows.
 //!
 //! Beside them, `kinds`: the registry of agent kinds (`dqn`, `slbo`,
 //! `random`), one folder per kind with its schema entry, check rules,
@@ -22,8 +27,10 @@
 //! Below them, the building blocks every stage may use: `schema` (the
 //! registry of block kinds and fields), `diagnostics`, `source`, `stdlib`,
 //! `envs` (seed-batched environments), `tensor` (numeric kernels on dfdx)
-//! and `seeds` (counter-based random streams). `cli` is the only module that
-//! prints. No module imports a stage above it.
+//! and `seeds` (counter-based random streams). `cli` parses arguments, calls
+//! `runs` and the stages, and renders what they return: it is the only
+//! module that prints or chooses exit codes. No module imports a stage above
+//! it.
 
 pub mod check;
 pub mod cli;
@@ -34,6 +41,7 @@ pub mod graph;
 pub mod kinds;
 pub mod report;
 pub mod resolve;
+pub mod runs;
 pub mod runtime;
 pub mod schema;
 pub mod seeds;

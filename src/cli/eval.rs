@@ -38,7 +38,7 @@ pub fn run(args: &EvalArgs) -> u8 {
                     return 2;
                 }
             };
-            let (protocol, scores) = match super::run::evaluate_random(&plan) {
+            let (protocol, scores) = match crate::runs::references::evaluate_random(&plan) {
                 Ok(res) => res,
                 Err(err) => {
                     errln!("error: {err}");

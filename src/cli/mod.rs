@@ -1,7 +1,10 @@
 //! The command line: argument parsing and dispatch, one file per subcommand.
 //!
 //! Invariants: the only module that prints, reads the process environment,
-//! decides exit codes, or renders diagnostics for a terminal.
+//! decides exit codes, or renders diagnostics for a terminal. Runs, run
+//! directories, merges and Slurm jobs are `crate::runs`'s: a subcommand
+//! parses its arguments, calls it, and renders what it returns (an error
+//! with a code as miette renders it, any other as `error: MESSAGE`).
 
 /// `println!` that ends quietly when stdout is closed (piped into `head`):
 /// a reader that stopped reading is not an error, and a run goes on.
@@ -44,7 +47,6 @@ mod graph;
 mod merge;
 mod progress;
 mod run;
-mod rundir;
 mod slurm;
 
 use std::io::IsTerminal;
@@ -54,6 +56,8 @@ use clap::{Parser, Subcommand};
 
 use crate::check::CheckedExperiment;
 use crate::compile::{self, Plan};
+use crate::runs::rundir::DamagedFile;
+use crate::runs::{mean_sd, CPU_GFLOPS};
 
 #[derive(Parser)]
 #[command(
@@ -162,9 +166,9 @@ fn plot(dir: &std::path::Path) -> u8 {
             outln!("plots: {}", names.join(", "));
             0
         }
-        Err(PlotError::Damaged(d)) => rundir::show(rundir::DamagedFile::metrics(d)),
+        Err(PlotError::Damaged(d)) => show(DamagedFile::metrics(d)),
         Err(PlotError::Manifest(crate::report::ManifestError::Damaged(d))) => {
-            rundir::show(rundir::DamagedFile::manifest(d))
+            show(DamagedFile::manifest(d))
         }
         Err(err) => {
             errln!("error: {err}");
@@ -191,54 +195,27 @@ fn positive_finite(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Mean and sample standard deviation (NaN for no values).
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
-}
-
-/// Every cell's plan: its dataflow graph compiled at `scale`; a cell that
-/// cannot run is reported and the run refused (exit 2).
+/// Every cell's plan ([`crate::runs::compile_cells`]); the cells that
+/// cannot run are reported and the run refused (exit 2).
 fn compile_cells(exp: &CheckedExperiment, scale: f64) -> Result<Vec<Plan>, u8> {
-    let mut plans = Vec::new();
-    let mut failed = false;
-    for cell in &exp.cells {
-        match compile::compile(&crate::graph::cell_graph(exp, cell), scale) {
-            Ok(plan) => plans.push(plan),
-            Err(err) => {
-                errln!("error: cell {} [{}]: {err}", cell.index, cell.label());
-                failed = true;
-            }
+    crate::runs::compile_cells(exp, scale).map_err(|refused| {
+        for line in &refused.cells {
+            errln!("error: {line}");
         }
-    }
-    // An env this build cannot run (HalfCheetah without MuJoCo) stops the run before it starts.
-    for (cell, plan) in exp.cells.iter().zip(&plans) {
-        let probe = crate::envs::Layout {
-            root_seed: plan.root_seed,
-            seeds: vec![0],
-            envs_per_seed: 1,
-            purpose: crate::seeds::Purpose::Env,
-            round: 0,
-        };
-        if let Err(err) = crate::envs::Batch::new(plan.env, &probe) {
-            errln!("error: cell {} [{}]: {}", cell.index, cell.label(), err.0);
-            failed = true;
-        }
-    }
-    match failed {
-        true => Err(2),
-        false => Ok(plans),
-    }
+        2
+    })
 }
 
-/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2
-/// threads, the fused CPU update: 62-85 GFLOP/s, typically 70).
-const CPU_GFLOPS: f64 = 70.0;
+/// Prints an error of the library: a coded diagnostic as miette renders
+/// it, any other as `error: MESSAGE`; returns the exit status for it (2).
+fn show<D: miette::Diagnostic + Send + Sync + 'static>(diag: D) -> u8 {
+    let coded = diag.code().is_some();
+    match coded {
+        true => errln!("{:?}", miette::Report::new(diag)),
+        false => errln!("error: {diag}"),
+    }
+    2
+}
 
 /// The compute and memory of an experiment's compiled cells, in words.
 fn cost_line(name: &str, plans: &[Plan]) -> String {

@@ -1,4 +1,4 @@
-//! One integration-test binary: UI snapshots, the CLI, and no-panic properties.
+//! One integration-test binary: UI snapshots, the CLI, the runs library, and no-panic properties.
 
 mod cli;
 mod envs;
@@ -6,6 +6,7 @@ mod faults;
 mod fields;
 mod numerics;
 mod props;
+mod runs;
 mod slurm;
 mod ui;
 

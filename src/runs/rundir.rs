@@ -1,8 +1,12 @@
-//! A run directory as `mbrl run` uses it: opened for one experiment
-//! (identified by its name and compiled plans, not by how it is written),
-//! locked for this process, its manifest verified and rewritten, and its
-//! checkpoints sealed with their identity and checksum. Every refusal is a
-//! coded diagnostic that names the file and the way out.
+//! A run directory as a run uses it: opened for one experiment (identified
+//! by its name and compiled plans, not by how it is written), locked for
+//! this process, its manifest verified and rewritten, and its checkpoints
+//! sealed with their identity and checksum and verified before anything
+//! changes. Every refusal is a typed error ([`OpenError`]) whose coded
+//! diagnostics name the file and the way out.
+//!
+//! Invariants: prints nothing; what it moves aside (`--recompute-damaged`)
+//! it tells the caller's [`Watch`]. Runs nothing: [`super::cells`] does.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +15,9 @@ use crate::compile::Plan;
 use crate::report::lock::{self, LockError, RunLock};
 use crate::report::sealed::{self, Identity, Unsealed};
 use crate::report::{self, Manifest, ManifestError};
-use crate::runtime::driver::{Checkpoints, LoadError, RunError};
+use crate::runtime::driver::{Checkpoints, LoadError};
+
+use super::watch::{MovedAside, Watch};
 
 /// A run directory opened for one experiment.
 pub struct RunDir {
@@ -21,6 +27,8 @@ pub struct RunDir {
     pub resuming: bool,
     /// The experiment's identity: checkpoints and metrics carry it.
     pub hash: String,
+    /// Damaged checkpoints are moved aside and their seeds trained again.
+    pub recompute: bool,
     manifest: Manifest,
     _lock: RunLock,
 }
@@ -33,6 +41,17 @@ impl RunDir {
             ..self.manifest.clone()
         };
         report::write_manifest(&self.dir, &manifest)
+    }
+
+    /// The checkpoints of `cell` in this directory.
+    pub fn checkpoints<'a>(&self, cell: usize, watch: &'a dyn Watch) -> CellCheckpoints<'a> {
+        CellCheckpoints {
+            dir: self.dir.join("checkpoints").join(format!("cell-{cell}")),
+            experiment: self.hash.clone(),
+            cell,
+            recompute: self.recompute,
+            watch,
+        }
     }
 }
 
@@ -56,18 +75,56 @@ pub struct Opening<'a> {
     pub part: Option<report::Part>,
 }
 
+/// Why a run directory cannot be opened. Nothing in it was changed (but
+/// what `recompute` moved aside, which the watch was told of).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum OpenError {
+    #[error("cannot create `{dir}`: {error}")]
+    Create { dir: String, error: std::io::Error },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Locked(Locked),
+    #[error("cannot lock `{0}`: {1}")]
+    Lock(String, std::io::Error),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    DamagedFile(DamagedFile),
+    #[error("{0}")]
+    Manifest(ManifestError),
+    /// The directory holds another experiment, or another part of this one.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Changed(Box<ChangedExperiment>),
+    /// What the manifest records besides the run could not be computed.
+    #[error("{0}")]
+    Extra(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    DamagedCheckpoint(DamagedCheckpoint),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    ForeignCheckpoint(ForeignCheckpoint),
+    /// A checkpoint could not be read or moved aside.
+    #[error("{0}")]
+    Checkpoint(String),
+    #[error("cannot write the manifest: {0}")]
+    WriteManifest(std::io::Error),
+}
+
 /// The run directory: `--out`, or a fresh one named after the experiment.
 /// An existing one must hold this experiment (and the same part of it;
-/// else it is refused, exit 1) and not be in use; its checkpoints are
-/// verified, then its manifest is written. `plans` holds the cells this
-/// directory runs (`None` for cells of other parts).
+/// else [`OpenError::Changed`]) and not be in use; its checkpoints are
+/// verified, then its manifest is written. `plans` holds every cell of the
+/// experiment; `manifest_extra` adds what the manifest records besides the
+/// run (see [`super::references::manifest_extra`]).
 pub fn open(
     opening: Opening,
     out: &crate::CheckOutput,
     exp: &CheckedExperiment,
     plans: &[Plan],
     manifest_extra: impl FnOnce(&mut Manifest) -> Result<(), String>,
-) -> Result<RunDir, u8> {
+    watch: &dyn Watch,
+) -> Result<RunDir, OpenError> {
     let Opening {
         out_dir,
         threads,
@@ -82,24 +139,22 @@ pub fn open(
         Some(dir) => dir.to_path_buf(),
         None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
     };
-    if let Err(err) = std::fs::create_dir_all(&dir) {
-        errln!("error: cannot create `{}`: {err}", dir.display());
-        return Err(2);
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        return Err(OpenError::Create {
+            dir: dir.display().to_string(),
+            error,
+        });
     }
     let lock = lock::lock(&dir).map_err(|err| match err {
-        LockError::Held { dir, holder } => show(Locked { dir, holder }),
-        LockError::Io(path, e) => {
-            errln!("error: cannot lock `{path}`: {e}");
-            2
-        }
+        LockError::Held { dir, holder } => OpenError::Locked(Locked { dir, holder }),
+        LockError::Io(path, e) => OpenError::Lock(path, e),
     })?;
     let previous = match report::read_manifest(&dir) {
         Ok(previous) => previous,
-        Err(ManifestError::Damaged(d)) => return Err(show(DamagedFile::manifest(d))),
-        Err(err) => {
-            errln!("error: {err}");
-            return Err(2);
+        Err(ManifestError::Damaged(d)) => {
+            return Err(OpenError::DamagedFile(DamagedFile::manifest(d)))
         }
+        Err(err) => return Err(OpenError::Manifest(err)),
     };
     if let Some(previous) = previous
         .as_ref()
@@ -114,13 +169,12 @@ pub fn open(
             false => changed_part(previous, &cells, exp, scale),
         };
         let file = out.sources.get(exp.span.file);
-        show(ChangedExperiment {
+        return Err(OpenError::Changed(Box::new(ChangedExperiment {
             dir: dir.display().to_string(),
             what,
             source_code: miette::NamedSource::new(file.name(), file.text.clone()),
             span: exp.span.range().into(),
-        });
-        return Err(1);
+        })));
     }
     // A resumed run keeps its thread count: on the GPU it decides how seeds are grouped.
     let threads = threads
@@ -138,24 +192,19 @@ pub fn open(
         part,
         ..manifest_for(exp, cells, plans)
     };
-    if let Err(err) = manifest_extra(&mut manifest) {
-        errln!("error: {err}");
-        return Err(2);
-    }
+    manifest_extra(&mut manifest).map_err(OpenError::Extra)?;
     let run = RunDir {
         dir,
         threads,
         resuming: previous.is_some(),
         hash,
+        recompute,
         manifest: manifest.clone(),
         _lock: lock,
     };
     // Checkpoints are verified before the manifest claims the directory.
-    verify_checkpoints(&run, plans.len(), recompute)?;
-    if let Err(err) = report::write_manifest(&run.dir, &manifest) {
-        errln!("error: cannot write the manifest: {err}");
-        return Err(2);
-    }
+    verify_checkpoints(&run, plans.len(), watch)?;
+    report::write_manifest(&run.dir, &manifest).map_err(OpenError::WriteManifest)?;
     Ok(run)
 }
 
@@ -211,36 +260,19 @@ fn part_name(part: &Option<report::Part>) -> String {
     }
 }
 
-/// Prints a coded diagnostic; returns the exit status for it (2).
-pub fn show<D: miette::Diagnostic + Send + Sync + 'static>(diag: D) -> u8 {
-    errln!("{:?}", miette::Report::new(diag));
-    2
-}
-
-/// A run's failure as the user sees it: coded for damaged and foreign
-/// checkpoints, else in words. Returns the exit status (2).
-pub fn show_run_error(cell: &str, err: RunError) -> u8 {
-    match err {
-        RunError::Damaged(why) => show(DamagedCheckpoint { why }),
-        RunError::Foreign(why) => show(ForeignCheckpoint { why }),
-        other => {
-            errln!("error: {cell}: {other}");
-            2
-        }
-    }
-}
-
 /// Checkpoints of one cell under `RUN/checkpoints/cell-N/`, sealed with
 /// the run's identity and written atomically. With `recompute`, a damaged
-/// one is moved aside (`*.damaged`) and its seeds start again.
-pub struct CellCheckpoints {
+/// one is moved aside (`*.damaged`, the watch told) and its seeds start
+/// again.
+pub struct CellCheckpoints<'a> {
     pub dir: PathBuf,
     pub experiment: String,
     pub cell: usize,
     pub recompute: bool,
+    pub watch: &'a dyn Watch,
 }
 
-impl CellCheckpoints {
+impl CellCheckpoints<'_> {
     fn identity(&self, key: &str) -> Identity {
         Identity {
             experiment: self.experiment.clone(),
@@ -257,33 +289,29 @@ impl CellCheckpoints {
 /// Verifies every checkpoint of the run before any cell runs, so that a
 /// damaged or foreign one is refused before anything changes (with
 /// `recompute`, damaged ones are moved aside now).
-fn verify_checkpoints(run: &RunDir, cells: usize, recompute: bool) -> Result<(), u8> {
+fn verify_checkpoints(run: &RunDir, cells: usize, watch: &dyn Watch) -> Result<(), OpenError> {
     for cell in 0..cells {
-        let store = CellCheckpoints {
-            dir: run.dir.join("checkpoints").join(format!("cell-{cell}")),
-            experiment: run.hash.clone(),
-            cell,
-            recompute,
-        };
+        let store = run.checkpoints(cell, watch);
         let Ok(keys) = sealed::keys(&store.dir) else {
             continue;
         };
         for key in keys {
             match store.load(&key) {
                 Ok(_) => (),
-                Err(LoadError::Damaged(why)) => return Err(show(DamagedCheckpoint { why })),
-                Err(LoadError::Foreign(why)) => return Err(show(ForeignCheckpoint { why })),
-                Err(LoadError::Io(why)) => {
-                    errln!("error: {why}");
-                    return Err(2);
+                Err(LoadError::Damaged(why)) => {
+                    return Err(OpenError::DamagedCheckpoint(DamagedCheckpoint { why }))
                 }
+                Err(LoadError::Foreign(why)) => {
+                    return Err(OpenError::ForeignCheckpoint(ForeignCheckpoint { why }))
+                }
+                Err(LoadError::Io(why)) => return Err(OpenError::Checkpoint(why)),
             }
         }
     }
     Ok(())
 }
 
-impl Checkpoints for CellCheckpoints {
+impl Checkpoints for CellCheckpoints<'_> {
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>, LoadError> {
         let path = self.path(key);
         let bytes = match std::fs::read(&path) {
@@ -304,11 +332,10 @@ impl Checkpoints for CellCheckpoints {
                 std::fs::rename(&path, &aside).map_err(|e| {
                     LoadError::Io(format!("cannot move `{}` aside: {e}", path.display()))
                 })?;
-                errln!(
-                    "note: {}; moved to `{}`, its seeds start again",
-                    named(why),
-                    aside.display()
-                );
+                self.watch.moved_aside(&MovedAside {
+                    why: named(why),
+                    aside,
+                });
                 Ok(None)
             }
             Err(Unsealed::Damaged(why)) => Err(LoadError::Damaged(named(why))),
@@ -331,8 +358,9 @@ impl Checkpoints for CellCheckpoints {
     help("resuming needs the experiment the run started with; choose another `--out` to run this one, or restore the file ({what})")
 )]
 pub struct ChangedExperiment {
-    dir: String,
-    what: String,
+    pub dir: String,
+    /// What differs, in words.
+    pub what: String,
     #[source_code]
     source_code: miette::NamedSource<String>,
     #[label("this experiment differs from the one in `{dir}`")]
@@ -452,6 +480,7 @@ fn fresh_dir(base: &str) -> PathBuf {
     dir
 }
 
+/// The device runs use: `cuda:0` in a CUDA build, else `cpu`.
 pub fn device_name() -> String {
     match cfg!(feature = "cuda") {
         true => "cuda:0".to_string(),
