@@ -37,7 +37,7 @@ pub enum CompileError {
 }
 
 /// How the driver runs a learner: units of work, evaluations, checkpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Schedule {
     /// Units of work per seed (DQN: env steps; SLBO: stages).
     pub units: u64,
@@ -53,7 +53,7 @@ pub struct Schedule {
 
 /// What one cell runs: its seeds, env, evaluation protocol and schedule,
 /// and the agent.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Plan {
     pub root_seed: u64,
     pub seeds: Vec<u64>,

@@ -14,7 +14,7 @@ use crate::envs::{Actions, Layout};
 use crate::schema::{ActionSpace, EnvSpaces, ObsKind};
 use crate::seeds::Stream;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Task {
     Pendulum,
     CartPole,

@@ -65,7 +65,7 @@ pub enum Actions<'a> {
 }
 
 /// An env's parameters (`compile` reads them from the graph's env node).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum EnvConfig {
     ProcMaze(procmaze::Params),
     ButtonGrid(buttongrid::Params),

@@ -229,6 +229,17 @@ impl PartialEq for AgentPlan {
     }
 }
 
+/// Canonically, an agent is its kind's name and its plan's canonical text.
+impl serde::Serialize for AgentPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut agent = serializer.serialize_struct("Agent", 2)?;
+        agent.serialize_field("kind", self.0.kind().schema().name)?;
+        agent.serialize_field("plan", &self.0.canonical())?;
+        agent.end()
+    }
+}
+
 impl fmt::Debug for AgentPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

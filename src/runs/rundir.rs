@@ -55,11 +55,29 @@ impl RunDir {
     }
 }
 
-/// An experiment's identity: its name and what its cells compile to
-/// (seeds, envs, protocols, schedules at `--scale`, agents), so that the
-/// same values written differently are the same experiment.
+/// An experiment's identity: a hash of the canonical text (field names and
+/// values, [`crate::compile::canonical`]) of its name and of what its cells
+/// compile to (seeds, envs, protocols, schedules at `--scale`, each agent's
+/// kind and typed plan), so that the same values written differently are the
+/// same experiment.
+///
+/// The identity may change only when what a run computes changes (a plan
+/// field added or given another meaning, a default that changes results);
+/// a change of wording, of field order in the source or of a Rust type's
+/// name leaves it alone. `runs::identity_of_the_quickstart_is_pinned` holds
+/// it: a change that moves it must say so in its commit, as it makes every
+/// unfinished run refuse to resume (`mbrl::run::changed_experiment`).
 pub fn identity(exp: &CheckedExperiment, plans: &[Plan]) -> String {
-    report::hash(&format!("{}|{plans:?}", exp.name))
+    #[derive(serde::Serialize)]
+    struct Identity<'a> {
+        experiment: &'a str,
+        cells: &'a [Plan],
+    }
+    let identity = Identity {
+        experiment: &exp.name,
+        cells: plans,
+    };
+    report::hash(&crate::compile::canonical(&identity))
 }
 
 /// What a run directory is opened for.

@@ -131,3 +131,32 @@ fn library_runs_resumes_and_merges_as_the_cli_does() {
     assert_eq!(code.as_deref(), Some("mbrl::merge::missing_part"), "{half}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The quickstart's identity, pinned: what `mbrl run` hashes into every
+/// checkpoint and `metrics.sum`. It may change only when what the
+/// quickstart computes changes (see `mbrl::runs::identity`); a change that
+/// moves it makes unfinished runs refuse to resume, so it is a decision to
+/// write down in the commit, not a side effect.
+#[test]
+fn identity_of_the_quickstart_is_pinned() {
+    let file = crate::root().join("experiments/quickstart.exp");
+    let checked = mbrl::check_file(&file, &[]).unwrap();
+    let exp = &checked.clean().experiments[0];
+    let plans = runs::compile_cells(exp, 1.0).unwrap();
+    let hash = runs::identity(exp, &plans);
+    assert_eq!(hash, "20867a781c0b7a88", "the quickstart's identity moved");
+    // Written differently, the same values are the same experiment; another
+    // value is another experiment.
+    let same = mbrl::check_file(&file, &["agent.temperature=0.1".into()]).unwrap();
+    let exp2 = &same.clean().experiments[0];
+    assert_eq!(
+        runs::identity(exp2, &runs::compile_cells(exp2, 1.0).unwrap()),
+        hash
+    );
+    let other = mbrl::check_file(&file, &["agent.gamma=0.8".into()]).unwrap();
+    let exp3 = &other.clean().experiments[0];
+    assert_ne!(
+        runs::identity(exp3, &runs::compile_cells(exp3, 1.0).unwrap()),
+        hash
+    );
+}
