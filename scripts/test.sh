@@ -14,6 +14,20 @@ else
     echo "note: no Slurm cluster here; the tests that need one are skipped" >&2
 fi
 cargo test --locked
+# The tests that need the machine's services are #[ignore]d (reported as ignored where they
+# cannot run, never as passed) and run here where they can; CI (MBRL_REQUIRE_SLURM=1, root)
+# must run them all.
+if [ "${MBRL_SLURM:-0}" = 1 ]; then
+    cargo test --locked --test it -- --ignored slurm::
+fi
+if [ "$(id -u)" = 0 ]; then
+    cargo test --locked --test it -- --ignored faults::a_full_disk
+elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
+    echo "error: the tmpfs test needs root" >&2
+    exit 1
+else
+    echo "note: not root; the tmpfs test (faults::a_full_disk_leaves_no_partial_files) is not run" >&2
+fi
 eval "$(scripts/setup-mujoco.sh)"
 cargo test --locked --features mujoco --test it envs::halfcheetah
 CARGO_TARGET_DIR=target/cuda scripts/build-cuda.sh --check --locked

@@ -439,11 +439,34 @@ mod tests {
         assert_eq!(curve.points[1].1, (0.5 + 2.5) / 2.0);
     }
 
+    /// With many values the percentile bootstrap of the mean is the normal
+    /// interval `mean ± z se`: a band of another level, of the values' spread
+    /// instead of the mean's, or off centre fails.
     #[test]
-    fn bootstrap_band_brackets_the_mean() {
-        let values = [0.1, 0.2, 0.15, 0.3, 0.12];
-        let (lo, hi) = bootstrap_ci(&values, 0.95, 1000, 0);
-        let mean = values.iter().sum::<f64>() / 5.0;
+    fn bootstrap_band_is_the_normal_interval_of_the_mean_for_many_values() {
+        let values: Vec<f64> = (0..400).map(|i| ((i * 37) % 101) as f64 / 100.0).collect();
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let se = (var / n).sqrt();
+        for (level, z) in [(0.95, 1.959964), (0.5, 0.674490)] {
+            let (lo, hi) = bootstrap_ci(&values, level, 4000, 7);
+            let half = (hi - lo) / 2.0;
+            assert!(
+                (half / (z * se) - 1.0).abs() < 0.1,
+                "level {level}: half-width {half}, normal {}",
+                z * se
+            );
+            assert!(
+                ((lo + hi) / 2.0 - mean).abs() < 0.2 * se,
+                "level {level}: centre {}",
+                (lo + hi) / 2.0
+            );
+        }
+        // Few values: within their range, around the mean; none vary, no band.
+        let few = [0.1, 0.2, 0.15, 0.3, 0.12];
+        let (lo, hi) = bootstrap_ci(&few, 0.95, 1000, 0);
+        let mean = few.iter().sum::<f64>() / 5.0;
         assert!(
             lo < mean && mean < hi && lo >= 0.1 && hi <= 0.3,
             "{lo} {mean} {hi}"

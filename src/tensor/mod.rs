@@ -43,6 +43,71 @@ pub fn device() -> Result<Dev, DeviceError> {
     });
 }
 
+/// What a learner must be for the driver to share its groups among workers:
+/// on the CPU `Send`, as a group moves to whichever worker is free. A CUDA
+/// learner holds the stream of the worker that built it (dfdx's `Cuda` is
+/// not `Send`) and stays on that worker.
+#[cfg(not(feature = "cuda"))]
+pub trait Movable: Send {}
+#[cfg(not(feature = "cuda"))]
+impl<T: Send> Movable for T {}
+#[cfg(feature = "cuda")]
+pub trait Movable {}
+#[cfg(feature = "cuda")]
+impl<T> Movable for T {}
+
+/// Seeds trained together as one batch on a worker holding `shard` seeds:
+/// on the CPU one seed each (a `[1, B, d]` update keeps its activations in
+/// cache, measured 25% faster than `[15, B, d]`); on the GPU the whole shard.
+pub fn seeds_per_group(shard: usize) -> usize {
+    match cfg!(feature = "cuda") {
+        true => shard.max(1),
+        false => 1,
+    }
+}
+
+/// A value the workers of a run use, held as the device allows: on the CPU
+/// one value that all of them share (`make(workers)`), so that a group can
+/// move to whichever worker is free; on CUDA one per worker, built on it
+/// (`make(1)`), as its learners stay on the thread whose stream built them.
+/// The driver's pool of waiting groups is one; this is the only place that
+/// chooses between the two.
+pub struct PerWorker<P, F: Fn(usize) -> P> {
+    #[cfg(not(feature = "cuda"))]
+    shared: P,
+    #[cfg(feature = "cuda")]
+    make: F,
+    #[cfg(not(feature = "cuda"))]
+    _make: std::marker::PhantomData<F>,
+}
+
+impl<P, F: Fn(usize) -> P> PerWorker<P, F> {
+    pub fn new(workers: usize, make: F) -> Self {
+        #[cfg(not(feature = "cuda"))]
+        return PerWorker {
+            shared: make(workers),
+            _make: std::marker::PhantomData,
+        };
+        #[cfg(feature = "cuda")]
+        {
+            let _ = workers;
+            PerWorker { make }
+        }
+    }
+
+    /// The value for the calling worker; `local` holds it where it is the
+    /// worker's own.
+    pub fn get<'a>(&'a self, local: &'a mut Option<P>) -> &'a P {
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = local;
+            &self.shared
+        }
+        #[cfg(feature = "cuda")]
+        local.get_or_insert_with(|| (self.make)(1))
+    }
+}
+
 pub type T2<T = NoneTape> = Tensor<(usize, usize), f32, Dev, T>;
 pub type T3<T = NoneTape> = Tensor<(usize, usize, usize), f32, Dev, T>;
 pub type Tape = OwnedTape<f32, Dev>;

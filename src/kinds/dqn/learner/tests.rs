@@ -236,25 +236,52 @@ fn stale_observations_only_under_young2022() {
     }
 }
 
+/// The largest absolute difference between two parameter lists.
+fn worst(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// Every parameter of a learner's Q and (learned) model, seed `s` for Q,
+/// all seeds for the model.
+fn parameters(l: &mut DqnLearner, s: usize) -> (Vec<f32>, Vec<f32>) {
+    let q = l.q.networks().0.params_of_seed(s);
+    let model = match &l.data {
+        super::Data::Learned { model, .. } => model.state().0.concat().concat(),
+        _ => Vec::new(),
+    };
+    (q, model)
+}
+
 /// Every Figure 4 agent on the taped path, the one a CUDA build always
-/// takes: it acts, fits its model and updates Q as the fused CPU path does
-/// (the same parameters within float tolerance after the first updates),
-/// and resumes from its checkpoint exactly.
+/// takes: it acts, fits its model and updates Q as the fused CPU path does,
+/// and resumes from its checkpoint exactly. The step sizes are large and the
+/// agents make 40 updates, so that Q and the model move by at least 100x
+/// the tolerance their taped and fused parameters must agree within; ER
+/// runs once with each activation.
 #[test]
 fn every_agent_runs_and_resumes_on_the_taped_path() {
+    const TOL: f32 = 1e-4;
     let rollouts = "planner: model_rollouts { starts: 3, length: 3 steps }";
+    let fast = "lr: 1e-2, model_lr: 1e-2";
     let agents = [
-        ("er", "batch: 6".to_string()),
-        ("perfect_model", rollouts.to_string()),
-        ("simple_model", format!("batch: 4, {rollouts}, model: factored_model {{ hidden: [8] }}")),
-        ("categorical_latent", format!("batch: 4, {rollouts}, model: latent_model {{ latent: categorical, features: 4, width: 3, hidden: [8] }}")),
-        ("gaussian_latent", format!("batch: 4, {rollouts}, model: latent_model {{ latent: gaussian, features: 4, min_std: 0.1, std_act: sigmoid2, hidden: [8] }}")),
+        ("er", "elu", "batch: 6".to_string()),
+        ("er", "relu", "batch: 6".to_string()),
+        ("er", "tanh", "batch: 6".to_string()),
+        ("perfect_model", "elu", rollouts.to_string()),
+        ("simple_model", "elu", format!("batch: 4, {rollouts}, model: factored_model {{ hidden: [8], activation: tanh }}")),
+        ("categorical_latent", "relu", format!("batch: 4, {rollouts}, model: latent_model {{ latent: categorical, features: 4, width: 3, hidden: [8] }}")),
+        ("gaussian_latent", "elu", format!("batch: 4, {rollouts}, model: latent_model {{ latent: gaussian, features: 4, min_std: 0.1, std_act: sigmoid2, hidden: [8] }}")),
     ];
     let seeds = [0u64, 1];
-    for (agent, settings) in agents {
+    for (agent, activation, settings) in agents {
         let plan = plan_of(&format!(
-            "experiment e {{ env: panflute(pipes: 3), agent: {agent} {{ {settings}, {TINY}, learning_starts: 10 steps, steps: 100 steps, eval_every: 50 steps }} }}"
+            "experiment e {{ env: panflute(pipes: 3), agent: {agent} {{ q: mlp {{ hidden: [8], activation: {activation} }}, eval: greedy_eval {{ envs: 2, steps: 5 steps }}, {fast}, {settings}, learning_starts: 10 steps, steps: 100 steps, eval_every: 50 steps }} }}"
         ));
+        let agent = format!("{agent} ({activation} Q)");
         let fused_plan = dqn(&plan).clone();
         let taped_plan = crate::kinds::dqn::DqnPlan {
             taped: true,
@@ -266,32 +293,43 @@ fn every_agent_runs_and_resumes_on_the_taped_path() {
         if let super::Data::Learned { model, .. } = &taped.data {
             assert!(model.is_taped(), "{agent}: the model trains taped too");
         }
+        let start: Vec<_> = (0..seeds.len())
+            .map(|s| parameters(&mut fused, s))
+            .collect();
         let mut sink = losses(seeds.len());
-        for t in 0..13 {
+        for t in 0..50 {
             fused.advance(t, &mut sink);
             taped.advance(t, &mut sink);
         }
-        assert_eq!(taped.q.t, 3, "{agent}: Q trains");
-        for s in 0..seeds.len() {
-            let (a, b) = (
-                fused.q.networks().0.params_of_seed(s),
-                taped.q.networks().0.params_of_seed(s),
-            );
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
+        assert_eq!(taped.q.t, 40, "{agent}: Q trains");
+        for (s, (q0, model0)) in start.iter().enumerate() {
+            let (qf, model_f) = parameters(&mut fused, s);
+            let (qt, model_t) = parameters(&mut taped, s);
+            let moved = worst(q0, &qf);
             assert!(
-                worst < 1e-4,
-                "{agent}: seed {s}: taped and fused Q differ by {worst}"
+                moved > 100.0 * TOL,
+                "{agent}: seed {s}: Q moved only {moved}"
             );
+            let differ = worst(&qf, &qt);
+            assert!(
+                differ < TOL,
+                "{agent}: seed {s}: taped and fused Q differ by {differ}"
+            );
+            if !model0.is_empty() {
+                let moved = worst(model0, &model_f);
+                assert!(moved > 100.0 * TOL, "{agent}: the model moved only {moved}");
+                let differ = worst(&model_f, &model_t);
+                assert!(
+                    differ < TOL,
+                    "{agent}: taped and fused models differ by {differ}"
+                );
+            }
         }
         // A resumed taped learner continues exactly.
         let state = taped.save();
         let mut resumed = learner(&plan, &taped_plan, &seeds);
         resumed.restore(state).expect("restores");
-        for t in 13..20 {
+        for t in 50..57 {
             taped.advance(t, &mut sink);
             resumed.advance(t, &mut sink);
         }
