@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: everything without MuJoCo (with a local Slurm cluster), then the HalfCheetah tests with
+# The test suite: clippy and rustdoc with warnings as errors, everything without MuJoCo (with a
+# local Slurm cluster), then the HalfCheetah tests with
 # the `mujoco` feature (libmujoco fetched from PyPI by setup-mujoco.sh), then a type check of the
 # `cuda` build (CUDA 13 from PyPI by build-cuda.sh), which no test machine can run but all must compile.
 set -euo pipefail
@@ -13,6 +14,9 @@ elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
 else
     echo "note: no Slurm cluster here; the tests that need one are skipped" >&2
 fi
+# Lints and docs first: clippy with warnings as errors, rustdoc with broken links as errors.
+cargo clippy --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --lib
 cargo test --locked
 # The tests that need the machine's services are #[ignore]d (reported as ignored where they
 # cannot run, never as passed) and run here where they can; CI (MBRL_REQUIRE_SLURM=1, root)

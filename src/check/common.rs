@@ -77,10 +77,8 @@ pub fn latent_fields(ev: &mut Evaluator, model: &Obj) {
         );
     }
     match model.enum_("latent") {
-        Some("gaussian") => {
-            if model.is_explicit("width") {
-                ignored(ev, model, "width", "Gaussian latents have no classes");
-            }
+        Some("gaussian") if model.is_explicit("width") => {
+            ignored(ev, model, "width", "Gaussian latents have no classes");
         }
         Some("categorical") => {
             for field in ["min_std", "std_act"] {

@@ -1,7 +1,7 @@
 //! Check: a resolved program to checked experiments, with every diagnostic
 //! found in one pass.
 //!
-//! Input: a [`Program`](crate::resolve::Program). Output: [`Checked`], whose
+//! Input: a [`crate::resolve::Program`]. Output: [`Checked`], whose
 //! experiments are expanded into cells with their env spaces and inferred
 //! network shapes. Checking never stops at the first problem: names, kinds,
 //! fields, types, units and ranges are checked for every definition of the
@@ -40,6 +40,8 @@ pub struct Checked {
 }
 
 /// One experiment, expanded into its grid of cells.
+// `_sealed` keeps construction in this module, not only out of other crates.
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Debug)]
 pub struct CheckedExperiment {
     pub name: String,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::check::Cell;
 use crate::compile::Plan;
-use crate::runtime::driver::{NonFinite, Point};
+use crate::runtime::driver::{NonFinite, Point, ProgressFn};
 
 /// What a run tells whoever watches it as it goes. Every method does
 /// nothing by default; `mbrl run` prints.
@@ -22,12 +22,7 @@ pub trait Watch: Sync {
 
     /// A cell starts (`resuming`: it has checkpoints): what hears its
     /// workers' points, restored from checkpoints (`true`) or new.
-    fn cell<'a>(
-        &'a self,
-        _cell: &Cell,
-        _plan: &Plan,
-        _resuming: bool,
-    ) -> Box<dyn Fn(&[Point], bool) + Sync + 'a> {
+    fn cell<'a>(&'a self, _cell: &Cell, _plan: &Plan, _resuming: bool) -> Box<ProgressFn<'a>> {
         Box::new(|_, _| ())
     }
 

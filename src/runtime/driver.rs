@@ -190,7 +190,10 @@ pub struct Outcome {
 }
 
 /// What progress hears: a worker's points, restored from checkpoints (`true`) or new.
-pub type Progress<'a> = &'a (dyn Fn(&[Point], bool) + Sync);
+pub type Progress<'a> = &'a ProgressFn<'a>;
+
+/// What hears a worker's points: restored from checkpoints (`true`) or new.
+pub type ProgressFn<'a> = dyn Fn(&[Point], bool) + Sync + 'a;
 
 /// Runs every seed of `plan` with `agent`'s learners over `threads`
 /// workers, resuming from the session's checkpoints where there are any.

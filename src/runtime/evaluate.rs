@@ -147,7 +147,7 @@ impl Score {
                 Metric::RewardRate => self.total[i] += rewards[i] as f64,
                 Metric::HorizonReturn => {
                     self.current[i] += rewards[i] as f64;
-                    if self.horizon.is_some_and(|h| (t + 1) % h == 0) {
+                    if self.horizon.is_some_and(|h| (t + 1).is_multiple_of(h)) {
                         self.total[i] += self.current[i];
                         self.current[i] = 0.0;
                         self.episodes[i] += 1;

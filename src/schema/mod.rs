@@ -298,8 +298,11 @@ pub struct Ctor {
     /// Accepts any field; the fields are checked where they are applied (regimes).
     pub open: bool,
     /// For envs: observation and action spaces as a function of the fields.
-    pub spaces: Option<fn(&dyn Fn(&str) -> i64) -> EnvSpaces>,
+    pub spaces: Option<SpacesFn>,
 }
+
+/// An env's spaces from its integer fields (`get(name)`: the value set, or the default).
+pub type SpacesFn = fn(get: &dyn Fn(&str) -> i64) -> EnvSpaces;
 
 impl Ctor {
     /// The defaults of a constructor literal: no positional arguments, closed,

@@ -25,7 +25,7 @@ pub fn parse_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> 
     let message = format!("expected {expected}, found {found_desc}");
     let label = format!("expected {expected}");
     let diag = Diag::error(Code::UnexpectedToken, message, span, label);
-    diag.with_help_opt(help_for(text, pos, &found))
+    diag.with_help_opt(help_for(text, pos, found))
 }
 
 /// The token at `pos`: a word, a number, or a single character.

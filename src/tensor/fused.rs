@@ -4,7 +4,7 @@
 //! gradient for the input), and the reference Adam, all on buffers reused
 //! from update to update.
 //!
-//! The taped dfdx path ([`crate::kinds::dqn::learner::DqnLearner::update_taped`])
+//! The taped dfdx path ([`crate::kinds::dqn::learner::DqnLearner::use_taped`])
 //! computes the same update and is what the GPU runs; on the CPU its per-op
 //! allocations, broadcasts and copies cost more than the GEMMs themselves
 //! (README, "Tensor runtime"). Tests compare the two.

@@ -5,7 +5,7 @@
 //! `tanh`.
 //!
 //! Every elementwise kernel is written once, as plain scalar Rust, and
-//! [`widest!`] compiles it three times (AVX-512, AVX2 + FMA, the portable
+//! `widest!` compiles it three times (AVX-512, AVX2 + FMA, the portable
 //! baseline), choosing at run time the widest the CPU has. The arithmetic is
 //! lane-independent, and fused multiply-adds are written out (`mul_add`, one
 //! rounding on every instruction set) and never left to contraction, so every variant gives

@@ -1,6 +1,6 @@
 //! Optimizers on seed-batched parameters.
 //!
-//! [`YoungAdam`] is the reference's Adam (young2022 spec §2): moments with
+//! [`AdamConfig::young`] is the reference's Adam (young2022 spec §2): moments with
 //! bias correction from a step counter that the Q and model optimizers may
 //! share, and decoupled weight decay `x -= wd * x` that is not scaled by the
 //! step size and applies to biases too.

@@ -152,11 +152,14 @@ pub struct ClippedAdam {
     pub l2: f64,
     pub clip: Option<f64>,
     pub t: u64,
-    moments: Vec<(
-        crate::tensor::optim::Moments<(usize, usize, usize)>,
-        crate::tensor::optim::Moments<(usize, usize)>,
-    )>,
+    moments: Vec<LayerMoments>,
 }
+
+/// Adam's moments of one layer: its weights' and its biases'.
+type LayerMoments = (
+    crate::tensor::optim::Moments<(usize, usize, usize)>,
+    crate::tensor::optim::Moments<(usize, usize)>,
+);
 
 impl ClippedAdam {
     pub fn new(net: &Mlp, lr: f64, l2: f64, clip: Option<f64>) -> ClippedAdam {

@@ -46,13 +46,9 @@ impl PolicyVec {
 }
 
 /// `sum_a log N(a; mean, sigma)` per sample, `[S, B]`.
-pub fn log_prob<T: Tape<f32, Dev> + Merge<NoneTape>>(
-    mean: T3<T>,
-    log_std: T2<T>,
-    actions: &T3,
-) -> T2<T>
+pub fn log_prob<T>(mean: T3<T>, log_std: T2<T>, actions: &T3) -> T2<T>
 where
-    T: Merge<T>,
+    T: Tape<f32, Dev> + Merge<NoneTape> + Merge<T>,
 {
     let shape = *mean.shape();
     let log_std = log_std.broadcast_like::<_, Axis<1>>(&shape);

@@ -167,7 +167,7 @@ fn every_accepted_field_takes_effect_or_is_refused() {
                     }
                     tried += 1;
                     let set = format!("{path}.{}={value}", field.name);
-                    let (plan, codes) = compiled(&text, &[set.clone()]);
+                    let (plan, codes) = compiled(&text, std::slice::from_ref(&set));
                     let new: Vec<&(Code, String)> =
                         codes.iter().filter(|c| !base_codes.contains(c)).collect();
                     if let Some(bad) = new.iter().find(|c| !refusals.contains(&c.0)) {
@@ -186,7 +186,7 @@ fn every_accepted_field_takes_effect_or_is_refused() {
         for (field, value) in [("seeds", "3"), ("seed", "5"), ("compat", other_compat)] {
             tried += 1;
             let set = format!("experiment.{field}={value}");
-            let (plan, codes) = compiled(&text, &[set.clone()]);
+            let (plan, codes) = compiled(&text, std::slice::from_ref(&set));
             let changed = plan.as_deref() != Some(&base_plan);
             let refused = codes.iter().any(|c| !base_codes.contains(c));
             if !changed && !refused {

@@ -17,7 +17,10 @@ fn randn(rng: &mut Stream, n: usize, scale: f64) -> Vec<f32> {
 
 /// Central differences of `loss` in each of `k` sampled parameters of every
 /// layer, against the backward gradient.
-fn check_mlp_gradients(net: &Mlp, loss: &dyn Fn(&Mlp, bool) -> (f32, Option<Vec<Vec<f32>>>)) {
+/// A loss of a network: its value, and its gradients when asked (`true`).
+type LossFn<'a> = dyn Fn(&Mlp, bool) -> (f32, Option<Vec<Vec<f32>>>) + 'a;
+
+fn check_mlp_gradients(net: &Mlp, loss: &LossFn<'_>) {
     let (_, grads) = loss(net, true);
     let grads = grads.unwrap();
     let eps = 1e-3f32;
@@ -786,10 +789,7 @@ fn er_cell_compiles_to_the_reference_plan() {
     );
     assert_eq!(whole.seeds.len(), 30);
     assert_eq!((plan.rollouts, plan.model.clone()), (None, None));
-    assert_eq!(
-        plan.exploration,
-        mbrl::kinds::dqn::Exploration::Softmax { temperature: 0.1 }
-    );
+    assert_eq!(plan.exploration, Exploration::Softmax { temperature: 0.1 });
     assert!(plan.use_target && !plan.double_dqn);
     assert_eq!(plan.compat, mbrl::kinds::dqn::Compat::named("young2022"));
     // The perfect-model agent (cell 6) rolls out 32 stored states for 10 steps.

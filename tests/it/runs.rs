@@ -126,7 +126,7 @@ fn library_runs_resumes_and_merges_as_the_cli_does() {
         );
     }
     // A part alone is refused with the CLI's code.
-    let half = merge::merge_into(&[part0.clone()], &dir.join("half")).unwrap_err();
+    let half = merge::merge_into(std::slice::from_ref(&part0), &dir.join("half")).unwrap_err();
     let code = miette::Diagnostic::code(&half).map(|c| c.to_string());
     assert_eq!(code.as_deref(), Some("mbrl::merge::missing_part"), "{half}");
     let _ = std::fs::remove_dir_all(&dir);

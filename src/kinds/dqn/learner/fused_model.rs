@@ -1,7 +1,7 @@
 //! The learned models' update on the CPU (young2022 spec §3.3-3.4), fused
 //! per seed as Q's is ([`crate::tensor::fused`]): the forward passes of the
 //! model's networks on flat parameters, the loss of
-//! [`crate::runtime::model`] with its gradient written out by hand (the
+//! [`crate::kinds::dqn::learner::model`] with its gradient written out by hand (the
 //! straight-through and reparameterised samples and KL balancing's
 //! stop-gradients included), the backward passes and each network's Adam step.
 //!

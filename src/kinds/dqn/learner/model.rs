@@ -5,7 +5,7 @@
 //! policy inside the model that give Q its training batch.
 //!
 //! On the CPU the networks live as flat per-seed parameters and the update
-//! runs fused ([`crate::runtime::fused_model`]); on the GPU it runs taped
+//! runs fused ([`crate::kinds::dqn::learner::fused_model`]); on the GPU it runs taped
 //! through dfdx, with the same draws. Tests compare the two.
 //!
 //! Invariants: touches no env; every random draw comes from a per-seed
@@ -40,7 +40,7 @@ pub struct LearnedModel {
     nets: Vec<Mlp>,
     moments: Vec<MlpMoments>,
     /// On the CPU, the networks as flat per-seed parameters with their Adam
-    /// moments, which the fused update trains ([`crate::runtime::fused_model`]).
+    /// moments, which the fused update trains ([`crate::kinds::dqn::learner::fused_model`]).
     flat: Option<Vec<FlatNet>>,
 }
 

@@ -272,7 +272,7 @@ pub fn step(policy: &mut Policy, batch: &Batch, plan: &TrpoPlan, ent_coef: f64) 
     let mut fvp = |v: &[f64]| fisher_vector_product(&frozen, batch, &at, plan.cg_damping, v);
     let dir = conjugate_gradient(&mut fvp, &at.grad, plan.cg_iters, plan.cg_tol);
     let shs = dot(&dir, &fvp(&dir));
-    if !(shs > 0.0) || !shs.is_finite() {
+    if !shs.is_finite() || shs <= 0.0 {
         return report;
     }
     let mut size = (2.0 * plan.max_kl / shs).sqrt();
