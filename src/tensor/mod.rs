@@ -14,8 +14,9 @@ pub mod kernels;
 pub mod losses;
 pub mod mlp;
 pub mod optim;
+#[cfg(feature = "test-oracles")]
+pub mod oracles;
 pub mod slbo;
-pub mod trpo;
 
 use dfdx::prelude::*;
 

@@ -466,7 +466,7 @@ fn running_normalizer_merges_batches() {
 
 #[test]
 fn slbo_model_losses() {
-    use mbrl::tensor::slbo::{delta_norm, next_state_mse, value_aware, Reduce};
+    use mbrl::tensor::oracles::slbo::{delta_norm, next_state_mse, value_aware, Reduce};
     let dev = Dev::default();
     let pred = tensor3(50, (2, 3, 4), 1.0);
     let cur = tensor3(51, (2, 3, 4), 1.0);
@@ -523,7 +523,7 @@ fn slbo_model_losses() {
 /// Each seed's gradient is clipped to the global norm on its own.
 #[test]
 fn global_norm_clipping_is_per_seed() {
-    use mbrl::tensor::slbo::clip_by_global_norm;
+    use mbrl::tensor::oracles::slbo::clip_by_global_norm;
     let dev = Dev::default();
     let mut w = vec![dev.tensor_from_vec(
         vec![3.0, 0.0, 0.0, 4.0, 0.3, 0.0, 0.0, 0.4],
@@ -572,7 +572,7 @@ fn normc_init_columns() {
     }
 }
 
-fn random_policy_vec(net: &Mlp, seed: u64) -> mbrl::tensor::trpo::PolicyVec {
+fn random_policy_vec(net: &Mlp, seed: u64) -> mbrl::tensor::oracles::trpo::PolicyVec {
     let dev = Dev::default();
     let mut rng = Stream::new(60, seed, Purpose::Init, 0);
     let weights = net
@@ -586,14 +586,14 @@ fn random_policy_vec(net: &Mlp, seed: u64) -> mbrl::tensor::trpo::PolicyVec {
         .map(|b| dev.tensor_from_vec(randn(&mut rng, b.shape().num_elements(), 1.0), *b.shape()))
         .collect();
     let log_std = dev.tensor_from_vec(randn(&mut rng, 2 * 2, 1.0), (2, 2));
-    mbrl::tensor::trpo::PolicyVec {
+    mbrl::tensor::oracles::trpo::PolicyVec {
         weights,
         biases,
         log_std,
     }
 }
 
-fn shifted(net: &Mlp, v: &mbrl::tensor::trpo::PolicyVec, eps: f32) -> Mlp {
+fn shifted(net: &Mlp, v: &mbrl::tensor::oracles::trpo::PolicyVec, eps: f32) -> Mlp {
     let mut out = net.clone();
     for (w, d) in out.weights.iter_mut().zip(&v.weights) {
         *w = w.clone() + d.clone() * eps;
@@ -607,7 +607,7 @@ fn shifted(net: &Mlp, v: &mbrl::tensor::trpo::PolicyVec, eps: f32) -> Mlp {
 /// Forward-mode `J v` equals the directional finite difference of the mean.
 #[test]
 fn jvp_matches_finite_differences() {
-    use mbrl::tensor::trpo::jvp;
+    use mbrl::tensor::oracles::trpo::jvp;
     let x = tensor3(61, (2, 5, 3), 1.0);
     for activation in [Activation::Tanh, Activation::Elu, Activation::Relu] {
         let net = Mlp::new(
@@ -646,7 +646,7 @@ fn jvp_matches_finite_differences() {
 /// `v^T F v = (1/B) |J v / sigma|^2 + 2 |v_logstd|^2 + damping |v|^2` per seed, and F is symmetric.
 #[test]
 fn fisher_vector_product_is_the_gauss_newton_fisher() {
-    use mbrl::tensor::trpo::{fisher_vector_product, jvp, GaussianPolicy};
+    use mbrl::tensor::oracles::trpo::{fisher_vector_product, jvp, GaussianPolicy};
     let dev = Dev::default();
     let x = tensor3(62, (2, 7, 3), 1.0);
     let mean = Mlp::new(
@@ -699,7 +699,7 @@ fn fisher_vector_product_is_the_gauss_newton_fisher() {
 /// The surrogate's gradient against finite differences in the log-std and the mean weights.
 #[test]
 fn surrogate_gradient_matches_finite_differences() {
-    use mbrl::tensor::trpo::{log_prob, surrogate_gradient, GaussianPolicy};
+    use mbrl::tensor::oracles::trpo::{log_prob, surrogate_gradient, GaussianPolicy};
     let dev = Dev::default();
     let x = tensor3(63, (2, 6, 3), 1.0);
     let actions = tensor3(64, (2, 6, 2), 1.0);

@@ -153,12 +153,12 @@ fn accepted_trpo_steps_satisfy_the_kl_bound() {
 }
 
 /// The flat policy's surrogate gradient (entropy bonus off) and
-/// Fisher-vector products equal the taped references of `tensor::trpo`.
+/// Fisher-vector products equal the taped references of `tensor::oracles::trpo`.
 #[test]
 fn surrogate_gradient_and_fisher_products_match_the_taped_references() {
     use crate::tensor::fused::unflatten;
     use crate::tensor::mlp::Mlp;
-    use crate::tensor::trpo::{
+    use crate::tensor::oracles::trpo::{
         fisher_vector_product, surrogate_gradient, GaussianPolicy, PolicyVec,
     };
     use dfdx::prelude::*;
