@@ -297,14 +297,10 @@ fn a_held_lock_says_how_to_see_its_holder() {
     assert_eq!(res.status.code(), Some(130), "{}", stderr(&res));
 }
 
-/// Item 8: the total of non-finite losses; a swapped checkpoint of this
-/// experiment called what it is; `--out` on a file, a path through a file,
-/// a name too long and (as a non-root user) a read-only directory refused
-/// with a code naming the path; a changed experiment caused by `--set`
-/// says to drop or change the `--set`.
+/// Item 8: a run with more than 5 non-finite losses shows 5 and says the total.
 #[test]
-fn messages_say_what_happened() {
-    let case = Case::new("messages", &TINY.replace("lr: 1e-4", "lr: 1e30"));
+fn non_finite_losses_are_counted() {
+    let case = Case::new("nan", &TINY.replace("lr: 1e-4", "lr: 1e30"));
     let res = case.run("nan", &[]);
     let err = stderr(&res);
     assert_eq!(res.status.code(), Some(0), "{err}");
@@ -314,7 +310,13 @@ fn messages_say_what_happened() {
         "{err}"
     );
 
-    std::fs::write(&case.file, TINY).unwrap();
+}
+
+/// Item 8: a checkpoint of this experiment swapped with another is called
+/// what it is, not another experiment's.
+#[test]
+fn a_swapped_checkpoint_is_called_swapped() {
+    let case = Case::new("swap", TINY);
     let res = case.run("swap", &[]);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
     let cell = case.path("swap/checkpoints/cell-0");
@@ -333,7 +335,14 @@ fn messages_say_what_happened() {
         "{err}"
     );
     assert!(!err.contains("another experiment's"), "{err}");
+}
 
+/// Item 8: `--out` on a file, a path through a file, a name too long and
+/// (as a non-root user) a read-only directory are refused with a code
+/// naming the path and the cause.
+#[test]
+fn an_unusable_out_is_refused_with_a_code() {
+    let case = Case::new("unusable", TINY);
     std::fs::write(case.path("a-file"), "not a directory").unwrap();
     let long = "x".repeat(300);
     let mut cases = vec![
@@ -366,7 +375,13 @@ fn messages_say_what_happened() {
         );
     }
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
 
+/// Item 8: a changed experiment caused by a `--set` says to drop or change
+/// the `--set`, not to restore the file.
+#[test]
+fn a_change_by_set_says_so() {
+    let case = Case::new("set", TINY);
     let res = case.run("set", &["--stop-at", "100"]);
     assert_eq!(res.status.code(), Some(130), "{}", stderr(&res));
     let res = case.run("set", &["--set", "tiny.seeds=3"]);
@@ -430,11 +445,10 @@ fn the_default_directory_resumes_then_says_finished() {
 }
 
 /// Item 10: the first progress line, before learning starts, gives no ETA
-/// from the cheap warm-up and the ETA after it comes from the steps since
-/// learning started; evaluations some seeds reached before a stop are
-/// printed; `--set`, `FILE` and `CODE` are described in `--help`.
+/// from the cheap warm-up; the ETA after it comes from the steps since
+/// learning started.
 #[test]
-fn progress_and_help() {
+fn no_eta_from_the_warm_up() {
     let case = Case::new("progress", TINY);
     let res = case.run("run", &["--stop-at", "200", "--threads", "2"]);
     assert_eq!(res.status.code(), Some(130), "{}", stderr(&res));
@@ -447,6 +461,14 @@ fn progress_and_help() {
         "{text}"
     );
     assert!(lines[1].contains("steps/s, ETA "), "{text}");
+}
+
+/// Item 10: evaluations some seeds reached before a stop are printed.
+#[test]
+fn evaluations_before_a_stop_are_printed() {
+    let case = Case::new("stopped", TINY);
+    let res = case.run("run", &["--stop-at", "200", "--threads", "2"]);
+    assert_eq!(res.status.code(), Some(130), "{}", stderr(&res));
 
     // Seed 1 starts again (its checkpoint damaged) and stops at step 200;
     // seed 0, resumed at 200, runs on to 400: evaluations one seed reached.
@@ -464,7 +486,12 @@ fn progress_and_help() {
             "step {step}: {text}"
         );
     }
+}
 
+/// Item 10: `--set` (run, graph, eval), `run`'s `FILE` and `explain`'s
+/// `CODE` are described in `--help`.
+#[test]
+fn help_describes_every_argument() {
     let help = |args: &[&str]| {
         let out = mbrl(args);
         assert!(out.status.success());
