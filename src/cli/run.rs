@@ -233,7 +233,11 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
 
 /// Whether the `--set` options alone make the experiment differ from the
 /// run in the directory: the file without them is the run's experiment.
-fn by_overrides(args: &RunArgs, exp: &CheckedExperiment, changed: &rundir::ChangedExperiment) -> bool {
+fn by_overrides(
+    args: &RunArgs,
+    exp: &CheckedExperiment,
+    changed: &rundir::ChangedExperiment,
+) -> bool {
     if args.overrides.is_empty() {
         return false;
     }
@@ -243,7 +247,12 @@ fn by_overrides(args: &RunArgs, exp: &CheckedExperiment, changed: &rundir::Chang
     if plain.has_errors() {
         return false;
     }
-    let Some(plain_exp) = plain.clean().experiments.iter().find(|e| e.name == exp.name) else {
+    let Some(plain_exp) = plain
+        .clean()
+        .experiments
+        .iter()
+        .find(|e| e.name == exp.name)
+    else {
         return false;
     };
     let Ok(plans) = runs::compile_cells(plain_exp, args.scale) else {

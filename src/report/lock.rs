@@ -63,7 +63,8 @@ pub fn lock(dir: &Path) -> Result<RunLock, LockError> {
             holder,
         }
     };
-    let directory = std::fs::File::open(dir).map_err(|e| LockError::Io(dir.display().to_string(), e));
+    let directory =
+        std::fs::File::open(dir).map_err(|e| LockError::Io(dir.display().to_string(), e));
     let (file, holder) = match directory.map(|d| (d.try_lock(), d)) {
         Ok((Ok(()), d)) => (d, Some(path.clone())),
         Ok((Err(std::fs::TryLockError::WouldBlock), _)) => return Err(held(dir)),

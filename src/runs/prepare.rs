@@ -161,7 +161,10 @@ pub struct SeveralExperiments {
 /// `--experiment` names no experiment of the file.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("`{file}` declares no experiment `{name}`")]
-#[diagnostic(code(mbrl::run::unknown_experiment), help("its experiments are {names}"))]
+#[diagnostic(
+    code(mbrl::run::unknown_experiment),
+    help("its experiments are {names}")
+)]
 pub struct UnknownExperiment {
     pub file: String,
     pub name: String,

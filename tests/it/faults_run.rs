@@ -133,7 +133,10 @@ fn run_refuses_an_out_that_holds_no_run() {
     );
     assert!(err.contains("choose another `--out`"), "{err}");
     assert_eq!(files(&out), ["lock", "metrics.csv", "plots/eval.png"]);
-    assert_eq!(std::fs::read_to_string(out.join("lock")).unwrap(), "my lock");
+    assert_eq!(
+        std::fs::read_to_string(out.join("lock")).unwrap(),
+        "my lock"
+    );
     assert_eq!(
         std::fs::read_to_string(out.join("metrics.csv")).unwrap(),
         "my,own,metrics\n"
@@ -159,7 +162,9 @@ fn two_experiments_and_one_out_are_refused_before_anything_runs() {
     assert_eq!(res.status.code(), Some(2), "{err}");
     assert!(
         err.contains("mbrl::run::several_experiments")
-            && err.contains("declares 2 experiments (`tiny`, `other`) and `--out` names one run directory")
+            && err.contains(
+                "declares 2 experiments (`tiny`, `other`) and `--out` names one run directory"
+            )
             && err.contains("pick one with `--experiment NAME`"),
         "{err}"
     );
@@ -201,7 +206,10 @@ fn temporaries_of_a_killed_writer_are_removed() {
     for f in &orphans {
         assert!(!case.path(f).exists(), "{f} is left");
     }
-    assert!(case.path(&kept).exists(), "a live writer's temporary was removed");
+    assert!(
+        case.path(&kept).exists(),
+        "a live writer's temporary was removed"
+    );
 
     for i in 0..2 {
         let res = case.run(&format!("part-{i}"), &["--shard", &format!("{i}/2")]);
@@ -228,7 +236,9 @@ fn temporaries_of_a_killed_writer_are_removed() {
     std::fs::write(case.path(&format!("killed/.manifest.ron.{dead}.tmp")), "x").unwrap();
     let res = merge("killed");
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
-    assert!(files(&case.path("killed")).iter().all(|f| !f.ends_with(".tmp")));
+    assert!(files(&case.path("killed"))
+        .iter()
+        .all(|f| !f.ends_with(".tmp")));
 }
 
 /// Item 7: the lock is the directory's, held by the OS for the run's
@@ -237,10 +247,20 @@ fn temporaries_of_a_killed_writer_are_removed() {
 /// ended leaves no `lock` behind.
 #[test]
 fn the_lock_survives_its_file_and_leaves_nothing_stale() {
-    let case = Case::new("lock", &TINY.replace("steps: 400 steps", "steps: 20000 steps"));
+    let case = Case::new(
+        "lock",
+        &TINY.replace("steps: 400 steps", "steps: 20000 steps"),
+    );
     let out = case.path("run");
     let mut first = Command::new(crate::bin())
-        .args(["run", &case.file, "--out", out.to_str().unwrap(), "--threads", "1"])
+        .args([
+            "run",
+            &case.file,
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -263,16 +283,29 @@ fn the_lock_survives_its_file_and_leaves_nothing_stale() {
     std::fs::write(case.file.as_str(), TINY).unwrap();
     let res = case.run("done", &[]);
     assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
-    assert!(!case.path("done/lock").exists(), "a finished run leaves its lock file");
+    assert!(
+        !case.path("done/lock").exists(),
+        "a finished run leaves its lock file"
+    );
 }
 
 /// Item 7, the message: a held lock names its live holder and how to see it.
 #[test]
 fn a_held_lock_says_how_to_see_its_holder() {
-    let case = Case::new("holder", &TINY.replace("steps: 400 steps", "steps: 20000 steps"));
+    let case = Case::new(
+        "holder",
+        &TINY.replace("steps: 400 steps", "steps: 20000 steps"),
+    );
     let out = case.path("run");
     let mut first = Command::new(crate::bin())
-        .args(["run", &case.file, "--out", out.to_str().unwrap(), "--threads", "1"])
+        .args([
+            "run",
+            &case.file,
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -304,12 +337,15 @@ fn non_finite_losses_are_counted() {
     let res = case.run("nan", &[]);
     let err = stderr(&res);
     assert_eq!(res.status.code(), Some(0), "{err}");
-    assert_eq!(err.matches("non-finite q_loss at env step").count(), 5, "{err}");
+    assert_eq!(
+        err.matches("non-finite q_loss at env step").count(),
+        5,
+        "{err}"
+    );
     assert!(
         err.contains("598 non-finite losses in all (the first 5 above)"),
         "{err}"
     );
-
 }
 
 /// Item 8: a checkpoint of this experiment swapped with another is called
@@ -347,7 +383,10 @@ fn an_unusable_out_is_refused_with_a_code() {
     let long = "x".repeat(300);
     let mut cases = vec![
         ("a-file", "it is a file, not a directory"),
-        ("a-file/run", "a part of the path is a file, not a directory"),
+        (
+            "a-file/run",
+            "a part of the path is a file, not a directory",
+        ),
         (long.as_str(), "a name in the path is too long"),
     ];
     let read_only = case.path("read-only");
@@ -403,7 +442,12 @@ fn the_default_directory_resumes_then_says_finished() {
     let case = Case::new("default", TINY);
     let res = case.here(&["run", "tiny.exp", "--stop-at", "200"]);
     assert_eq!(res.status.code(), Some(130), "{}", stderr(&res));
-    let runs = || files(&case.path("runs")).iter().map(|f| f.split('/').next().unwrap().to_string()).collect::<std::collections::BTreeSet<_>>();
+    let runs = || {
+        files(&case.path("runs"))
+            .iter()
+            .map(|f| f.split('/').next().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
     let first = runs();
     assert_eq!(first.len(), 1, "{first:?}");
     let dir = first.iter().next().unwrap().clone();
@@ -481,8 +525,9 @@ fn evaluations_before_a_stop_are_printed() {
     let text = stdout(&res);
     for step in [100, 200, 300, 400] {
         assert!(
-            text.lines().any(|l| l.contains(&format!("step {step}/400: eval"))
-                && l.contains("(1 of 2 seeds, stopped before the others reached it)")),
+            text.lines()
+                .any(|l| l.contains(&format!("step {step}/400: eval"))
+                    && l.contains("(1 of 2 seeds, stopped before the others reached it)")),
             "step {step}: {text}"
         );
     }
@@ -495,7 +540,10 @@ fn help_describes_every_argument() {
     let help = |args: &[&str]| {
         let out = mbrl(args);
         assert!(out.status.success());
-        stdout(&out).split_whitespace().collect::<Vec<_>>().join(" ")
+        stdout(&out)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     for cmd in ["run", "graph", "eval"] {
         assert!(
