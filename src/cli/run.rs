@@ -3,8 +3,10 @@
 //! agent), seeds batched and sharded, into a run directory with
 //! checkpoints. Before anything is allocated, the memory the largest cell
 //! needs is checked against what the machine has. Running again on the same
-//! directory resumes; a changed experiment is refused. Ctrl-C checkpoints
-//! every seed at its next evaluation and exits.
+//! directory resumes (without `--out`, on the default directory: an
+//! unfinished run resumes, a finished one is reported; `--fresh` starts
+//! another); a changed experiment is refused. Ctrl-C checkpoints every seed
+//! at its next evaluation and exits.
 //!
 //! The run itself is `crate::runs`'s; this file parses the arguments,
 //! handles Ctrl-C, prints progress and chooses the exit status.
