@@ -9,6 +9,7 @@ use clap::Args;
 #[derive(Args)]
 pub struct EvalArgs {
     pub file: PathBuf,
+    /// Override a field, as `mbrl check --set` does: `--set experiment.seeds=5`, `--set er.lr=1e-4` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
 }

@@ -16,6 +16,7 @@ pub struct GraphArgs {
     /// Which experiment, when the file has several.
     #[arg(long)]
     pub experiment: Option<String>,
+    /// Override a field, as `mbrl check --set` does: `--set experiment.seeds=5`, `--set er.lr=1e-4` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
 }

@@ -99,7 +99,10 @@ enum Command {
         name: String,
     },
     /// Explain a diagnostic code, e.g. `mbrl explain mbrl::check::eval_interval`.
-    Explain { code: String },
+    Explain {
+        /// A code in full (`mbrl::run::locked`) or its last part (`locked`).
+        code: String,
+    },
 }
 
 /// Exit codes: 0 clean, 1 diagnostics with errors, 2 usage or IO errors.

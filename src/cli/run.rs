@@ -3,8 +3,10 @@
 //! agent), seeds batched and sharded, into a run directory with
 //! checkpoints. Before anything is allocated, the memory the largest cell
 //! needs is checked against what the machine has. Running again on the same
-//! directory resumes; a changed experiment is refused. Ctrl-C checkpoints
-//! every seed at its next evaluation and exits.
+//! directory resumes (without `--out`, on the default directory: an
+//! unfinished run resumes, a finished one is reported; `--fresh` starts
+//! another); a changed experiment is refused. Ctrl-C checkpoints every seed
+//! at its next evaluation and exits.
 //!
 //! The run itself is `crate::runs`'s; this file parses the arguments,
 //! handles Ctrl-C, prints progress and chooses the exit status.
@@ -17,7 +19,6 @@ use clap::Args;
 use crate::check::{Cell, CheckedExperiment};
 use crate::compile::Plan;
 use crate::runs::cells::{CellEnd, Ran, Stop, Watch};
-use crate::runs::prepare::NoExperiment;
 use crate::runs::rundir::{self, OpenError};
 use crate::runs::watch::MovedAside;
 use crate::runs::{self as runs, Compiled};
@@ -27,16 +28,29 @@ use super::progress::Progress;
 
 #[derive(Args)]
 pub struct RunArgs {
+    /// The experiment file (`.exp`); every experiment it declares runs, one run directory each.
     pub file: PathBuf,
-    /// The run directory (default `runs/EXPERIMENT-HASH`).
+    /// The run directory: new, empty, or one a run of this experiment wrote
+    /// (which the run resumes). Default `runs/EXPERIMENT-HASH` (HASH: the
+    /// first 8 hex digits of the experiment's identity), where the same
+    /// command again resumes an unfinished run, or says where a finished
+    /// one's results are.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Without `--out`: start a new run in the next free `runs/EXPERIMENT-HASH-N`
+    /// instead of resuming (or reporting) the last one.
+    #[arg(long, conflicts_with = "out")]
+    pub fresh: bool,
+    /// Run only the experiment of this name (a file may declare several; `--out` holds one).
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
     /// Multiply every step budget by F > 0 (rounded to whole evaluation intervals).
     #[arg(long, default_value_t = 1.0, value_parser = super::positive_finite)]
     pub scale: f64,
     /// Worker threads (seed shards), at least 1; default: the machine's cores.
     #[arg(long, value_parser = super::at_least_one)]
     pub threads: Option<usize>,
+    /// Override a field, as `mbrl check --set` does: `--set experiment.seeds=5`, `--set er.lr=1e-4` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
     /// Move damaged checkpoints aside and train their seeds again from the start.
@@ -93,13 +107,18 @@ pub fn run(args: &RunArgs) -> u8 {
         Err(code) => return code,
     };
     let checked = out.clean();
-    if checked.experiments.is_empty() {
-        return super::show(NoExperiment {
-            file: args.file.display().to_string(),
-        });
-    }
+    let one_dir = args.out.is_some();
+    let experiments = match runs::prepare::pick_experiments(
+        &args.file.display().to_string(),
+        &checked.experiments,
+        args.experiment.as_deref(),
+        one_dir,
+    ) {
+        Ok(experiments) => experiments,
+        Err(refused) => return super::show(refused),
+    };
     install_interrupt_handler();
-    for exp in &checked.experiments {
+    for exp in experiments {
         let status = run_experiment(args, &out, exp);
         if status != 0 {
             return status;
@@ -124,8 +143,23 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
     if let Err(refused) = runs::check_memory(exp, &running, args.memory) {
         return super::show(refused);
     }
+    let out_dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => match rundir::default_dir(&exp.name, &compiled.hash, &compiled.part, args.fresh) {
+            Ok(dir) => dir,
+            Err(finished) => {
+                let dir = &finished.dir;
+                outln!(
+                    "run `{}` is finished: its results are in `{}` (`metrics.csv`, `plots/eval.png`); `--fresh` runs it again into a new directory",
+                    exp.name,
+                    dir.display()
+                );
+                return 0;
+            }
+        },
+    };
     let opening = runs::Opening {
-        out_dir: args.out.as_deref(),
+        out_dir: Some(&out_dir),
         threads: args.threads,
         source: &args.file,
         scale: args.scale,
@@ -134,11 +168,15 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         part: compiled.part.clone(),
     };
     let extra = runs::references::manifest_extra(exp, &compiled.all);
-    let printer = Printer;
+    let printer = Printer::default();
     let run = match runs::open(opening, out, exp, &compiled.all, extra, &printer) {
         Ok(run) => run,
-        Err(err @ OpenError::Changed(_)) => {
-            super::show(err);
+        Err(OpenError::Changed(changed)) => {
+            let changed = match by_overrides(args, exp, &changed) {
+                true => changed.by_overrides(&args.overrides),
+                false => *changed,
+            };
+            super::show(changed);
             return 1;
         }
         Err(err) => return super::show(err),
@@ -195,10 +233,48 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
     }
 }
 
+/// Whether the `--set` options alone make the experiment differ from the
+/// run in the directory: the file without them is the run's experiment.
+fn by_overrides(
+    args: &RunArgs,
+    exp: &CheckedExperiment,
+    changed: &rundir::ChangedExperiment,
+) -> bool {
+    if args.overrides.is_empty() {
+        return false;
+    }
+    let Ok(plain) = crate::check_file(&args.file, &[]) else {
+        return false;
+    };
+    if plain.has_errors() {
+        return false;
+    }
+    let Some(plain_exp) = plain
+        .clean()
+        .experiments
+        .iter()
+        .find(|e| e.name == exp.name)
+    else {
+        return false;
+    };
+    let Ok(plans) = runs::compile_cells(plain_exp, args.scale) else {
+        return false;
+    };
+    let hash = Compiled::new(plain_exp, plans, args.shard).hash;
+    changed.previous_hash == hash
+}
+
 /// What `mbrl run` prints as a run goes: damaged checkpoints moved aside,
 /// a line per evaluation of every seed, non-finite losses, each cell's
 /// final evaluation.
-struct Printer;
+#[derive(Default)]
+struct Printer {
+    /// The running cell's progress lines.
+    progress: std::sync::Mutex<Option<std::sync::Arc<Progress>>>,
+}
+
+/// How many non-finite losses of a cell are shown one by one.
+const NON_FINITE_SHOWN: usize = 5;
 
 impl Watch for Printer {
     fn moved_aside(&self, moved: &MovedAside) {
@@ -211,12 +287,13 @@ impl Watch for Printer {
         plan: &Plan,
         resuming: bool,
     ) -> Box<dyn Fn(&[Point], bool) + Sync + 'a> {
-        let progress = Progress::new(plan, cell, resuming);
+        let progress = std::sync::Arc::new(Progress::new(plan, cell, resuming));
+        *self.progress.lock().expect("printer lock") = Some(progress.clone());
         Box::new(move |points: &[Point], restored: bool| progress.record(points, restored))
     }
 
     fn non_finite(&self, cell: &Cell, plan: &Plan, failures: &[NonFinite]) {
-        for f in failures {
+        for f in failures.iter().take(NON_FINITE_SHOWN) {
             errln!(
                 "warning: cell {} [{}] seed {}: non-finite {} at env step {}",
                 cell.index,
@@ -225,6 +302,20 @@ impl Watch for Printer {
                 plan.metrics()[f.metric],
                 f.step
             );
+        }
+        if failures.len() > NON_FINITE_SHOWN {
+            errln!(
+                "warning: cell {} [{}]: {} non-finite losses in all (the first {NON_FINITE_SHOWN} above)",
+                cell.index,
+                cell.label(),
+                failures.len()
+            );
+        }
+    }
+
+    fn cell_stopped(&self, _cell: &Cell, _end: &CellEnd) {
+        if let Some(progress) = self.progress.lock().expect("printer lock").take() {
+            progress.flush();
         }
     }
 

@@ -335,7 +335,8 @@ fn part_checkpoints(p: &Read) -> Result<Vec<(usize, String, Vec<u8>)>, MergeErro
 }
 
 /// Creates and locks the output: new, empty, or an earlier merge of this
-/// experiment; never one of the parts.
+/// experiment; never one of the parts. The temporaries a killed merge left
+/// in it are removed.
 fn open_out(out: &Path, parts: &[Read], hash: &str) -> Result<RunLock, MergeError> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -350,6 +351,8 @@ fn open_out(out: &Path, parts: &[Read], hash: &str) -> Result<RunLock, MergeErro
     std::fs::create_dir_all(out)
         .map_err(|e| MergeError::Io(format!("cannot create `{}`: {e}", shown(out))))?;
     let lock = locked(out)?;
+    // No other merge writes here now: what a killed one left half-written goes.
+    super::remove_orphaned_temporaries(out);
     let occupied = |why: String| MergeError::Occupied {
         dir: shown(out),
         why,

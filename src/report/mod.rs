@@ -372,6 +372,81 @@ pub fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// The pid of the process that writes the temporary `name` (a
+/// [`temporary`]'s file name, `.NAME.PID.tmp`).
+fn temporary_writer(name: &str) -> Option<u32> {
+    let stem = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, pid) = stem.rsplit_once('.')?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` may be alive: this process, or one `/proc` lists
+/// (where there is no `/proc` to ask, every process may be).
+fn may_be_alive(pid: u32) -> bool {
+    pid == std::process::id()
+        || !Path::new("/proc/self").exists()
+        || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes the temporaries [`write_atomic`] left under `dir` (in it and
+/// the folders below, three levels deep) when their writer was killed: the
+/// `.NAME.PID.tmp` files whose process is gone. A live writer's are left
+/// alone. Returns what it removed. Call it with the directory locked.
+pub fn remove_orphaned_temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && depth < 2 {
+                stack.push((path, depth + 1));
+            } else if !is_dir {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let orphan = temporary_writer(&name).is_some_and(|pid| !may_be_alive(pid));
+                if orphan && std::fs::remove_file(&path).is_ok() {
+                    removed.push(path);
+                }
+            }
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// What in `dir` keeps it from being a run directory: nothing when it is
+/// new, empty, or holds a run (a manifest, or checkpoints whose manifest
+/// was lost, which their seals then judge); else the names of what it
+/// holds besides mbrl's own lock and temporary files.
+pub fn occupants(dir: &Path) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match name.as_str() {
+            "manifest.ron" | "checkpoints" => return Ok(Vec::new()),
+            "lock" => {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if !(text.is_empty() || text.starts_with(lock::HOLDER_PREFIX)) {
+                    names.push(name);
+                }
+            }
+            _ if temporary_writer(&name).is_some() => (),
+            _ => names.push(name),
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,13 @@ pub fn unseal<'b>(bytes: &'b [u8], expected: &Identity) -> Result<&'b [u8], Unse
     if payload.len() as u64 != header.len || crc32fast::hash(payload) != header.crc32 {
         return Err(damaged("does not match its checksum: its bytes changed"));
     }
+    if header.identity != *expected && header.identity.experiment == expected.experiment {
+        let id = &header.identity;
+        return Err(Unsealed::Foreign(format!(
+            "{MISPLACED} cell {}, {}, lying where cell {}, {} belongs",
+            id.cell, id.key, expected.cell, expected.key
+        )));
+    }
     if header.identity != *expected {
         let id = &header.identity;
         return Err(Unsealed::Foreign(format!(
@@ -87,6 +94,10 @@ pub fn unseal<'b>(bytes: &'b [u8], expected: &Identity) -> Result<&'b [u8], Unse
     }
     Ok(payload)
 }
+
+/// How [`unseal`] starts to say that a checkpoint of the right experiment
+/// lies in another cell's or seed group's place.
+pub const MISPLACED: &str = "is a checkpoint of this experiment's";
 
 /// The keys of the checkpoints in `dir` (its `KEY.bin` files), sorted.
 pub fn keys(dir: &std::path::Path) -> std::io::Result<Vec<String>> {

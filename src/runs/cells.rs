@@ -71,6 +71,7 @@ impl RunDir {
             rows.extend(end.points.iter().map(|p| metric_row(cell.index, plan, p)));
             report::write_metrics(&self.dir, &self.hash, &rows).map_err(CellsError::Metrics)?;
             if end.interrupted {
+                watch.cell_stopped(cell, &end);
                 return Ok(Ran::Stopped);
             }
             watch.cell_finished(cell, &end);
@@ -117,7 +118,7 @@ impl RunDir {
                     CellsError::DamagedCheckpoint(DamagedCheckpoint { why })
                 }
                 driver::RunError::Foreign(why) => {
-                    CellsError::ForeignCheckpoint(ForeignCheckpoint { why })
+                    CellsError::ForeignCheckpoint(ForeignCheckpoint::new(why))
                 }
                 error => CellsError::Failed {
                     cell: format!("cell {} [{}]", cell.index, cell.label()),
@@ -125,8 +126,7 @@ impl RunDir {
                 },
             })?;
         if !outcome.failures.is_empty() {
-            let first = &outcome.failures[..outcome.failures.len().min(5)];
-            watch.non_finite(cell, plan, first);
+            watch.non_finite(cell, plan, &outcome.failures);
         }
         Ok(CellEnd {
             points: outcome.points,

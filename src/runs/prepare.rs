@@ -143,6 +143,89 @@ pub struct NoExperiment {
     pub file: String,
 }
 
+/// A file with several experiments and one run directory (`--out`) for them.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{file}` declares {count} experiments ({names}) and `--out` names one run directory")]
+#[diagnostic(
+    code(mbrl::run::several_experiments),
+    help("a run directory holds one experiment: pick one with `--experiment NAME` (e.g. `--experiment {first} --out DIR`), or leave out `--out` to run each into its own directory under `runs/`")
+)]
+pub struct SeveralExperiments {
+    pub file: String,
+    pub count: usize,
+    /// Their names, quoted and comma-separated.
+    pub names: String,
+    pub first: String,
+}
+
+/// `--experiment` names no experiment of the file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{file}` declares no experiment `{name}`")]
+#[diagnostic(
+    code(mbrl::run::unknown_experiment),
+    help("its experiments are {names}")
+)]
+pub struct UnknownExperiment {
+    pub file: String,
+    pub name: String,
+    /// The file's experiments, quoted and comma-separated.
+    pub names: String,
+}
+
+/// Why the experiments of a file cannot be run as asked.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PickError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    None(NoExperiment),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Several(SeveralExperiments),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Unknown(UnknownExperiment),
+}
+
+/// The experiments of `file` to run: the one named `pick`, or all of them.
+/// Several into one run directory (`one_dir`: `--out` given) are refused
+/// before anything runs, since a run directory holds one experiment.
+pub fn pick_experiments<'a>(
+    file: &str,
+    experiments: &'a [CheckedExperiment],
+    pick: Option<&str>,
+    one_dir: bool,
+) -> Result<Vec<&'a CheckedExperiment>, PickError> {
+    let names = || {
+        experiments
+            .iter()
+            .map(|e| format!("`{}`", e.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if experiments.is_empty() {
+        return Err(PickError::None(NoExperiment {
+            file: file.to_string(),
+        }));
+    }
+    match pick {
+        Some(name) => match experiments.iter().find(|e| e.name == name) {
+            Some(exp) => Ok(vec![exp]),
+            None => Err(PickError::Unknown(UnknownExperiment {
+                file: file.to_string(),
+                name: name.to_string(),
+                names: names(),
+            })),
+        },
+        None if one_dir && experiments.len() > 1 => Err(PickError::Several(SeveralExperiments {
+            file: file.to_string(),
+            count: experiments.len(),
+            names: names(),
+            first: experiments[0].name.clone(),
+        })),
+        None => Ok(experiments.iter().collect()),
+    }
+}
+
 /// The experiment changed since a Slurm job was written for it.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("experiment `{experiment}` is not the one this job was written for (hash {found}, expected {expected})")]

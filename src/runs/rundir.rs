@@ -97,13 +97,17 @@ pub struct Opening<'a> {
 /// what `recompute` moved aside, which the watch was told of).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum OpenError {
-    #[error("cannot create `{dir}`: {error}")]
-    Create { dir: String, error: std::io::Error },
+    /// `--out` is a file, cannot be written, or has a name too long.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Unusable(UnusableOut),
+    /// `--out` holds files and no run.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Occupied(OccupiedOut),
     #[error(transparent)]
     #[diagnostic(transparent)]
     Locked(Locked),
-    #[error("cannot lock `{0}`: {1}")]
-    Lock(String, std::io::Error),
     #[error(transparent)]
     #[diagnostic(transparent)]
     DamagedFile(DamagedFile),
@@ -155,18 +159,40 @@ pub fn open(
     let cells = cell_lines(exp);
     let dir = match out_dir {
         Some(dir) => dir.to_path_buf(),
-        None => fresh_dir(&format!("runs/{}-{}", exp.name, &hash[..8])),
+        None => fresh_dir(&default_base(&exp.name, &hash)),
     };
+    if dir.exists() && !dir.is_dir() {
+        let error = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+        return Err(OpenError::Unusable(UnusableOut::new(&dir, error)));
+    }
+    // Checked before anything is written: the lock would write `RUN/lock`.
+    match report::occupants(&dir) {
+        Ok(names) if names.is_empty() => (),
+        Ok(names) => {
+            return Err(OpenError::Occupied(OccupiedOut {
+                dir: dir.display().to_string(),
+                names: names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }))
+        }
+        Err(error) => return Err(OpenError::Unusable(UnusableOut::new(&dir, error))),
+    }
     if let Err(error) = std::fs::create_dir_all(&dir) {
-        return Err(OpenError::Create {
-            dir: dir.display().to_string(),
-            error,
-        });
+        return Err(OpenError::Unusable(UnusableOut::new(&dir, error)));
     }
     let lock = lock::lock(&dir).map_err(|err| match err {
-        LockError::Held { dir, holder } => OpenError::Locked(Locked { dir, holder }),
-        LockError::Io(path, e) => OpenError::Lock(path, e),
+        LockError::Held { dir, holder } => OpenError::Locked(Locked {
+            help: lock::holder_help(&holder),
+            dir,
+            holder,
+        }),
+        LockError::Io(_, e) => OpenError::Unusable(UnusableOut::new(&dir, e)),
     })?;
+    // No other run writes here now: what a killed one left half-written goes.
+    report::remove_orphaned_temporaries(&dir);
     let previous = match report::read_manifest(&dir) {
         Ok(previous) => previous,
         Err(ManifestError::Damaged(d)) => {
@@ -189,6 +215,8 @@ pub fn open(
         let file = out.sources.get(exp.span.file);
         return Err(OpenError::Changed(Box::new(ChangedExperiment {
             dir: dir.display().to_string(),
+            previous_hash: previous.hash.clone(),
+            help: format!("resuming needs the experiment the run started with; choose another `--out` to run this one, or restore the file (and the `--set` options the run started with, if any) ({what})"),
             what,
             source_code: miette::NamedSource::new(file.name(), file.text.clone()),
             span: exp.span.range().into(),
@@ -320,7 +348,7 @@ fn verify_checkpoints(run: &RunDir, cells: usize, watch: &dyn Watch) -> Result<(
                     return Err(OpenError::DamagedCheckpoint(DamagedCheckpoint { why }))
                 }
                 Err(LoadError::Foreign(why)) => {
-                    return Err(OpenError::ForeignCheckpoint(ForeignCheckpoint { why }))
+                    return Err(OpenError::ForeignCheckpoint(ForeignCheckpoint::new(why)))
                 }
                 Err(LoadError::Io(why)) => return Err(OpenError::Checkpoint(why)),
             }
@@ -371,30 +399,100 @@ impl Checkpoints for CellCheckpoints<'_> {
 /// Rerunning on a directory that holds a run of another experiment.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("`{dir}` holds a run of a different experiment")]
-#[diagnostic(
-    code(mbrl::run::changed_experiment),
-    help("resuming needs the experiment the run started with; choose another `--out` to run this one, or restore the file ({what})")
-)]
+#[diagnostic(code(mbrl::run::changed_experiment), help("{help}"))]
 pub struct ChangedExperiment {
     pub dir: String,
     /// What differs, in words.
     pub what: String,
+    /// What to do ([`ChangedExperiment::by_overrides`] rewrites it).
+    pub help: String,
+    /// The identity of the experiment the directory holds.
+    pub previous_hash: String,
     #[source_code]
     source_code: miette::NamedSource<String>,
     #[label("this experiment differs from the one in `{dir}`")]
     span: miette::SourceSpan,
 }
 
+impl ChangedExperiment {
+    /// The file as it is would resume the run: the `--set` options
+    /// `overrides` make the difference.
+    pub fn by_overrides(mut self, overrides: &[String]) -> ChangedExperiment {
+        let sets: Vec<String> = overrides.iter().map(|o| format!("`--set {o}`")).collect();
+        self.help = format!(
+            "the file still holds the experiment the run started with; {} changed it ({}): drop or change the `--set` to resume this run, or choose another `--out` to run this one",
+            sets.join(", "),
+            self.what
+        );
+        self
+    }
+}
+
 /// Another process uses the run directory.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("`{dir}` is in use by {holder}")]
-#[diagnostic(
-    code(mbrl::run::locked),
-    help("wait for that run to end (or stop it with Ctrl-C), or choose another `--out`")
-)]
+#[diagnostic(code(mbrl::run::locked), help("{help}"))]
 pub struct Locked {
     pub dir: String,
     pub holder: String,
+    /// How to tell the holder is alive, and what to do.
+    pub help: String,
+}
+
+/// `--out` cannot be a run directory: a file, a place this user cannot
+/// write, a name too long.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot use `{dir}` as a run directory: {why}")]
+#[diagnostic(code(mbrl::run::unusable_out), help("{help}"))]
+pub struct UnusableOut {
+    pub dir: String,
+    pub why: String,
+    pub help: String,
+}
+
+impl UnusableOut {
+    /// Why `dir` could not be created, locked or written, and what to do.
+    pub fn new(dir: &Path, error: std::io::Error) -> UnusableOut {
+        use std::io::ErrorKind as K;
+        let shown = dir.display().to_string();
+        let (why, help) = match error.kind() {
+            _ if dir.exists() && !dir.is_dir() => (
+                "it is a file, not a directory".to_string(),
+                format!("`--out` names a directory (new, empty, or holding a run): choose another path, e.g. `{shown}.run`"),
+            ),
+            K::NotADirectory | K::AlreadyExists => (
+                format!("a part of the path is a file, not a directory ({error})"),
+                "`--out` names a directory: choose a path whose parents are directories".to_string(),
+            ),
+            K::PermissionDenied | K::ReadOnlyFilesystem => (
+                format!("this user cannot write there ({error})"),
+                "choose an `--out` in a directory you can write, or give yourself write permission there".to_string(),
+            ),
+            K::InvalidFilename => (
+                format!("a name in the path is too long ({error})"),
+                "choose a shorter `--out`: most filesystems allow names of at most 255 bytes".to_string(),
+            ),
+            _ => (error.to_string(), "choose another `--out`".to_string()),
+        };
+        UnusableOut {
+            dir: shown,
+            why,
+            help,
+        }
+    }
+}
+
+/// `--out` holds something else than a run.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{dir}` is not empty and holds no run (it holds {names})")]
+#[diagnostic(
+    code(mbrl::run::occupied_out),
+    help("nothing was changed. `--out` takes a new or empty directory, or one a run wrote; choose another `--out`, or move those files away")
+)]
+pub struct OccupiedOut {
+    pub dir: String,
+    /// What it holds, quoted and comma-separated.
+    pub names: String,
 }
 
 /// A checkpoint failed its verification.
@@ -408,17 +506,25 @@ pub struct DamagedCheckpoint {
     pub why: String,
 }
 
-/// An intact checkpoint of another experiment.
+/// An intact checkpoint of another experiment, or of this one's other
+/// cell or seed group (moved, copied or swapped).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{why}")]
-#[diagnostic(
-    code(mbrl::run::foreign_checkpoint),
-    help(
-        "the directory holds another experiment's checkpoints; choose another `--out` for this one"
-    )
-)]
+#[diagnostic(code(mbrl::run::foreign_checkpoint), help("{help}"))]
 pub struct ForeignCheckpoint {
     pub why: String,
+    pub help: &'static str,
+}
+
+impl ForeignCheckpoint {
+    /// The refusal of the checkpoint `why` names, with the way out that fits.
+    pub fn new(why: String) -> ForeignCheckpoint {
+        let help = match why.contains(sealed::MISPLACED) {
+            true => "nothing was changed. The file was moved, copied or swapped within this run: put it back where its cell and seed group belong (`checkpoints/cell-CELL/GROUP.bin`), or move it out of `checkpoints` to train its seeds again",
+            false => "the directory holds another experiment's checkpoints; choose another `--out` for this one",
+        };
+        ForeignCheckpoint { why, help }
+    }
 }
 
 /// A manifest or metrics file failed its verification.
@@ -485,6 +591,53 @@ fn changed_part(
         }
     }
     "the root seed, the compatibility mode or a resolved setting changed".to_string()
+}
+
+/// `runs/EXPERIMENT-HASH`: a run's default directory (HASH: the first 8
+/// hex digits of its identity).
+fn default_base(name: &str, hash: &str) -> String {
+    format!("runs/{name}-{}", &hash[..hash.len().min(8)])
+}
+
+/// The default directory already holds this experiment's finished run
+/// (see [`default_dir`]).
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` holds a finished run of this experiment", dir.display())]
+pub struct FinishedRun {
+    pub dir: PathBuf,
+}
+
+/// Where a run of the experiment `name` with identity `hash` goes without
+/// `--out`: the last of `runs/NAME-HASH`, `runs/NAME-HASH-2`, ... that
+/// exists (or the first, when none does), so that the same command again
+/// resumes the run it started. When that one holds this experiment's run
+/// (of `part`) to its end, [`FinishedRun`]; with `fresh`, the next new one
+/// instead.
+pub fn default_dir(
+    name: &str,
+    hash: &str,
+    part: &Option<report::Part>,
+    fresh: bool,
+) -> Result<PathBuf, FinishedRun> {
+    let base = default_base(name, hash);
+    if fresh {
+        return Ok(fresh_dir(&base));
+    }
+    let mut last = PathBuf::from(&base);
+    for n in 2.. {
+        let next = PathBuf::from(format!("{base}-{n}"));
+        if !next.exists() {
+            break;
+        }
+        last = next;
+    }
+    match report::read_manifest(&last) {
+        Ok(Some(m)) if m.finished && m.hash == hash && m.part == *part => {
+            Err(FinishedRun { dir: last })
+        }
+        // Anything else is for `open` to resume or refuse.
+        _ => Ok(last),
+    }
 }
 
 /// `base`, or `base-2`, `base-3`, ... : the first that does not exist yet.

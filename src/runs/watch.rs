@@ -26,12 +26,16 @@ pub trait Watch: Sync {
         Box::new(|_, _| ())
     }
 
-    /// A cell's run returned with non-finite losses (the first of them,
-    /// at most 5).
+    /// A cell's run returned with non-finite losses: every one of them,
+    /// by step.
     fn non_finite(&self, _cell: &Cell, _plan: &Plan, _failures: &[NonFinite]) {}
 
     /// A cell ran to its end and its metrics were written.
     fn cell_finished(&self, _cell: &Cell, _end: &CellEnd) {}
+
+    /// A cell was stopped (every seed checkpointed) and its metrics so far
+    /// were written; the run returns.
+    fn cell_stopped(&self, _cell: &Cell, _end: &CellEnd) {}
 }
 
 /// A watch that hears nothing.
