@@ -3,6 +3,7 @@
 mod cli;
 mod envs;
 mod faults;
+mod faults_labels;
 mod fields;
 mod numerics;
 mod props;
