@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds `mbrl` with the `cuda` feature on a machine without CUDA (the recipe
-# of shared/notes/stack.md §2): CUDA 13.0 nvcc, NVRTC and headers from PyPI
-# wheels, a stand-in `nvidia-smi` reporting compute capability 9.0 (H100/H200),
+# Builds `mbrl` with the `cuda` feature on a machine without CUDA: CUDA 13.0
+# nvcc, NVRTC and headers from NVIDIA's PyPI wheels (downloaded once: 186 MB,
+# unpacked to 490 MB in .cuda/), a stand-in `nvidia-smi` reporting compute capability 9.0 (H100/H200),
 # and link-time stub libraries with the real SONAMEs. The binary needs the
 # real libcuda.so.1, libnvrtc.so.13 and libcublas.so.13 at run time.
 # Usage: scripts/build-cuda.sh [--check] [extra cargo args]; output target/release/mbrl.
@@ -11,6 +11,7 @@ dest="$root/.cuda"
 mkdir -p "$dest/wheels" "$dest/fakebin" "$dest/stubs"
 cd "$dest/wheels"
 if [ ! -d "$dest/x/nvidia/cu13/bin" ]; then
+    echo "build-cuda: downloading CUDA 13.0's compiler, runtime and NVRTC wheels from PyPI (186 MB, unpacked to 490 MB in $dest)" >&2
     python3 -m pip download --quiet --no-deps --only-binary=:all: -d . \
         "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-crt==13.0.*" \
         "nvidia-cuda-nvrtc==13.0.*" "nvidia-nvvm==13.0.*" "nvidia-cuda-cccl==13.0.*"

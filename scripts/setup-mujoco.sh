@@ -7,6 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.mujoco"
 lib="$dest/lib"
 if [ ! -f "$lib/libmujoco.so.3.17.0" ]; then
+    echo "setup-mujoco: downloading the mujoco 3.17.0 wheel from PyPI (26 MB) for libmujoco (about 10 MB, kept in $lib; the wheel is deleted)" >&2
     mkdir -p "$dest/wheel" "$lib"
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \

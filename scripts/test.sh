@@ -5,9 +5,16 @@
 # `cuda` build (CUDA 13 from PyPI by build-cuda.sh), which no test machine can run but all must compile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A one-node Slurm cluster for the `mbrl slurm` tests, where this machine
-# allows one (root or sudo); `MBRL_REQUIRE_SLURM=1` (CI) makes it a must.
-if scripts/slurm-cluster.sh; then
+# A one-node Slurm cluster for the `mbrl slurm` tests, where this machine allows one (root or
+# sudo): scripts/slurm-cluster.sh installs slurm-wlm and munge if absent (it says so first) and
+# starts munged, slurmctld and slurmd with their files in ${TMPDIR:-/tmp}/mbrl-slurm, nothing in
+# /etc. What it started is stopped when this script ends, however it ends (the trap below).
+# `MBRL_REQUIRE_SLURM=1` (CI) makes the cluster a must.
+if cluster="$(scripts/slurm-cluster.sh start)"; then
+    eval "$cluster"
+    if [ "${MBRL_SLURM_STARTED:-0}" = 1 ]; then
+        trap 'scripts/slurm-cluster.sh stop' EXIT
+    fi
     export MBRL_SLURM=1
 elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
     exit 1
@@ -26,12 +33,16 @@ if [ "${MBRL_SLURM:-0}" = 1 ]; then
 fi
 if [ "$(id -u)" = 0 ]; then
     cargo test --locked --test it -- --ignored faults::a_full_disk
+    # The Slurm block above, in a wrapper: its daemons are gone when the wrapper exits.
+    cargo test --locked --test it -- --ignored faults_labels::the_test_command_stops
 elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
     echo "error: the tmpfs test needs root" >&2
     exit 1
 else
     echo "note: not root; the tmpfs test (faults::a_full_disk_leaves_no_partial_files) is not run" >&2
 fi
+# Downloads the 26 MB `mujoco` wheel from PyPI once, keeping only libmujoco in .mujoco/ (it says so).
 eval "$(scripts/setup-mujoco.sh)"
 cargo test --locked --features mujoco --test it envs::halfcheetah
+# Downloads 186 MB of CUDA 13 wheels from PyPI once, unpacked to 490 MB in .cuda/ (it says so).
 CARGO_TARGET_DIR=target/cuda scripts/build-cuda.sh --check --locked

@@ -311,6 +311,8 @@ codes! {
     FileTooLarge = "mbrl::syntax::too_large",
     /// Brackets nest deeper than 64 levels.
     TooDeep = "mbrl::syntax::too_deep",
+    /// A file is not UTF-8 text: the diagnostic names the first invalid byte and its offset.
+    InvalidUtf8 = "mbrl::syntax::invalid_utf8",
     /// `use` names a module that is neither in the stdlib nor a readable file (`use young2021::*`).
     UnknownModule = "mbrl::resolve::unknown_module",
     /// `use m::{x}` names a definition that module `m` does not define.

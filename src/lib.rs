@@ -110,12 +110,44 @@ pub fn check_source(
     }
 }
 
-/// Reads and checks a file from disk.
+/// Checks a file's bytes: UTF-8 text (a leading byte-order mark is
+/// dropped), or one `mbrl::syntax::invalid_utf8` diagnostic at the first
+/// byte that is not.
+pub fn check_bytes(
+    origin: Origin,
+    bytes: Vec<u8>,
+    overrides: &[String],
+    loader: &dyn Loader,
+) -> CheckOutput {
+    let err = match String::from_utf8(bytes) {
+        Ok(text) => return check_source(origin, text, overrides, loader),
+        Err(err) => err,
+    };
+    let at = err.utf8_error().valid_up_to();
+    let bytes = err.into_bytes();
+    let byte = bytes[at];
+    // The text as shown: the valid prefix is unchanged, so the offset holds.
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut sources = SourceMap::new();
+    let file = sources.add(origin, text);
+    let msg =
+        format!("the file is not UTF-8 text: byte 0x{byte:02X} at offset {at} is not valid UTF-8");
+    let span = source::Span::new(file, at..at + '\u{fffd}'.len_utf8());
+    let diag = Diag::error(diagnostics::Code::InvalidUtf8, msg, span, "not UTF-8")
+        .with_help("save the file as UTF-8 (experiment files are text)");
+    CheckOutput {
+        sources,
+        checked: None,
+        diags: vec![diag],
+    }
+}
+
+/// Reads and checks a file from disk (see [`check_bytes`]).
 pub fn check_file(path: &Path, overrides: &[String]) -> std::io::Result<CheckOutput> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(check_source(
+    let bytes = std::fs::read(path)?;
+    Ok(check_bytes(
         Origin::Path(path.to_path_buf()),
-        text,
+        bytes,
         overrides,
         &resolve::FsLoader,
     ))

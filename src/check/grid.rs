@@ -23,8 +23,8 @@ struct Axis<'a> {
 }
 
 enum AxisValue<'a> {
-    /// A whole experiment field: `env: procmaze`.
-    Whole(Value, String),
+    /// A whole experiment field: `env: procmaze`, with its source text and expression.
+    Whole(Value, String, &'a ast::Expr),
     /// A field below `env` or `agent`, applied to each cell's block.
     Sub(&'a ast::Expr),
 }
@@ -224,7 +224,7 @@ fn axes<'p>(
             .values
             .iter()
             .map(|v| match vary.path.len() {
-                1 => AxisValue::Whole(ev.expr(root, v, spec.ty, Some(spec)), ev.snippet(v.span)),
+                1 => AxisValue::Whole(ev.expr(root, v, spec.ty, Some(spec)), ev.snippet(v.span), v),
                 _ => AxisValue::Sub(v),
             })
             .collect();
@@ -246,7 +246,7 @@ fn axes<'p>(
         let label = ev.snippet(field.value.span);
         axes.push(Axis {
             path: std::slice::from_ref(&field.name),
-            values: vec![AxisValue::Whole(value, label)],
+            values: vec![AxisValue::Whole(value, label, &field.value)],
             span: field.name.span,
         });
     }
@@ -283,7 +283,7 @@ fn apply_field_overrides<'p>(ev: &mut Evaluator<'p>, axes: &mut Vec<Axis<'p>>, r
         axes.retain(|a| a.name() != head.name);
         axes.push(Axis {
             path: &ov.path[..1],
-            values: vec![AxisValue::Whole(value, label)],
+            values: vec![AxisValue::Whole(value, label, &ov.value)],
             span: head.span,
         });
     }
@@ -443,15 +443,10 @@ fn cells<'p>(
     let mut missing_reported = false;
     for index in 0..n_cells {
         let picks = pick(axes, index);
-        let mut coords = Vec::new();
         let mut whole: HashMap<String, Value> = HashMap::new();
         for (axis, value) in axes.iter().zip(&picks) {
-            match value {
-                AxisValue::Whole(v, label) => {
-                    whole.insert(axis.name(), v.clone());
-                    coords.push((axis.name(), label.clone()));
-                }
-                AxisValue::Sub(e) => coords.push((axis.name(), ev.snippet(e.span))),
+            if let AxisValue::Whole(v, _, _) = value {
+                whole.insert(axis.name(), v.clone());
             }
         }
         let (Some(Value::Obj(env)), Some(Value::Obj(agent))) =
@@ -476,6 +471,7 @@ fn cells<'p>(
             agent = tuned_row(ev, agent, table, &whole, &mut missing_reported);
         }
         let (agent, env) = refined(ev, axes, &picks, agent, env.clone(), root);
+        let coords = coords(ev, axes, &picks, &whole, &agent, &env);
         let Some(spaces_fn) = env.ctor.spaces else {
             continue;
         };
@@ -589,6 +585,148 @@ fn relabel(ev: &mut Evaluator, agent: &Rc<Obj>, assigns: Vec<Assign>) -> Rc<Obj>
         agent.key.clone(),
     );
     Rc::new(obj)
+}
+
+/// A cell's coordinates, `(axis, label)`, as the cell runs: an axis value's
+/// source text, unless what runs differs from it. A field its record sets
+/// that the tuned table, a `vary` or a `--set` changed shows the value that
+/// runs, a field a `--set agent.FIELD` (or `env.FIELD`) gives is added, and
+/// a `vary agent.FIELD` that a `--set` replaces shows the value set.
+fn coords(
+    ev: &Evaluator,
+    axes: &[Axis],
+    picks: &[&AxisValue],
+    whole: &HashMap<String, Value>,
+    agent: &Obj,
+    env: &Obj,
+) -> Vec<(String, String)> {
+    let set: Vec<&[ast::Ident]> = ev
+        .program
+        .overrides
+        .iter()
+        .filter(|o| o.target == OverrideTarget::Experiments && o.path.len() > 1)
+        .map(|o| o.path.as_slice())
+        .collect();
+    let resolved = |head: &str| match head {
+        "env" => Some(env),
+        "agent" => Some(agent),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (axis, value) in axes.iter().zip(picks) {
+        let name = axis.name();
+        let label = match value {
+            AxisValue::Whole(_, label, expr) => match (resolved(&name), whole.get(&name)) {
+                (Some(now), Some(Value::Obj(given))) => {
+                    let set_here: Vec<&[ast::Ident]> = set
+                        .iter()
+                        .filter(|p| p[0].name == name)
+                        .map(|p| &p[1..])
+                        .collect();
+                    relabelled(ev, expr, label, given, now, &set_here)
+                }
+                _ => label.clone(),
+            },
+            AxisValue::Sub(e) => {
+                let replaced = set.iter().any(|p| names(p) == names(axis.path));
+                match (replaced, resolved(&axis.path[0].name)) {
+                    (true, Some(now)) => at_path(now, &axis.path[1..])
+                        .map(shown)
+                        .unwrap_or_else(|| ev.snippet(e.span)),
+                    _ => ev.snippet(e.span),
+                }
+            }
+        };
+        out.push((name, label));
+    }
+    out
+}
+
+/// `a.b.c` of a path.
+fn names(path: &[ast::Ident]) -> Vec<&str> {
+    path.iter().map(|i| i.name.as_str()).collect()
+}
+
+/// The value at `path` below `obj` (`optimizer.b1`).
+fn at_path<'o>(obj: &'o Obj, path: &[ast::Ident]) -> Option<&'o Value> {
+    let (first, rest) = path.split_first()?;
+    let value = &obj.get(&first.name)?.value;
+    match (rest.is_empty(), value) {
+        (true, v) => Some(v),
+        (false, Value::Obj(inner)) => at_path(inner, rest),
+        _ => None,
+    }
+}
+
+/// A resolved value as a label shows it: `1e30`, `0.0002`, `[64, 64]`, `er`.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Float(x) => {
+            let plain = x.to_string();
+            match plain.len() <= 8 {
+                true => plain,
+                false => format!("{x:e}"),
+            }
+        }
+        Value::List(items) => {
+            let parts: Vec<String> = items.iter().map(|i| shown(&i.value)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Value::Obj(o) => o.label.clone(),
+        other => other.describe(),
+    }
+}
+
+/// The label of a whole `agent` or `env` value: its source text when what
+/// runs is what it says, else rebuilt as `HEAD { FIELD: VALUE, ... }` with
+/// each field of its record at the value that runs, and the fields `--set`
+/// gives after them.
+fn relabelled(
+    ev: &Evaluator,
+    expr: &ast::Expr,
+    label: &str,
+    given: &Obj,
+    now: &Obj,
+    set: &[&[ast::Ident]],
+) -> String {
+    let (head, record): (String, &[ast::Field]) = match &expr.kind {
+        ast::ExprKind::Construct(c) => match (&c.args, c.record.as_deref()) {
+            (None, Some(fields)) if !fields.is_empty() => {
+                let path: Vec<&str> = c.path.iter().map(|i| i.name.as_str()).collect();
+                (path.join("."), fields)
+            }
+            _ => (label.to_string(), &[]),
+        },
+        _ => (label.to_string(), &[]),
+    };
+    let value_of = |obj: &Obj, name: &str| obj.get(name).map(|f| f.value.describe());
+    let mut changed = false;
+    let mut parts: Vec<String> = Vec::new();
+    for field in record {
+        let name = field.name.name.as_str();
+        let text = match value_of(now, name) != value_of(given, name) {
+            true => {
+                changed = true;
+                now.get(name).map(|f| shown(&f.value)).unwrap_or_default()
+            }
+            false => ev.snippet(field.value.span),
+        };
+        parts.push(format!("{name}: {text}"));
+    }
+    for path in set {
+        let in_record = path.len() == 1 && record.iter().any(|f| f.name.name == path[0].name);
+        if in_record {
+            continue;
+        }
+        if let Some(value) = at_path(now, path) {
+            changed = true;
+            parts.push(format!("{}: {}", names(path).join("."), shown(value)));
+        }
+    }
+    match changed {
+        true => format!("{head} {{ {} }}", parts.join(", ")),
+        false => label.to_string(),
+    }
 }
 
 /// The value of each axis in cell `index`; the first axis varies slowest.

@@ -89,6 +89,7 @@ pub const RUN_CODES: &[(&str, &str)] = &[
     ("mbrl::merge::unfinished_part", "A part has not run to its end (still running, stopped, killed or failed)."),
     ("mbrl::merge::damaged_part", "A part's manifest, metrics or checkpoint fails its verification."),
     ("mbrl::merge::occupied_out", "The merge's output directory holds something else."),
+    ("mbrl::merge::missing_checkpoint", "A finished part lacks checkpoints its manifest lists (deleted or moved)."),
     ("mbrl::slurm::no_sbatch", "`sbatch` cannot be run on this machine; the job script was written."),
     ("mbrl::slurm::rejected", "`sbatch` refused the job (partition, time, memory or account)."),
     ("mbrl::slurm::changed_job", "The job directory holds a job of another experiment, or of this one cut into another number of parts."),

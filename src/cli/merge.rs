@@ -39,6 +39,12 @@ pub fn run(args: &MergeArgs) -> u8 {
 
 /// Prints what was merged.
 pub fn report(merged: &Merged) {
+    if merged.resumed {
+        outln!(
+            "resuming the merge into {} that was stopped halfway",
+            merged.dir.display()
+        );
+    }
     outln!(
         "merged {} parts of `{}` into {}: {} metric rows, {} checkpoints",
         merged.parts,

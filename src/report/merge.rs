@@ -5,9 +5,12 @@
 //! Nothing is trusted unread: every part is locked while it is read, must
 //! hold the same experiment cut into the same number of parts, be finished,
 //! and pass the checks of its manifest, metrics and sealed checkpoints; the
-//! parts must cover every index once. Only then is the merged directory
-//! written, its manifest last, so that a merge stopped halfway leaves no
-//! directory that claims to be finished.
+//! parts must cover every index once, and each must hold every checkpoint
+//! its manifest lists. Only then is the merged directory written: first a
+//! marker (`merging`, naming the experiment), then the checkpoints and
+//! metrics, the manifest last and then the marker removed, so that a merge
+//! stopped halfway leaves no directory that claims to be finished, and the
+//! next merge of the same experiment into it resumes (rewrites it whole).
 //!
 //! Invariants: reads and writes run directories; runs nothing, prints nothing.
 
@@ -53,6 +56,13 @@ pub enum MergeError {
     /// A part (or the output) is in use by a running process.
     #[error("`{dir}` is in use by {holder}")]
     InUse { dir: String, holder: String },
+    /// A finished part, or the output, is held by another process: another
+    /// merge of the same parts (a run of a part holds it only while running).
+    #[error("`{dir}` is held by another merge ({holder})")]
+    Merging { dir: String, holder: String },
+    /// A finished part lacks checkpoints its manifest lists.
+    #[error("`{dir}` lacks {} of the checkpoints its manifest lists: {}", missing.len(), missing.join(", "))]
+    MissingCheckpoints { dir: String, missing: Vec<String> },
     /// The output directory holds something else.
     #[error("`{dir}` {why}")]
     Occupied { dir: String, why: String },
@@ -66,7 +76,13 @@ pub struct Merged {
     pub rows: usize,
     pub checkpoints: usize,
     pub manifest: Manifest,
+    /// It completed a merge into `dir` that had been stopped halfway.
+    pub resumed: bool,
 }
+
+/// The marker of a merge in progress in its output directory: it holds the
+/// experiment's hash, and is removed once the manifest is written.
+pub const MARKER: &str = "merging";
 
 /// One part, read and locked.
 struct Read {
@@ -95,7 +111,17 @@ fn read_part(dir: &Path) -> Result<Read, MergeError> {
             why: "holds no run (it has no `manifest.ron`)".into(),
         });
     }
-    let lock = locked(dir)?;
+    let lock = locked(dir).map_err(|err| match err {
+        // A finished part is held only by a merge reading it.
+        MergeError::InUse {
+            dir: shown_dir,
+            holder,
+        } if matches!(read_manifest(dir), Ok(Some(m)) if m.finished) => MergeError::Merging {
+            dir: shown_dir,
+            holder,
+        },
+        err => err,
+    })?;
     let manifest = match read_manifest(dir) {
         Ok(Some(m)) => m,
         Ok(None) => {
@@ -143,8 +169,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     };
     rows.sort_by_key(|r| (r.cell, r.step, r.seed, metric_index(r)));
 
-    let out_lock = open_out(out, &parts, hash)?;
+    let (out_lock, resumed) = open_out(out, &parts, hash)?;
     let io = |what: &str, e: std::io::Error| MergeError::Io(format!("cannot write {what}: {e}"));
+    write_atomic(&out.join(MARKER), format!("{hash}\n").as_bytes())
+        .map_err(|e| io("the merge's marker", e))?;
     for (cell, key, bytes) in &checkpoints {
         let dir = out.join("checkpoints").join(format!("cell-{cell}"));
         std::fs::create_dir_all(&dir).map_err(|e| io("the checkpoints", e))?;
@@ -160,9 +188,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         finished: true,
         host: hosts.join(", "),
         threads: parts.iter().map(|p| p.manifest.threads).max().unwrap_or(1),
+        checkpoints: Some(
+            checkpoints
+                .iter()
+                .map(|(c, k, _)| (*c, k.clone()))
+                .collect(),
+        ),
         ..first.manifest.clone()
     };
     write_manifest(out, &manifest).map_err(|e| io("the manifest", e))?;
+    std::fs::remove_file(out.join(MARKER)).map_err(|e| io("the merge's marker", e))?;
     drop(out_lock);
     Ok(Merged {
         dir: out.to_path_buf(),
@@ -170,6 +205,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         rows: rows.len(),
         checkpoints: checkpoints.len(),
         manifest,
+        resumed,
     })
 }
 
@@ -331,13 +367,29 @@ fn part_checkpoints(p: &Read) -> Result<Vec<(usize, String, Vec<u8>)>, MergeErro
             }
         }
     }
+    // What the part held when it finished must all be here (a manifest of
+    // an older version lists nothing, and only what is present is merged).
+    let missing: Vec<String> = p
+        .manifest
+        .checkpoints
+        .iter()
+        .flatten()
+        .filter(|(cell, key)| !out.iter().any(|(c, k, _)| c == cell && k == key))
+        .map(|(cell, key)| format!("checkpoints/cell-{cell}/{key}.bin"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::MissingCheckpoints {
+            dir: shown(&p.dir),
+            missing,
+        });
+    }
     Ok(out)
 }
 
-/// Creates and locks the output: new, empty, or an earlier merge of this
-/// experiment; never one of the parts. The temporaries a killed merge left
-/// in it are removed.
-fn open_out(out: &Path, parts: &[Read], hash: &str) -> Result<RunLock, MergeError> {
+/// Creates and locks the output: new, empty, an earlier merge of this
+/// experiment, or one stopped halfway (then `true`: it is resumed); never
+/// one of the parts. The temporaries a killed merge left in it are removed.
+fn open_out(out: &Path, parts: &[Read], hash: &str) -> Result<(RunLock, bool), MergeError> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -350,15 +402,19 @@ fn open_out(out: &Path, parts: &[Read], hash: &str) -> Result<RunLock, MergeErro
     }
     std::fs::create_dir_all(out)
         .map_err(|e| MergeError::Io(format!("cannot create `{}`: {e}", shown(out))))?;
-    let lock = locked(out)?;
+    let lock = locked(out).map_err(|err| match err {
+        MergeError::InUse { dir, holder } => MergeError::Merging { dir, holder },
+        err => err,
+    })?;
     // No other merge writes here now: what a killed one left half-written goes.
     super::remove_orphaned_temporaries(out);
+    let marker = std::fs::read_to_string(out.join(MARKER)).ok();
     let occupied = |why: String| MergeError::Occupied {
         dir: shown(out),
         why,
     };
     match read_manifest(out) {
-        Ok(Some(m)) if m.hash == hash && m.part.is_none() => Ok(lock),
+        Ok(Some(m)) if m.hash == hash && m.part.is_none() => Ok((lock, marker.is_some())),
         Ok(Some(m)) => Err(occupied(format!(
             "holds a run of experiment `{}` (hash {}{})",
             m.experiment,
@@ -372,10 +428,18 @@ fn open_out(out: &Path, parts: &[Read], hash: &str) -> Result<RunLock, MergeErro
             let others = std::fs::read_dir(out)
                 .map_err(|e| MergeError::Io(format!("cannot read `{}`: {e}", shown(out))))?
                 .filter_map(|e| e.ok())
-                .any(|e| e.file_name() != "lock");
-            match others {
-                true => Err(occupied("is not empty and holds no run".into())),
-                false => Ok(lock),
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                // The lock, and the marker's temporary of a merge killed while writing it.
+                .any(|n| {
+                    n != "lock" && !(n.starts_with(&format!(".{MARKER}.")) && n.ends_with(".tmp"))
+                });
+            match (others, marker.as_deref().map(str::trim)) {
+                (_, Some(h)) if h == hash => Ok((lock, true)),
+                (_, Some(h)) => Err(occupied(format!(
+                    "holds a merge of another experiment (hash {h}) that was stopped halfway"
+                ))),
+                (true, None) => Err(occupied("is not empty and holds no run".into())),
+                (false, None) => Ok((lock, false)),
             }
         }
         Err(ManifestError::Damaged(d)) => Err(d.into()),

@@ -56,6 +56,35 @@ pub struct Manifest {
     /// Every cell ran to its end (written last, after the final metrics).
     #[serde(default)]
     pub finished: bool,
+    /// The checkpoints the directory held when it finished, as `(cell, key)`
+    /// (`checkpoints/cell-CELL/KEY.bin`): what a merge must find. `None`
+    /// before the run finished (and in manifests of older versions).
+    #[serde(default)]
+    pub checkpoints: Option<Vec<(usize, String)>>,
+}
+
+/// The sealed checkpoints `dir` holds, as `(cell, key)`, by cell and key
+/// (files set aside as damaged are not checkpoints).
+pub fn checkpoints_in(dir: &Path) -> std::io::Result<Vec<(usize, String)>> {
+    let root = dir.join("checkpoints");
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(cell) = name.strip_prefix("cell-").and_then(|c| c.parse().ok()) else {
+            continue;
+        };
+        for key in sealed::keys(&entry.path())? {
+            out.push((cell, key));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// One part of a sharded run: its index among `count` parts and the

@@ -165,8 +165,16 @@ pub struct Plotted {
 pub fn plot_run(dir: &Path) -> Result<Plotted, PlotError> {
     let manifest = crate::report::read_manifest(dir)?
         .ok_or_else(|| PlotError::NoManifest(dir.display().to_string()))?;
-    let (rows, skipped) = crate::report::read_metrics(dir, &manifest.hash)?;
-    let rows: Vec<MetricRow> = rows.into_iter().filter(|r| r.metric == "eval").collect();
+    // Only the evaluations are drawn, so what is left out is counted among
+    // them (a non-finite loss row was never going to be plotted).
+    let (rows, left_out): (Vec<MetricRow>, Vec<MetricRow>) =
+        crate::report::read_rows(dir, &manifest.hash)?
+            .into_iter()
+            .filter(|r| r.metric == "eval")
+            .partition(|r| r.value.is_finite());
+    let skipped = crate::report::Skipped {
+        non_finite: left_out.len(),
+    };
     let panels = curves(&manifest, &rows);
     if panels.is_empty() {
         return Err(PlotError::Empty);
@@ -387,6 +395,7 @@ mod tests {
             metrics: vec![vec!["eval".to_string()]; 4],
             part: None,
             finished: true,
+            checkpoints: None,
         };
         let mut rows = Vec::new();
         for cell in 0..4 {

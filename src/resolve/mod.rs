@@ -132,6 +132,11 @@ impl Ctx<'_, '_> {
     /// Parses one file, loads its imports (depth first) and builds its scope.
     fn load(&mut self, origin: Origin, text: String, stack: &mut Vec<Origin>) -> Option<ModuleId> {
         let name = module_name(&origin);
+        // A byte-order mark (as some editors write) is not part of the text.
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         let file = self.sources.add(origin.clone(), text);
         let text = self.sources.get(file).text.clone();
         let ast = syntax::parse(file, &text, self.diags)?;

@@ -131,6 +131,14 @@ fn refused(err: MergeError) -> MergeFailed {
             "mbrl::run::locked",
             "a part still running cannot be merged; wait for it to end".to_string(),
         ),
+        MergeError::Merging { .. } => (
+            "mbrl::run::locked",
+            "another `mbrl merge` is reading these parts or writing this output; wait for it to end (it writes the same run)".to_string(),
+        ),
+        MergeError::MissingCheckpoints { .. } => (
+            "mbrl::merge::missing_checkpoint",
+            "nothing was written. Restore the files from a copy, or run that part again into a new directory (`mbrl run ... --shard I/N --out PART`)".to_string(),
+        ),
         MergeError::Occupied { .. } => (
             "mbrl::merge::occupied_out",
             "choose another `--out`, or remove the directory".to_string(),

@@ -34,10 +34,12 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Records in the manifest that every cell ran to its end.
+    /// Records in the manifest that every cell ran to its end, and the
+    /// checkpoints the directory holds (what a merge of a part must find).
     pub fn finish(&self) -> std::io::Result<()> {
         let manifest = Manifest {
             finished: true,
+            checkpoints: Some(report::checkpoints_in(&self.dir)?),
             ..self.manifest.clone()
         };
         report::write_manifest(&self.dir, &manifest)
@@ -295,6 +297,7 @@ fn manifest_for(exp: &CheckedExperiment, cells: Vec<String>, plans: &[Plan]) -> 
             .collect(),
         part: None,
         finished: false,
+        checkpoints: None,
     }
 }
 

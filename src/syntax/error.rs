@@ -20,12 +20,32 @@ pub fn parse_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> 
     };
     let found_desc = match found.is_empty() {
         true => "end of file".to_string(),
-        false => format!("`{found}`"),
+        false => invisible(found).unwrap_or_else(|| format!("`{found}`")),
     };
     let message = format!("expected {expected}, found {found_desc}");
     let label = format!("expected {expected}");
     let diag = Diag::error(Code::UnexpectedToken, message, span, label);
     diag.with_help_opt(help_for(text, pos, found))
+}
+
+/// A name for a character that would not show between backticks: a NUL,
+/// another control character, a byte-order mark, a zero-width or other
+/// unusual space.
+fn invisible(found: &str) -> Option<String> {
+    let mut chars = found.chars();
+    let (Some(c), None) = (chars.next(), chars.next()) else {
+        return None;
+    };
+    let code = c as u32;
+    let name = match c {
+        '\0' => "a NUL byte".to_string(),
+        '\u{feff}' => "a byte-order mark".to_string(),
+        '\u{200b}'..='\u{200d}' | '\u{2060}' => "a zero-width character".to_string(),
+        c if c.is_control() => "a control character".to_string(),
+        c if c.is_whitespace() && c != ' ' => "an unusual space".to_string(),
+        _ => return None,
+    };
+    Some(format!("{name} (U+{code:04X})"))
 }
 
 /// The token at `pos`: a word, a number, or a single character.

@@ -302,6 +302,18 @@ impl Ctx<'_> {
         let lit = inner.next().expect("number literal");
         let lit_span = self.span(&lit);
         let value = match number_value(lit.as_str()) {
+            Some(value) if underflows(lit.as_str(), &value) => {
+                let msg = format!(
+                    "number `{}` is too small for a 64-bit float: it underflows to 0",
+                    lit.as_str()
+                );
+                let diag = Diag::error(Code::InvalidNumber, msg, lit_span, "underflows to 0")
+                    .with_help(
+                    "floats go down to 2.2e-308 (4.9e-324 with lost precision); write 0 for zero",
+                );
+                self.diags.push(diag);
+                value
+            }
             Some(value) => value,
             None => {
                 let msg = format!("number `{}` does not fit in 64 bits", lit.as_str());
@@ -373,6 +385,14 @@ fn number_value(text: &str) -> Option<ast::NumberValue> {
         return Some(ast::NumberValue::Int(value as i64));
     }
     Some(ast::NumberValue::Float(value))
+}
+
+/// A float literal with a non-zero digit before its exponent whose value
+/// rounded to 0 (`1e-400`).
+fn underflows(text: &str, value: &ast::NumberValue) -> bool {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+    matches!(value, ast::NumberValue::Float(x) if *x == 0.0)
+        && mantissa.chars().any(|c| matches!(c, '1'..='9'))
 }
 
 fn unit(text: &str) -> ast::Unit {

@@ -3,6 +3,7 @@
 mod cli;
 mod envs;
 mod faults;
+mod faults_labels;
 mod faults_run;
 mod fields;
 mod numerics;
