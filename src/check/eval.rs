@@ -53,6 +53,9 @@ pub struct Evaluator<'p> {
     pub diags: Vec<Diag>,
     cache: HashMap<DefId, Value>,
     stack: Vec<DefId>,
+    /// Where the fields being applied were written when it is not the block
+    /// itself (`regime `quick``): unknown-field errors name it.
+    pub setting_from: Option<String>,
 }
 
 impl<'p> Evaluator<'p> {
@@ -62,6 +65,7 @@ impl<'p> Evaluator<'p> {
             diags: Vec::new(),
             cache: HashMap::new(),
             stack: Vec::new(),
+            setting_from: None,
         }
     }
 
@@ -270,7 +274,7 @@ impl<'p> Evaluator<'p> {
             Some((_, Some(expected))) if expected == unit => return,
             Some((name, Some(expected))) => (
                 format!(
-                    "expected a count of {}, found {}",
+                    "`{name}` expects a count of {}, found {}",
                     expected.name(),
                     unit.name()
                 ),
@@ -772,7 +776,13 @@ impl<'p> Evaluator<'p> {
     }
 
     pub fn unknown_field(&mut self, ctor: &Ctor, name: &str, span: Span) {
-        let msg = format!("`{}` has no field `{}`", ctor.name, name);
+        let msg = match &self.setting_from {
+            Some(from) => format!(
+                "{from} sets `{name}`, which `{}` has no field of",
+                ctor.name
+            ),
+            None => format!("`{}` has no field `{}`", ctor.name, name),
+        };
         let names: Vec<&str> = ctor.fields.iter().map(|f| f.name).collect();
         let help =
             did_you_mean(name, names.iter().copied()).unwrap_or_else(|| match names.is_empty() {

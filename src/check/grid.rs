@@ -465,7 +465,9 @@ fn cells<'p>(
                 .iter()
                 .map(|(module, f)| Assign::new(&f.name, &f.value, Scope::module(*module)))
                 .collect();
+            ev.setting_from = Some(format!("regime `{}`", regime.label));
             agent = relabel(ev, &agent, assigns);
+            ev.setting_from = None;
         }
         if let Some(table) = table {
             agent = tuned_row(ev, agent, table, &whole, &mut missing_reported);

@@ -423,3 +423,33 @@ fn the_test_command_stops_the_slurm_cluster_it_started() {
     }
     assert!(!cluster.exists(), "the cluster's directory was removed");
 }
+
+/// A typo in a field a regime sets names the regime where it was written,
+/// and a unit error's headline names its field.
+#[test]
+fn a_regime_typo_and_a_unit_error_name_where_and_what() {
+    let (dir, file) = case(
+        "regime_typo",
+        "use young2022::*\nregime quick = overrides { steps: 1000 steps, lerning_starts: 10 steps }\nexperiment e { seeds: 1, env: flute, agent: er, regime: quick }\n",
+    );
+    let out = mbrl(&["check", &file]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("regime `quick` sets `lerning_starts`, which `dqn` has no field of"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `learning_starts`?"), "{err}");
+    let units = dir.join("units.exp");
+    std::fs::write(
+        &units,
+        "use young2022::*\nexperiment e { seeds: 1, env: flute, agent: er { steps: 1000 stages } }\n",
+    )
+    .unwrap();
+    let out = mbrl(&["check", units.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("`steps` expects a count of steps, found stages"),
+        "{err}"
+    );
+}
