@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use super::cli::{mbrl, stdout, temp_dir};
 
 /// Stderr with miette's line wrapping undone, for matching phrases.
-fn stderr(out: &std::process::Output) -> String {
+pub(crate) fn stderr(out: &std::process::Output) -> String {
     let text = super::cli::stderr(out);
     let mut flat = String::new();
     for line in text.lines() {
@@ -26,7 +26,7 @@ fn stderr(out: &std::process::Output) -> String {
 }
 
 /// ER on PanFlute with 3 pipes: two seeds, checkpoints every 100 steps.
-const TINY: &str = "use young2022::*
+pub(crate) const TINY: &str = "use young2022::*
 experiment tiny {
   seeds: 2
   env: panflute(pipes: 3)

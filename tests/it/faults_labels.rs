@@ -9,30 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cli::{mbrl, stdout, temp_dir};
-
-/// Stderr with miette's line wrapping undone, for matching phrases.
-fn stderr(out: &std::process::Output) -> String {
-    let text = super::cli::stderr(out);
-    let mut flat = String::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        let line = line.strip_prefix('│').unwrap_or(line).trim_start();
-        if !flat.is_empty() && !flat.ends_with('-') {
-            flat.push(' ');
-        }
-        flat.push_str(line);
-    }
-    flat
-}
-
-/// ER on PanFlute with 3 pipes: two seeds, checkpoints every 100 steps.
-const TINY: &str = "use young2022::*
-experiment tiny {
-  seeds: 2
-  env: panflute(pipes: 3)
-  agent: er { lr: 1e-4, batch: 16, steps: 400 steps, eval_every: 100 steps, save_every: 100 steps, learning_starts: 100 steps, q: mlp { hidden: [16, 16] }, eval: greedy_eval { envs: 4, steps: 20 steps } }
-}
-";
+use super::faults::{stderr, TINY};
 
 /// A directory with `tiny.exp` (or another text) in it.
 fn case(name: &str, text: &str) -> (PathBuf, String) {
