@@ -68,7 +68,8 @@ impl RunDir {
                 continue;
             };
             let end = self.run_cell(cell, plan, &rows, stop, watch)?;
-            rows.extend(end.points.iter().map(|p| metric_row(cell.index, plan, p)));
+            let names = plan.metrics();
+            rows.extend(end.points.iter().map(|p| metric_row(cell.index, &names, p)));
             report::write_metrics(&self.dir, &self.hash, &rows).map_err(CellsError::Metrics)?;
             if end.interrupted {
                 watch.cell_stopped(cell, &end);
@@ -136,13 +137,13 @@ impl RunDir {
     }
 }
 
-/// A point of `plan`'s cell as a row of `metrics.csv`.
-pub fn metric_row(cell: usize, plan: &Plan, p: &Point) -> MetricRow {
+/// A point of a cell whose plan's metrics are `names`, as a row of `metrics.csv`.
+pub fn metric_row(cell: usize, names: &[&str], p: &Point) -> MetricRow {
     MetricRow {
         cell,
         seed: p.seed,
         step: p.step,
-        metric: plan.metrics()[p.metric].to_string(),
+        metric: names[p.metric].to_string(),
         value: p.value,
     }
 }

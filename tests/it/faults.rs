@@ -228,16 +228,13 @@ fn resume_compares_values_and_names_not_text() {
     let _ = std::fs::remove_dir_all(&case.dir);
 }
 
-/// A second `mbrl run` on a directory in use is refused, naming the holder.
-#[test]
-fn two_runs_on_one_directory() {
-    let slow = TINY.replace("steps: 400 steps", "steps: 20000 steps");
-    let case = Case::new("concurrent", &slow);
-    let out = case.path("run");
-    let mut first = Command::new(crate::bin())
+/// `mbrl run FILE --out OUT` on one thread in the background, once it has
+/// written its manifest (it holds the directory's lock from then on).
+pub(crate) fn running(file: &str, out: &Path) -> std::process::Child {
+    let child = Command::new(crate::bin())
         .args([
             "run",
-            &case.file,
+            file,
             "--out",
             out.to_str().unwrap(),
             "--threads",
@@ -247,11 +244,20 @@ fn two_runs_on_one_directory() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let manifest = out.join("manifest.ron");
     let start = std::time::Instant::now();
-    while !manifest.exists() && start.elapsed().as_secs() < 60 {
+    while !out.join("manifest.ron").exists() && start.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    child
+}
+
+/// A second `mbrl run` on a directory in use is refused, naming the holder.
+#[test]
+fn two_runs_on_one_directory() {
+    let slow = TINY.replace("steps: 400 steps", "steps: 20000 steps");
+    let case = Case::new("concurrent", &slow);
+    let out = case.path("run");
+    let mut first = running(&case.file, &out);
     let res = case.run("run", &[]);
     first.kill().unwrap();
     first.wait().unwrap();

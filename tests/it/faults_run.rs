@@ -6,7 +6,7 @@
 //! lines and `--help`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use super::cli::{mbrl, stdout, temp_dir};
 
@@ -252,23 +252,7 @@ fn the_lock_survives_its_file_and_leaves_nothing_stale() {
         &TINY.replace("steps: 400 steps", "steps: 20000 steps"),
     );
     let out = case.path("run");
-    let mut first = Command::new(crate::bin())
-        .args([
-            "run",
-            &case.file,
-            "--out",
-            out.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !out.join("manifest.ron").exists() && start.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut first = super::faults::running(&case.file, &out);
     let holder = std::fs::read_to_string(out.join("lock")).unwrap();
     assert!(holder.contains(&format!("pid {}", first.id())), "{holder}");
     std::fs::remove_file(out.join("lock")).unwrap();
@@ -297,23 +281,7 @@ fn a_held_lock_says_how_to_see_its_holder() {
         &TINY.replace("steps: 400 steps", "steps: 20000 steps"),
     );
     let out = case.path("run");
-    let mut first = Command::new(crate::bin())
-        .args([
-            "run",
-            &case.file,
-            "--out",
-            out.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !out.join("manifest.ron").exists() && start.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut first = super::faults::running(&case.file, &out);
     let res = case.run("run", &[]);
     first.kill().unwrap();
     first.wait().unwrap();
