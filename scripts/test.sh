@@ -41,6 +41,23 @@ elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
 else
     echo "note: not root; the tmpfs test (faults::a_full_disk_leaves_no_partial_files) is not run" >&2
 fi
+# rliable (Agarwal et al. 2021) run live against mbrl's statistics: a venv in .rliable-venv/
+# with rliable and its dependencies from PyPI (about 60 MB, once; it says so). Skipped, saying
+# so, where Python cannot make a venv; CI (MBRL_REQUIRE_SLURM=1) requires it.
+if [ ! -x .rliable-venv/bin/python ] && python3 -m venv .rliable-venv.tmp 2>/dev/null; then
+    echo "note: installing rliable, numpy, scipy and pandas<3 from PyPI into .rliable-venv/ (once)" >&2
+    .rliable-venv.tmp/bin/pip install --quiet rliable numpy scipy 'pandas<3' &&
+        mv .rliable-venv.tmp .rliable-venv
+fi
+rm -rf .rliable-venv.tmp
+if [ -x .rliable-venv/bin/python ]; then
+    cargo test --locked --test it -- --ignored stats::
+elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
+    echo "error: rliable could not be installed (python3 -m venv)" >&2
+    exit 1
+else
+    echo "note: no Python venv here; the live rliable test (stats::point_estimates_match_rliable_run_live) is not run" >&2
+fi
 # Downloads the 26 MB `mujoco` wheel from PyPI once, keeping only libmujoco in .mujoco/ (it says so).
 eval "$(scripts/setup-mujoco.sh)"
 cargo test --locked --features mujoco --test it envs::halfcheetah

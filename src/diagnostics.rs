@@ -359,6 +359,16 @@ codes! {
     BatchExceedsBuffer = "mbrl::check::batch_exceeds_buffer",
     /// The evaluation interval does not divide the step budget, so the last evaluation is skipped.
     EvalInterval = "mbrl::check::eval_interval",
+    /// A claim (`expect a > b`) names a value that no axis of the experiment has (`expect perfect_modle > er`).
+    ClaimUnknown = "mbrl::check::claim_unknown",
+    /// A claim's sides are not two different values of one axis, or its `on` list names a value of the compared axis; a name matching several values is quoted to pick one (`expect "er { lr: 1e-4 }" > ...`).
+    ClaimAxes = "mbrl::check::claim_axes",
+    /// No cell of the grid can decide a claim: no cell pairs its two sides within its `on` values, or the experiment has fewer than 2 seeds.
+    ClaimUndecidable = "mbrl::check::claim_undecidable",
+    /// A claim's confidence is outside (0, 1) (`at 95%` or `at 0.95`), its margin is negative, or its `final(..)` window is outside (0, 100%].
+    ClaimRange = "mbrl::check::claim_range",
+    /// A claim summarizes the curve by something other than `final(P%)` (the mean over the last P% of the budget) or `auc` (the mean of all evaluations).
+    ClaimSummary = "mbrl::check::claim_summary",
     /// No gradient update would happen: learning starts at or after the end of the budget.
     NoUpdates = "mbrl::check::no_updates",
     /// A setting that only makes sense for episodic envs is used on a continuing env.

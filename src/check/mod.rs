@@ -12,6 +12,7 @@
 //! [`CheckedExperiment`] can only be constructed here, and it is what `graph`
 //! requires.
 
+mod claims;
 pub(crate) mod common;
 pub(crate) mod eval;
 mod grid;
@@ -53,6 +54,8 @@ pub struct CheckedExperiment {
     pub axes: Vec<String>,
     pub cells: Vec<Cell>,
     pub report: Option<Rc<Obj>>,
+    /// The `expect` lines, resolved against the cells.
+    pub claims: Vec<crate::report::claims::Claim>,
     _sealed: (),
 }
 
@@ -101,6 +104,7 @@ impl CheckedExperiment {
         axes: Vec<String>,
         cells: Vec<Cell>,
         report: Option<Rc<Obj>>,
+        claims: Vec<crate::report::claims::Claim>,
     ) -> CheckedExperiment {
         CheckedExperiment {
             name,
@@ -111,6 +115,7 @@ impl CheckedExperiment {
             axes,
             cells,
             report,
+            claims,
             _sealed: (),
         }
     }

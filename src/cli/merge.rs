@@ -21,6 +21,9 @@ pub struct MergeArgs {
     /// The merged run directory (default: `merged/` in the `mbrl slurm` directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Exit with status 1 when a claim (`expect`) fails.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: &MergeArgs) -> u8 {
@@ -31,7 +34,7 @@ pub fn run(args: &MergeArgs) -> u8 {
     match merge::merge_into(&dirs, &out) {
         Ok(merged) => {
             report(&merged);
-            super::plot(&out)
+            super::finish(&out, args.strict)
         }
         Err(err) => super::show(err),
     }

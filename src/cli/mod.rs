@@ -80,6 +80,14 @@ enum Command {
     Slurm(slurm::SlurmArgs),
     /// Combine the parts of a sharded run (`run --shard`, `slurm`) into one verified run directory.
     Merge(merge::MergeArgs),
+    /// Check a run's claims (`expect`) and summarize its cells over seeds into RUN/claims.csv and RUN/report.md.
+    Report {
+        /// The run directory (finished, or still being written: its rows so far).
+        run: std::path::PathBuf,
+        /// Exit with status 1 when a claim fails.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Draw a run's evaluation curves (mean, 95% bootstrap band over seeds) into RUN/plots.
     Plot {
         /// The run directory.
@@ -113,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Slurm(args) => slurm::run(&args),
         Command::Merge(args) => merge::run(&args),
+        Command::Report { run, strict } => verdicts(&run, strict),
         Command::Plot { run } => plot(&run),
         Command::Graph(args) => graph::run(&args),
         Command::Eval(args) => eval::run(&args),
@@ -152,7 +161,7 @@ fn load_checked(file: &std::path::Path, overrides: &[String]) -> Result<crate::C
 
 /// Draws a run's plots, saying what was left out; exit status 0 or 2.
 fn plot(dir: &std::path::Path) -> u8 {
-    use crate::report::plots::{plot_run, PlotError};
+    use crate::report::plots::plot_run;
     match plot_run(dir) {
         Ok(plotted) => {
             if plotted.skipped.non_finite > 0 {
@@ -169,15 +178,54 @@ fn plot(dir: &std::path::Path) -> u8 {
             outln!("plots: {}", names.join(", "));
             0
         }
-        Err(PlotError::Damaged(d)) => show(DamagedFile::metrics(d)),
-        Err(PlotError::Manifest(crate::report::ManifestError::Damaged(d))) => {
+        Err(err) => unreadable(err),
+    }
+}
+
+/// Renders why a run directory could not be read or written for a plot or report.
+fn unreadable(err: crate::report::plots::PlotError) -> u8 {
+    use crate::report::plots::PlotError;
+    match err {
+        PlotError::Damaged(d) => show(DamagedFile::metrics(d)),
+        PlotError::Manifest(crate::report::ManifestError::Damaged(d)) => {
             show(DamagedFile::manifest(d))
         }
-        Err(err) => {
+        err => {
             errln!("error: {err}");
             2
         }
     }
+}
+
+/// Checks a run's claims and writes its report; prints the claims table.
+/// Status 1 when `strict` and a claim fails, 2 when the run cannot be read.
+fn verdicts(dir: &std::path::Path, strict: bool) -> u8 {
+    match crate::report::summary::report_run(dir) {
+        Ok(reported) => {
+            out!("{}", reported.text);
+            let names: Vec<String> = reported
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            outln!("report: {}", names.join(", "));
+            match (strict, reported.failed()) {
+                (true, n) if n > 0 => {
+                    errln!("error: {n} claim(s) failed (`--strict`)");
+                    1
+                }
+                _ => 0,
+            }
+        }
+        Err(err) => unreadable(err),
+    }
+}
+
+/// Plots a finished run, then checks its claims: the worst status of the two.
+fn finish(dir: &std::path::Path, strict: bool) -> u8 {
+    let plotted = plot(dir);
+    let checked = verdicts(dir, strict);
+    plotted.max(checked)
 }
 
 /// A value parser for counts that must be at least 1.

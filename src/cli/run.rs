@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Memory the run may use, in GiB (default: what the machine has available).
     #[arg(long, value_name = "GIB", value_parser = super::positive_finite)]
     pub memory: Option<f64>,
+    /// Exit with status 1 when a claim (`expect`) fails at the end of the run.
+    #[arg(long)]
+    pub strict: bool,
     /// Behave as if Ctrl-C were pressed when a seed reaches env step N (for testing resume).
     #[arg(long, hide = true, value_name = "N")]
     pub stop_at: Option<u64>,
@@ -229,7 +232,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             );
             0
         }
-        None => super::plot(&run.dir),
+        None => super::finish(&run.dir, args.strict),
     }
 }
 

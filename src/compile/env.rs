@@ -16,6 +16,17 @@ pub enum EvalMetric {
     HorizonReturn,
 }
 
+impl EvalMetric {
+    /// What it scores, as an axis title says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EvalMetric::EpisodeReturn => "episode return",
+            EvalMetric::RewardRate => "reward rate",
+            EvalMetric::HorizonReturn => "episode return",
+        }
+    }
+}
+
 /// The evaluation protocol: per seed, `envs` fresh eval envs run the
 /// policy for `steps` steps; the seed's score is the mean of their metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

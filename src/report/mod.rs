@@ -15,10 +15,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod claims;
 pub mod lock;
 pub mod merge;
 pub mod plots;
 pub mod sealed;
+pub mod stats;
+pub mod summary;
 
 /// What a run directory records about its run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -61,6 +64,16 @@ pub struct Manifest {
     /// before the run finished (and in manifests of older versions).
     #[serde(default)]
     pub checkpoints: Option<Vec<(usize, String)>>,
+    /// Per cell, the env steps it runs (after `--scale`): where a claim's
+    /// `final(..)` window ends.
+    #[serde(default)]
+    pub budgets: Vec<u64>,
+    /// The experiment's claims (`expect`), resolved against its cells.
+    #[serde(default)]
+    pub claims: Vec<claims::Claim>,
+    /// Per cell, what its evaluation scores (`reward rate`, `episode return`): the plots' y axis.
+    #[serde(default)]
+    pub scored: Vec<String>,
 }
 
 /// The sealed checkpoints `dir` holds, as `(cell, key)`, by cell and key
@@ -484,5 +497,37 @@ mod tests {
     fn hash_is_stable_and_sensitive() {
         assert_eq!(hash(""), "cbf29ce484222325");
         assert_ne!(hash("lr=1e-4"), hash("lr=2e-4"));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A manifest of `cells` cells of `seeds` seeds with these step budgets.
+    pub fn manifest_with(cells: usize, seeds: u64, budgets: Vec<u64>) -> Manifest {
+        Manifest {
+            experiment: "e".into(),
+            source: "e.exp".into(),
+            hash: "0".into(),
+            mbrl_version: "0".into(),
+            device: "cpu".into(),
+            host: "h".into(),
+            threads: 1,
+            seeds,
+            scale: 1.0,
+            cells: vec![String::new(); cells],
+            coords: vec![Vec::new(); cells],
+            report: ReportSpec::default(),
+            updates: vec![(0, 1.0); cells],
+            references: vec![Vec::new(); cells],
+            metrics: vec![vec!["eval".into()]; cells],
+            part: None,
+            finished: true,
+            checkpoints: None,
+            budgets,
+            claims: Vec::new(),
+            scored: vec!["reward rate".into(); cells],
+        }
     }
 }

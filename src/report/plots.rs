@@ -21,14 +21,19 @@ static REGISTER: Once = Once::new();
 #[derive(Clone, Debug, PartialEq)]
 pub struct Curve {
     pub label: String,
+    /// The cell's values of the non-facet axes as resolved (overrides
+    /// included), when they say more than the label: the figure's footer.
+    pub settings: Option<String>,
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
-/// One panel: its curves and its horizontal reference lines `(label, level)`.
+/// One panel: its curves, its horizontal reference lines `(label, level)`
+/// and what its y axis measures.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Panel {
     pub curves: Vec<Curve>,
     pub lines: Vec<(String, f64)>,
+    pub y: String,
 }
 
 /// The percentile bootstrap CI of the mean: `resamples` resamples of the
@@ -95,7 +100,7 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
         let others: Vec<String> = coords
             .iter()
             .filter(|(k, _)| !in_facet(k))
-            .map(|(_, v)| v.clone())
+            .map(|(k, v)| legend_part(manifest, cell, k, v))
             .collect();
         let x = |step: u64| -> f64 {
             match (report.x.as_str(), manifest.updates.get(cell)) {
@@ -124,7 +129,24 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
             false => others.join(" "),
         };
         let panel = panels.entry(facet.join(" ")).or_default();
-        panel.curves.push(Curve { label, points });
+        let y = y_title(report, manifest.scored.get(cell).map(String::as_str));
+        panel.y = match panel.y.is_empty() || panel.y == y {
+            true => y,
+            false => "eval score".into(),
+        };
+        let full: Vec<String> = coords
+            .iter()
+            .filter(|(k, _)| !in_facet(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let settings = full.join(" ");
+        let settings =
+            (full.iter().any(|f| f.contains('{') || f.contains('('))).then_some(settings);
+        panel.curves.push(Curve {
+            label,
+            settings,
+            points,
+        });
         for (name, level) in manifest.references.get(cell).into_iter().flatten() {
             if !panel.lines.iter().any(|(n, l)| {
                 n.starts_with(name.as_str()) && (l - level).abs() <= 1e-9 * level.abs().max(1.0)
@@ -136,6 +158,100 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
         }
     }
     panels
+}
+
+/// A cell's value of one axis as a legend shows it: an agent by its name,
+/// with the resolved fields in which it differs from another cell of the same
+/// agent (`er lr=1e-4`); an env or regime by its name; a field by `name=value`.
+fn legend_part(manifest: &Manifest, cell: usize, axis: &str, value: &str) -> String {
+    let head: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let field = axis.rsplit('.').next().unwrap_or(axis);
+    if axis.contains('.') || head.is_empty() {
+        return format!("{field}={value}");
+    }
+    if axis != "agent" {
+        return head;
+    }
+    // Other cells whose agent has the same name but another value on this axis.
+    let twins: Vec<usize> = (0..manifest.coords.len())
+        .filter(|c| {
+            manifest.coords[*c].iter().any(|(a, v)| {
+                a == axis
+                    && v != value
+                    && v.starts_with(&head)
+                    && !v[head.len()..]
+                        .starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_')
+            })
+        })
+        .collect();
+    if twins.is_empty() {
+        return head;
+    }
+    let mine = agent_fields(manifest, cell);
+    let differing: Vec<String> = mine
+        .iter()
+        .filter(|(k, v)| {
+            twins.iter().any(|t| {
+                agent_fields(manifest, *t)
+                    .iter()
+                    .any(|(k2, v2)| k2 == k && v2 != v)
+            })
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    match differing.is_empty() {
+        true => value.to_string(),
+        false => format!("{head} {}", differing.join(" ")),
+    }
+}
+
+/// The top-level `field=value` pairs of a cell's resolved agent (from the
+/// manifest's cell line, `... agent=dqn{batch=320,lr=1e-4,...}`).
+fn agent_fields(manifest: &Manifest, cell: usize) -> Vec<(String, String)> {
+    let Some(line) = manifest.cells.get(cell) else {
+        return Vec::new();
+    };
+    let Some(at) = line.rfind(" agent=") else {
+        return Vec::new();
+    };
+    let text = &line[at + " agent=".len()..];
+    let Some(open) = text.find('{') else {
+        return Vec::new();
+    };
+    let body = text[open + 1..]
+        .strip_suffix('}')
+        .unwrap_or(&text[open + 1..]);
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0usize);
+    for (i, ch) in body
+        .char_indices()
+        .chain(std::iter::once((body.len(), ',')))
+    {
+        match ch {
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                if let Some((k, v)) = body[start..i].split_once('=') {
+                    out.push((k.to_string(), v.to_string()));
+                }
+                start = i + 1;
+            }
+            _ => (),
+        }
+    }
+    out
+}
+
+/// The y axis's title: the report's metric, or what the cell's protocol scores.
+fn y_title(report: &ReportSpec, scored: Option<&str>) -> String {
+    match (report.metric.as_str(), scored) {
+        ("eval_return", _) => "eval return".into(),
+        ("reward_rate", _) => "reward rate".into(),
+        (_, Some(scored)) => scored.to_string(),
+        _ => "eval score".into(),
+    }
 }
 
 /// Why a run cannot be plotted.
@@ -187,30 +303,247 @@ pub fn plot_run(dir: &Path) -> Result<Plotted, PlotError> {
         .map_err(|e| PlotError::Draw(out.display().to_string(), e.to_string()))?;
     let cols = panels.len().min(3);
     let rows_n = panels.len().div_ceil(cols);
-    let size = (480 * cols as u32, 360 * rows_n as u32);
-    let axes = Axes::of(&manifest.report);
+    let figure = Figure::of(&manifest, &panels, (cols, rows_n));
     let png = out.join("eval.png");
     let svg = out.join("eval.svg");
+    // The PNG at twice the SVG's size: sharp on a 2x screen and in print.
+    let (w, h) = figure.size(2.0);
     atomically(&png, |tmp| {
         draw(
-            BitMapBackend::new(tmp, size).into_drawing_area(),
+            BitMapBackend::new(tmp, (w, h)).into_drawing_area(),
             &panels,
-            (cols, rows_n),
-            &axes,
+            &figure,
+            2.0,
+        )
+    })?;
+    let (w, h) = figure.size(1.0);
+    atomically(&svg, |tmp| {
+        draw(
+            SVGBackend::new(tmp, (w, h)).into_drawing_area(),
+            &panels,
+            &figure,
+            1.0,
+        )
+    })?;
+    let mut paths = vec![png, svg];
+    if let Some(agents) = crate::report::summary::normalized_tasks(&manifest, &rows) {
+        paths.extend(plot_aggregates(&out, &manifest, &agents)?);
+    }
+    Ok(Plotted { paths, skipped })
+}
+
+/// What the aggregate plot shows.
+struct Aggregates<'a> {
+    title: String,
+    labels: Vec<String>,
+    intervals: Vec<Vec<crate::report::stats::Interval>>,
+    taus: Vec<f64>,
+    profiles: Vec<Vec<crate::report::stats::Interval>>,
+    agents: &'a [(String, Vec<Vec<f64>>)],
+}
+
+fn draw_aggregates<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    a: &Aggregates,
+    scale: f64,
+) -> Result<(), Box<dyn std::error::Error + 'static>>
+where
+    DB::ErrorType: 'static,
+{
+    let (title, labels, intervals, taus, profiles, agents) = (
+        &a.title,
+        &a.labels,
+        &a.intervals,
+        &a.taus,
+        &a.profiles,
+        a.agents,
+    );
+    let px = |v: f64| (v * scale).round() as u32;
+    let font = |size: f64| ("sans-serif", size * scale);
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(px(40.0));
+    head.draw(&Text::new(
+        title.clone(),
+        (px(12.0) as i32, px(12.0) as i32),
+        font(14.0).into_font(),
+    ))?;
+    let (left, right) = body.split_horizontally(body.dim_in_pixel().0 * 3 / 5);
+    let metric_areas = left.split_evenly((1, 4));
+    let names = ["IQM", "mean", "median", "optimality gap"];
+    for (m, area) in metric_areas.into_iter().enumerate() {
+        let lo = intervals
+            .iter()
+            .map(|v| v[m].lo)
+            .fold(f64::MAX, f64::min)
+            .min(0.0);
+        let hi = intervals
+            .iter()
+            .map(|v| v[m].hi)
+            .fold(f64::MIN, f64::max)
+            .max(1.0);
+        let n = agents.len() as f64;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(names[m], font(13.0))
+            .margin(px(6.0))
+            .x_label_area_size(px(30.0))
+            .y_label_area_size(px(if m == 0 { 90.0 } else { 8.0 }))
+            .build_cartesian_2d(lo..hi, -0.5..n - 0.5)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_labels(3)
+            .y_labels(agents.len())
+            .y_label_formatter(&|y| {
+                let i = y.round() as usize;
+                match (m, labels.get(i)) {
+                    (0, Some(l)) if (y - y.round()).abs() < 1e-6 => l.clone(),
+                    _ => String::new(),
+                }
+            })
+            .label_style(font(11.0))
+            .bold_line_style(RGBColor(225, 225, 225).stroke_width(px(1.0)))
+            .light_line_style(TRANSPARENT)
+            .draw()?;
+        for (i, v) in intervals.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let y = i as f64;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(v[m].lo, y - 0.3), (v[m].hi, y + 0.3)],
+                color.mix(0.45).filled(),
+            )))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(v[m].estimate, y - 0.3), (v[m].estimate, y + 0.3)],
+                BLACK.stroke_width(px(2.0)),
+            )))?;
+        }
+    }
+    let mut chart = ChartBuilder::on(&right)
+        .caption("performance profile", font(13.0))
+        .margin(px(8.0))
+        .margin_right(px(16.0))
+        .x_label_area_size(px(40.0))
+        .y_label_area_size(px(50.0))
+        .build_cartesian_2d(taus[0]..taus[taus.len() - 1], 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("normalized score tau")
+        .y_desc("fraction of runs > tau")
+        .label_style(font(11.0))
+        .axis_desc_style(font(12.0))
+        .bold_line_style(RGBColor(225, 225, 225).stroke_width(px(1.0)))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+    for (i, band) in profiles.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let poly: Vec<(f64, f64)> = taus
+            .iter()
+            .zip(band)
+            .map(|(t, b)| (*t, b.hi))
+            .chain(taus.iter().zip(band).rev().map(|(t, b)| (*t, b.lo)))
+            .collect();
+        chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2))))?;
+        chart
+            .draw_series(LineSeries::new(
+                taus.iter().zip(band).map(|(t, b)| (*t, b.estimate)),
+                color.stroke_width(px(2.0)),
+            ))?
+            .label(labels[i].clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(180, 180, 180))
+        .label_font(font(11.0))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Resamples behind the aggregate plot's intervals and profile bands.
+const AGGREGATE_RESAMPLES: usize = 2_000;
+
+/// `plots/aggregates.{png,svg}`: per agent, rliable's interval plot (IQM,
+/// mean, median and optimality gap of normalized final scores with 95%
+/// stratified-bootstrap intervals) and its performance profile (the share of
+/// runs above each normalized score, with a 95% band).
+fn plot_aggregates(
+    out: &Path,
+    manifest: &Manifest,
+    agents: &[(String, Vec<Vec<f64>>)],
+) -> Result<Vec<PathBuf>, PlotError> {
+    use crate::report::stats::{self, Aggregate};
+    let intervals: Vec<Vec<stats::Interval>> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, (_, tasks))| {
+            [
+                Aggregate::Iqm,
+                Aggregate::Mean,
+                Aggregate::Median,
+                Aggregate::OptimalityGap,
+            ]
+            .iter()
+            .map(|a| {
+                stats::aggregate_interval(*a, tasks, 0.95, AGGREGATE_RESAMPLES, 1000 + i as u64)
+            })
+            .collect()
+        })
+        .collect();
+    let taus: Vec<f64> = (0..=40).map(|i| -0.5 + i as f64 * 0.05).collect();
+    let profiles: Vec<Vec<stats::Interval>> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, (_, tasks))| {
+            stats::profile_band(tasks, &taus, 0.95, AGGREGATE_RESAMPLES, 2000 + i as u64)
+        })
+        .collect();
+    let labels: Vec<String> = agents
+        .iter()
+        .map(|(a, _)| {
+            a.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    let title = format!(
+        "{}: normalized final scores (random 0, optimum 1), {} seeds per cell",
+        manifest.experiment, manifest.seeds
+    );
+    let shown = Aggregates {
+        title,
+        labels,
+        intervals,
+        taus,
+        profiles,
+        agents,
+    };
+    let size = |scale: f64| {
+        (
+            (960.0 * scale) as u32,
+            ((60.0 + 60.0 * agents.len() as f64).max(320.0) * scale) as u32,
+        )
+    };
+    let png = out.join("aggregates.png");
+    let svg = out.join("aggregates.svg");
+    atomically(&png, |tmp| {
+        draw_aggregates(
+            BitMapBackend::new(tmp, size(2.0)).into_drawing_area(),
+            &shown,
+            2.0,
         )
     })?;
     atomically(&svg, |tmp| {
-        draw(
-            SVGBackend::new(tmp, size).into_drawing_area(),
-            &panels,
-            (cols, rows_n),
-            &axes,
+        draw_aggregates(
+            SVGBackend::new(tmp, size(1.0)).into_drawing_area(),
+            &shown,
+            1.0,
         )
     })?;
-    Ok(Plotted {
-        paths: vec![png, svg],
-        skipped,
-    })
+    Ok(vec![png, svg])
 }
 
 /// Draws into a temporary file beside `path`, then renames it over `path`;
@@ -238,25 +571,102 @@ fn atomically(
     Ok(())
 }
 
-/// The axis titles a report asks for.
-struct Axes {
+/// What a figure shows besides its panels: the title, the x axis, the grid
+/// of panels, and the legend's entries (every curve label and reference line
+/// once, each curve label with one colour in every panel).
+struct Figure {
+    title: String,
+    subtitle: String,
+    /// `label: settings` per line whose cell's values say more than its label.
+    notes: Vec<String>,
     x: &'static str,
-    y: &'static str,
+    grid: (usize, usize),
+    curves: Vec<String>,
+    lines: Vec<String>,
 }
 
-impl Axes {
-    fn of(report: &ReportSpec) -> Axes {
-        Axes {
-            x: match report.x.as_str() {
+/// Logical pixels of one panel, the legend row and the title.
+const PANEL: (u32, u32) = (420, 300);
+const TITLE: u32 = 52;
+const LEGEND_ROW: u32 = 22;
+const NOTE_ROW: u32 = 15;
+
+impl Figure {
+    fn of(manifest: &Manifest, panels: &BTreeMap<String, Panel>, grid: (usize, usize)) -> Figure {
+        let mut curves: Vec<String> = Vec::new();
+        let mut lines: Vec<String> = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        for panel in panels.values() {
+            for c in &panel.curves {
+                if !curves.contains(&c.label) {
+                    curves.push(c.label.clone());
+                }
+                if let Some(settings) = &c.settings {
+                    let note = format!("{}: {settings}", c.label);
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                }
+            }
+            for (l, _) in &panel.lines {
+                let name = l.split(' ').next().unwrap_or(l).to_string();
+                if !lines.contains(&name) {
+                    lines.push(name);
+                }
+            }
+        }
+        let band = match manifest.report.band {
+            Band::Bootstrap { level, .. } => {
+                format!(
+                    "{}% bootstrap interval of the mean",
+                    crate::schema::num(level * 100.0)
+                )
+            }
+            Band::Stderr => "mean +- one standard error".into(),
+        };
+        let smooth = match manifest.report.smooth {
+            0 | 1 => String::new(),
+            n => format!(", smoothed over {n} evaluations"),
+        };
+        Figure {
+            title: format!(
+                "{}: mean of {} seeds per cell",
+                manifest.experiment, manifest.seeds
+            ),
+            subtitle: format!("shaded: {band}{smooth}"),
+            notes,
+            x: match manifest.report.x.as_str() {
                 "updates" => "gradient updates",
                 _ => "env steps",
             },
-            y: match report.metric.as_str() {
-                "eval_return" => "eval return",
-                "reward_rate" => "reward rate",
-                _ => "eval",
-            },
+            grid,
+            curves,
+            lines,
         }
+    }
+
+    fn legend_rows(&self) -> u32 {
+        (self.curves.len() + self.lines.len()).div_ceil(self.per_row()) as u32
+    }
+
+    fn per_row(&self) -> usize {
+        (self.grid.0 * 2).max(2)
+    }
+
+    /// Pixel size at `scale` times the logical size.
+    fn size(&self, scale: f64) -> (u32, u32) {
+        let w = PANEL.0 * self.grid.0 as u32;
+        let h = TITLE
+            + PANEL.1 * self.grid.1 as u32
+            + LEGEND_ROW * self.legend_rows()
+            + NOTE_ROW * self.notes.len() as u32
+            + 12;
+        ((w as f64 * scale) as u32, (h as f64 * scale) as u32)
+    }
+
+    fn color(&self, label: &str) -> RGBAColor {
+        let i = self.curves.iter().position(|c| c == label).unwrap_or(0);
+        Palette99::pick(i).to_rgba()
     }
 }
 
@@ -268,14 +678,30 @@ fn short(x: f64) -> String {
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &BTreeMap<String, Panel>,
-    (cols, rows): (usize, usize),
-    axes: &Axes,
+    figure: &Figure,
+    scale: f64,
 ) -> Result<(), Box<dyn std::error::Error + 'static>>
 where
     DB::ErrorType: 'static,
 {
+    let px = |v: f64| (v * scale).round() as u32;
+    let font = |size: f64| ("sans-serif", size * scale);
     root.fill(&WHITE)?;
-    let areas = root.split_evenly((rows, cols));
+    let (title_area, rest) = root.split_vertically(px(TITLE as f64));
+    title_area.draw(&Text::new(
+        figure.title.clone(),
+        (px(12.0) as i32, px(10.0) as i32),
+        font(15.0).into_font(),
+    ))?;
+    title_area.draw(&Text::new(
+        figure.subtitle.clone(),
+        (px(12.0) as i32, px(31.0) as i32),
+        font(12.0).into_font(),
+    ))?;
+    let legend_h =
+        px((LEGEND_ROW * figure.legend_rows() + NOTE_ROW * figure.notes.len() as u32 + 12) as f64);
+    let (plots, legend) = rest.split_vertically(rest.dim_in_pixel().1 - legend_h);
+    let areas = plots.split_evenly((figure.grid.1, figure.grid.0));
     for ((title, panel), area) in panels.iter().zip(areas) {
         let curves = &panel.curves;
         let xs = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0));
@@ -287,21 +713,26 @@ where
         let (y_min, y_max) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
         let pad = ((y_max - y_min) * 0.05).max(1e-3);
         let mut chart = ChartBuilder::on(&area)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
+            .caption(title, font(14.0))
+            .margin(px(8.0))
+            .margin_right(px(20.0))
+            .x_label_area_size(px(38.0))
+            .y_label_area_size(px(60.0))
             .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))?;
         chart
             .configure_mesh()
-            .x_desc(axes.x)
+            .x_desc(figure.x)
             .x_labels(6)
+            .y_labels(6)
             .x_label_formatter(&|x| steps_label(*x))
-            .y_desc(axes.y)
-            .label_style(("sans-serif", 12))
+            .y_desc(panel.y.as_str())
+            .label_style(font(12.0))
+            .axis_desc_style(font(13.0))
+            .bold_line_style(RGBColor(225, 225, 225).stroke_width(px(1.0)))
+            .light_line_style(TRANSPARENT)
             .draw()?;
-        for (i, curve) in curves.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+        for curve in curves {
+            let color = figure.color(&curve.label);
             let band: Vec<(f64, f64)> = curve
                 .points
                 .iter()
@@ -309,44 +740,84 @@ where
                 .chain(curve.points.iter().rev().map(|p| (p.0, p.2)))
                 .collect();
             chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.2))))?;
-            chart
-                .draw_series(LineSeries::new(
-                    curve.points.iter().map(|p| (p.0, p.1)),
-                    color.stroke_width(2),
-                ))?
-                .label(curve.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+            chart.draw_series(LineSeries::new(
+                curve.points.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(px(2.0)),
+            ))?;
         }
-        for (i, (label, level)) in panel.lines.iter().enumerate() {
-            let color = if i % 2 == 0 {
-                BLACK
-            } else {
-                RGBColor(110, 110, 110)
-            };
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(0.0, *level), (x_max, *level)],
-                    6,
-                    4,
-                    color.stroke_width(1),
-                ))?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(1))
-                });
+        for (label, level) in &panel.lines {
+            let color = line_color(figure, label);
+            chart.draw_series(DashedLineSeries::new(
+                [(0.0, *level), (x_max, *level)],
+                px(6.0),
+                px(4.0),
+                color.stroke_width(px(1.5)),
+            ))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .draw()?;
+    }
+    // One legend for the whole figure, below the panels: a curve's swatch
+    // solid, a reference line's dashed, as drawn.
+    let entries = figure
+        .curves
+        .iter()
+        .map(|c| (c.clone(), figure.color(c), false))
+        .chain(
+            figure
+                .lines
+                .iter()
+                .map(|l| (format!("{l} (dashed)"), line_color(figure, l), true)),
+        );
+    let width = legend.dim_in_pixel().0 as f64 / figure.per_row() as f64;
+    for (i, (label, color, dashed)) in entries.enumerate() {
+        let (row, col) = (i / figure.per_row(), i % figure.per_row());
+        let x = (px(12.0) as f64 + col as f64 * width) as i32;
+        let y = px((8 + LEGEND_ROW * row as u32 + LEGEND_ROW / 2) as f64) as i32;
+        let dash = px(6.0) as i32;
+        let segments: Vec<(i32, i32)> = match dashed {
+            true => vec![
+                (x, x + dash),
+                (x + dash + px(3.0) as i32, x + 2 * dash + px(3.0) as i32),
+                (
+                    x + 2 * dash + 2 * px(3.0) as i32,
+                    x + 3 * dash + 2 * px(3.0) as i32,
+                ),
+            ],
+            false => vec![(x, x + 3 * dash + 2 * px(3.0) as i32)],
+        };
+        for (a, b) in segments {
+            let stroke = color.stroke_width(px(if dashed { 1.5 } else { 2.0 }));
+            legend.draw(&PathElement::new(vec![(a, y), (b, y)], stroke))?;
+        }
+        let text_x = x + 3 * dash + 2 * px(3.0) as i32 + px(6.0) as i32;
+        legend.draw(&Text::new(
+            label,
+            (text_x, y - px(7.0) as i32),
+            font(12.0).into_font(),
+        ))?;
+    }
+    // Under the legend, each line's settings as they ran (overrides included).
+    let notes_top = 8 + LEGEND_ROW * figure.legend_rows();
+    for (i, note) in figure.notes.iter().enumerate() {
+        legend.draw(&Text::new(
+            note.clone(),
+            (
+                px(12.0) as i32,
+                px((notes_top + NOTE_ROW * i as u32) as f64) as i32,
+            ),
+            font(10.0).into_font(),
+        ))?;
     }
     root.present()?;
     Ok(())
+}
+
+/// Reference lines in black and grey, by name.
+fn line_color(figure: &Figure, label: &str) -> RGBAColor {
+    let name = label.split(' ').next().unwrap_or(label);
+    match figure.lines.iter().position(|l| l == name).unwrap_or(0) % 2 {
+        0 => BLACK.to_rgba(),
+        _ => RGBColor(110, 110, 110).to_rgba(),
+    }
 }
 
 /// `2500` -> `2.5k`, `1000000` -> `1M`: short tick labels.
@@ -396,6 +867,9 @@ mod tests {
             part: None,
             finished: true,
             checkpoints: None,
+            budgets: vec![200; 4],
+            claims: Vec::new(),
+            scored: vec!["reward rate".into(); 4],
         };
         let mut rows = Vec::new();
         for cell in 0..4 {

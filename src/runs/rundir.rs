@@ -298,6 +298,12 @@ fn manifest_for(exp: &CheckedExperiment, cells: Vec<String>, plans: &[Plan]) -> 
         part: None,
         finished: false,
         checkpoints: None,
+        budgets: plans.iter().map(Plan::env_steps).collect(),
+        claims: exp.claims.clone(),
+        scored: plans
+            .iter()
+            .map(|p| p.protocol.metric.describe().to_string())
+            .collect(),
     }
 }
 

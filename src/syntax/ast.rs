@@ -76,7 +76,58 @@ pub struct Experiment {
     pub name: Ident,
     pub fields: Vec<Field>,
     pub axes: Vec<Vary>,
+    pub expects: Vec<Expect>,
     pub span: Span,
+}
+
+/// `expect perfect_model > er on [flute] by final(10%) margin 0.01 at 95%`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expect {
+    /// The sides: values of one axis (a name, or a number for a numeric axis), with their text.
+    pub left: Ident,
+    pub op: (ClaimOp, Span),
+    pub right: Ident,
+    /// `on [flute, buttons]`: values of the other axes the claim is restricted to.
+    pub on: Option<(Vec<Expr>, Span)>,
+    /// `by final(10%)`: the summary's name and its argument.
+    pub by: Option<(Ident, Option<ClaimNumber>)>,
+    pub margin: Option<ClaimNumber>,
+    pub at: Option<ClaimNumber>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimOp {
+    Greater,
+    GreaterEq,
+    Less,
+    LessEq,
+}
+
+impl ClaimOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ClaimOp::Greater => ">",
+            ClaimOp::GreaterEq => ">=",
+            ClaimOp::Less => "<",
+            ClaimOp::LessEq => "<=",
+        }
+    }
+}
+
+/// A number in a claim: `95%` (a percentage) or `0.95`; `None` when it does not fit an f64.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClaimNumber {
+    pub value: Option<f64>,
+    pub percent: bool,
+    pub span: Span,
+}
+
+impl ClaimNumber {
+    /// The value as a fraction (`95%` is 0.95).
+    pub fn fraction(&self) -> Option<f64> {
+        self.value.map(|v| if self.percent { v / 100.0 } else { v })
+    }
 }
 
 /// `vary agent.lr: [1e-4, 2e-4]`.

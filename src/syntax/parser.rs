@@ -174,9 +174,11 @@ impl Ctx<'_> {
         let name = self.ident(inner.next().expect("experiment name"));
         let mut fields = Vec::new();
         let mut axes = Vec::new();
+        let mut expects = Vec::new();
         for entry in inner {
             match entry.as_rule() {
                 Rule::vary => axes.push(self.vary(entry)),
+                Rule::expect => expects.push(self.expect(entry)),
                 Rule::field => fields.push(self.field(entry)),
                 Rule::sugar_field => fields.push(self.sugar_field(entry)),
                 rule => unreachable!("grammar guarantees experiment entries, found {rule:?}"),
@@ -186,6 +188,87 @@ impl Ctx<'_> {
             name,
             fields,
             axes,
+            expects,
+            span,
+        }
+    }
+
+    fn expect(&mut self, pair: Pair<Rule>) -> ast::Expect {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let _kw = inner.next();
+        let side = |this: &mut Self, p: Pair<Rule>| {
+            let p = p.into_inner().next().expect("a claim side");
+            ast::Ident {
+                name: p.as_str().to_string(),
+                span: this.span(&p),
+            }
+        };
+        let left = side(self, inner.next().expect("left side"));
+        let op_pair = inner.next().expect("claim operator");
+        let op = match op_pair.as_str() {
+            ">" => ast::ClaimOp::Greater,
+            ">=" => ast::ClaimOp::GreaterEq,
+            "<" => ast::ClaimOp::Less,
+            _ => ast::ClaimOp::LessEq,
+        };
+        let op = (op, self.span(&op_pair));
+        let right = side(self, inner.next().expect("right side"));
+        let mut claim = ast::Expect {
+            left,
+            op,
+            right,
+            on: None,
+            by: None,
+            margin: None,
+            at: None,
+            span,
+        };
+        for clause in inner {
+            let clause_span = self.span(&clause);
+            let rule = clause.as_rule();
+            let mut parts = clause.into_inner();
+            let _kw = parts.next();
+            match rule {
+                Rule::claim_on => {
+                    let list = parts.next().expect("a list");
+                    let list_span = self.span(&list);
+                    let values = list.into_inner().map(|p| self.expr(p)).collect();
+                    claim.on = Some((values, list_span));
+                }
+                Rule::claim_by => {
+                    let name = self.ident(parts.next().expect("a summary"));
+                    let arg = parts.next().map(|p| self.claim_number(p));
+                    claim.by = Some((name, arg));
+                }
+                Rule::claim_margin => {
+                    claim.margin = Some(self.claim_number(parts.next().expect("a number")))
+                }
+                Rule::claim_at => {
+                    claim.at = Some(self.claim_number(parts.next().expect("a number")))
+                }
+                rule => unreachable!(
+                    "grammar guarantees claim clauses, found {rule:?} at {clause_span:?}"
+                ),
+            }
+        }
+        claim
+    }
+
+    fn claim_number(&mut self, pair: Pair<Rule>) -> ast::ClaimNumber {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let literal = inner.next().expect("a number literal");
+        let percent = inner.next().is_some();
+        let value = number_value(literal.as_str()).map(ast::NumberValue::as_f64);
+        if value.is_none() {
+            let msg = format!("number `{}` does not fit in 64 bits", literal.as_str());
+            let diag = Diag::error(Code::InvalidNumber, msg, span, "out of range");
+            self.diags.push(diag);
+        }
+        ast::ClaimNumber {
+            value,
+            percent,
             span,
         }
     }

@@ -1,5 +1,6 @@
 //! One integration-test binary: UI snapshots, the CLI, the runs library, and no-panic properties.
 
+mod claims;
 mod cli;
 mod envs;
 mod faults;
@@ -10,6 +11,7 @@ mod numerics;
 mod props;
 mod runs;
 mod slurm;
+mod stats;
 mod ui;
 
 /// The checkout whose files the tests read (`experiments/`, `README.md`,
