@@ -26,13 +26,8 @@ import tempfile
 REF = os.environ.get("MBRL_REFERENCE") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", ".reference")
 SRC = os.path.join(REF, "src")
-AGENTS = {
-    "ER": ("train_ER_DQN.py", "configs/ER.json"),
-    "perfect_model": ("train_perfect_model_DQN.py", "configs/perfect_model.json"),
-    "simple_model": ("train_simple_model_DQN.py", "configs/simple_model.json"),
-    "gaussian_latent_model": ("train_latent_model_DQN.py", "configs/gaussian_latent_model.json"),
-    "categorical_latent_model": ("train_latent_model_DQN.py", "configs/categorical_latent_model.json"),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from time_ref import AGENTS  # noqa: E402  (script and config of each agent)
 
 
 def main():

@@ -178,18 +178,18 @@ pub fn summaries(
         .collect()
 }
 
-fn outcome(claim: &Claim, manifest: &Manifest, rows: &[MetricRow], resamples: usize) -> Outcome {
-    let level = |cell: usize, name: &str| {
-        manifest
-            .references
-            .get(cell)
-            .and_then(|refs| refs.iter().find(|(n, _)| n == name))
-            .map(|(_, v)| *v)
-    };
-    let scale = |cell: usize| match (level(cell, "random"), level(cell, "optimum")) {
+/// A cell's reference levels `(random, optimum)`, when it has both and they differ.
+pub fn scale(manifest: &Manifest, cell: usize) -> Option<(f64, f64)> {
+    let refs = manifest.references.get(cell)?;
+    let level = |name: &str| refs.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    match (level("random"), level("optimum")) {
         (Some(r), Some(o)) if o != r => Some((r, o)),
         _ => None,
-    };
+    }
+}
+
+fn outcome(claim: &Claim, manifest: &Manifest, rows: &[MetricRow], resamples: usize) -> Outcome {
+    let scale = |cell: usize| scale(manifest, cell);
     let normalized = claim.strata.len() > 1
         && claim
             .strata

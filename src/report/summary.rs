@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::report::claims::{self, Outcome, Summary, Verdict};
+use crate::report::claims::{self, scale, Outcome, Summary, Verdict};
 use crate::report::plots::PlotError;
 use crate::report::stats::{self, Aggregate, Method};
 use crate::report::{Manifest, MetricRow};
@@ -109,16 +109,6 @@ fn markdown(manifest: &Manifest, rows: &[MetricRow], outcomes: &[Outcome], text:
         out.push_str(&aggregates);
     }
     out
-}
-
-/// A cell's reference levels `(random, optimum)`, when it has both and they differ.
-fn scale(manifest: &Manifest, cell: usize) -> Option<(f64, f64)> {
-    let refs = manifest.references.get(cell)?;
-    let level = |name: &str| refs.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-    match (level("random"), level("optimum")) {
-        (Some(r), Some(o)) if o != r => Some((r, o)),
-        _ => None,
-    }
 }
 
 /// Per agent (the values of the `agent` axis, in grid order), its cells'
