@@ -367,7 +367,7 @@ codes! {
     ClaimUndecidable = "mbrl::check::claim_undecidable",
     /// A claim's confidence is outside (0, 1) (`at 95%` or `at 0.95`), its margin is negative, or its `final(..)` window is outside (0, 100%].
     ClaimRange = "mbrl::check::claim_range",
-    /// A claim summarizes the curve by something other than `final(P%)` (the mean over the last P% of the budget) or `auc` (the mean of all evaluations).
+    /// A claim summarizes the curve by something other than `final(P%)` (the mean over the last P% of the budget), `auc` (the mean of all evaluations) or `steps_to(L)` (the steps until the first evaluation at a level), or asks for `steps_to(P%)` of the way to the optimum where no reference lines are drawn.
     ClaimSummary = "mbrl::check::claim_summary",
     /// No gradient update would happen: learning starts at or after the end of the budget.
     NoUpdates = "mbrl::check::no_updates",

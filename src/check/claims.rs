@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::check::eval::Evaluator;
-use crate::check::Cell;
+use crate::check::{Cell, Obj, Value};
 use crate::diagnostics::{did_you_mean, Code, Diag};
 use crate::report::claims::{Claim, Op, Stratum, Summary};
 use crate::source::Span;
@@ -22,14 +22,26 @@ pub fn resolve(
     exp: &ast::Experiment,
     cells: &[Cell],
     seeds: u64,
+    report: Option<&Obj>,
 ) -> Vec<Claim> {
     if cells.is_empty() {
         return Vec::new();
     }
     let axes = axes(cells);
+    let lines: Vec<&str> = match report.and_then(|r| r.get("lines")).map(|f| &f.value) {
+        Some(Value::List(items)) => items
+            .iter()
+            .filter_map(|i| match &i.value {
+                Value::Name(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let references = lines.contains(&crate::kinds::random::NAME) && lines.contains(&"optimum");
     exp.expects
         .iter()
-        .filter_map(|e| one(ev, e, cells, &axes, seeds))
+        .filter_map(|e| one(ev, e, cells, &axes, seeds, references))
         .collect()
 }
 
@@ -138,6 +150,7 @@ fn one(
     cells: &[Cell],
     axes: &[(String, Vec<String>)],
     seeds: u64,
+    references: bool,
 ) -> Option<Claim> {
     let fail = |ev: &mut Evaluator, d: Diag| {
         ev.diags.push(d);
@@ -202,7 +215,7 @@ fn one(
             }
         }
     }
-    let summary = summary(ev, e)?;
+    let summary = summary(ev, e, references)?;
     let level = match e.at {
         None => LEVEL,
         Some(n) => match n.fraction() {
@@ -298,7 +311,8 @@ fn one(
     })
 }
 
-fn summary(ev: &mut Evaluator, e: &ast::Expect) -> Option<Summary> {
+/// `references`: the experiment draws both reference lines (random, optimum).
+fn summary(ev: &mut Evaluator, e: &ast::Expect, references: bool) -> Option<Summary> {
     let Some((name, arg)) = &e.by else {
         return Some(Summary::Final(WINDOW));
     };
@@ -328,6 +342,42 @@ fn summary(ev: &mut Evaluator, e: &ast::Expect) -> Option<Summary> {
             None
         }
         ("auc", None) => Some(Summary::Auc),
+        ("steps_to", Some(n)) => {
+            let level = n.fraction()?;
+            if n.percent && !(level > 0.0 && level <= 1.0) {
+                let msg = format!(
+                    "`steps_to({}%)` asks for a share of the way from the random agent to the optimum outside (0, 100%]",
+                    crate::schema::num(level * 100.0)
+                );
+                let help = "e.g. `steps_to(50%)`: the steps until a seed is half way from random to optimal";
+                ev.diags.push(
+                    Diag::error(Code::ClaimRange, msg, n.span, "out of range").with_help(help),
+                );
+                return None;
+            }
+            if n.percent && !references {
+                let msg = format!(
+                    "`steps_to({}%)` is a share of the way from the random agent to the optimum, and the experiment draws neither",
+                    crate::schema::num(level * 100.0)
+                );
+                let help = "add `report { lines: [random, optimum] }`, or give the level in the metric's units (`steps_to(0.5)`)";
+                ev.diags.push(
+                    Diag::error(Code::ClaimSummary, msg, n.span, "needs reference levels")
+                        .with_help(help),
+                );
+                return None;
+            }
+            Some(Summary::StepsTo {
+                level,
+                normalized: n.percent,
+            })
+        }
+        ("steps_to", None) => {
+            let msg = "`steps_to` needs the level to reach".to_string();
+            let help = "write `steps_to(50%)` (half way from the random agent to the optimum) or `steps_to(-30)` (the metric's value)".into();
+            ev.diags.push(wrong(msg, name.span, "no level", help));
+            None
+        }
         ("auc", Some(n)) => {
             let msg = "`auc` takes no argument: it averages every evaluation".to_string();
             ev.diags
@@ -335,9 +385,11 @@ fn summary(ev: &mut Evaluator, e: &ast::Expect) -> Option<Summary> {
             None
         }
         (other, _) => {
-            let msg = format!("claims summarize a curve by `final(P%)` or `auc`, not `{other}`");
-            let help = did_you_mean(other, ["final", "auc"])
-                .unwrap_or_else(|| "`final(10%)`: the mean over the last 10% of the budget; `auc`: the mean of every evaluation".into());
+            let msg = format!(
+                "claims summarize a curve by `final(P%)`, `auc` or `steps_to(L)`, not `{other}`"
+            );
+            let help = did_you_mean(other, ["final", "auc", "steps_to"])
+                .unwrap_or_else(|| "`final(10%)`: the mean over the last 10% of the budget; `auc`: the mean of every evaluation; `steps_to(50%)`: the steps until half way from random to optimal".into());
             ev.diags
                 .push(wrong(msg, name.span, "unknown summary", help));
             None

@@ -119,7 +119,7 @@ pub fn experiment<'p>(ev: &mut Evaluator<'p>, exp: &'p ast::Experiment) -> Check
         .filter(|a| a.values.len() > 1 || a.path.len() > 1)
         .map(Axis::name)
         .collect();
-    let claims = super::claims::resolve(ev, exp, &cells, seeds);
+    let claims = super::claims::resolve(ev, exp, &cells, seeds, report.as_deref());
     CheckedExperiment::new(
         exp.name.name.clone(),
         exp.span,

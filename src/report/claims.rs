@@ -5,9 +5,12 @@
 //! A claim compares two values of one axis (two agents, say) on a per-seed
 //! summary of the evaluation curve. Its estimate is the difference of the
 //! sides' means, averaged over the strata it covers (the combinations of the
-//! other axes' values), on scores normalized from the random agent (0) to
-//! the optimum (1) when it spans several strata and every cell has both
-//! reference levels, and on the raw metric otherwise. Its interval is the
+//! other axes' values), in one of four [`Units`]: steps for `steps_to`; for
+//! the other summaries, the raw metric within one stratum and, across
+//! several, scores normalized from the random agent (0) to the optimum (1)
+//! when every cell has both reference levels, or else each stratum's
+//! difference in units of its pooled standard deviation over seeds (raw
+//! metrics of different envs do not average). Its interval is the
 //! stratified bootstrap of that difference (seeds resampled within each
 //! cell), read as an expanded percentile interval ([`stats::Method::Expanded`]),
 //! seeded from the claim's text, so that a verdict is reproducible.
@@ -82,6 +85,11 @@ pub enum Summary {
     Final(f64),
     /// The mean of all evaluations: the area under the curve over its length.
     Auc,
+    /// The env steps of the first evaluation at or above a level: the metric's
+    /// value, or (`normalized`) a share of the way from the random agent's
+    /// level to the optimum. A seed that never reaches it counts its budget
+    /// (a censored time: the true one is at least that).
+    StepsTo { level: f64, normalized: bool },
 }
 
 impl Summary {
@@ -89,6 +97,36 @@ impl Summary {
         match self {
             Summary::Final(f) => format!("final({}%)", crate::schema::num(f * 100.0)),
             Summary::Auc => "auc".into(),
+            Summary::StepsTo {
+                level,
+                normalized: true,
+            } => format!("steps_to({}%)", crate::schema::num(level * 100.0)),
+            Summary::StepsTo { level, .. } => format!("steps_to({})", crate::schema::num(*level)),
+        }
+    }
+}
+
+/// What a claim's difference is measured in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Units {
+    /// The evaluation metric itself (one stratum).
+    Metric,
+    /// Scores normalized from the random agent (0) to the optimum (1).
+    Normalized,
+    /// Each stratum's difference over its pooled standard deviation over
+    /// seeds (several strata without both reference levels everywhere).
+    Sd,
+    /// Env steps (`steps_to`).
+    Steps,
+}
+
+impl Units {
+    pub fn text(self) -> &'static str {
+        match self {
+            Units::Metric => "metric",
+            Units::Normalized => "normalized",
+            Units::Sd => "pooled sd",
+            Units::Steps => "steps",
         }
     }
 }
@@ -127,8 +165,8 @@ pub struct Outcome {
     pub seeds: (usize, usize),
     /// The seeds each cell of the claim has planned.
     pub planned: u64,
-    /// Scores normalized from the random agent (0) to the optimum (1).
-    pub normalized: bool,
+    /// What the difference is measured in.
+    pub units: Units,
     /// `left - right` and its interval; `None` without two seeds a side.
     pub difference: Option<Interval>,
     /// `P(left > right)` for a seed of each side, averaged over the strata.
@@ -151,7 +189,9 @@ fn evaluate_with(manifest: &Manifest, rows: &[MetricRow], resamples: usize) -> V
 }
 
 /// Per seed, the summary of a cell's evaluations; seeds whose window is not
-/// complete yet (in a run still being written) are left out.
+/// complete yet (in a run still being written) are left out, and so is
+/// every seed of a cell without the reference levels a normalized
+/// `steps_to` level needs.
 pub fn summaries(
     manifest: &Manifest,
     rows: &[MetricRow],
@@ -159,22 +199,43 @@ pub fn summaries(
     summary: Summary,
 ) -> Vec<f64> {
     let budget = manifest.budgets.get(cell).copied().unwrap_or(0);
-    let mut by_seed: std::collections::BTreeMap<u64, (Vec<f64>, u64)> = Default::default();
+    let level = match summary {
+        Summary::StepsTo {
+            level,
+            normalized: true,
+        } => match scale(manifest, cell) {
+            Some((r, o)) => Some(r + level * (o - r)),
+            None => return Vec::new(),
+        },
+        Summary::StepsTo { level, .. } => Some(level),
+        _ => None,
+    };
+    let mut by_seed: std::collections::BTreeMap<u64, Vec<(u64, f64)>> = Default::default();
     for row in rows.iter().filter(|r| r.cell == cell && r.metric == "eval") {
-        let entry = by_seed.entry(row.seed).or_default();
-        entry.1 = entry.1.max(row.step);
-        let counts = match summary {
-            Summary::Final(f) => row.step as f64 > budget as f64 * (1.0 - f),
-            Summary::Auc => true,
-        };
-        if counts {
-            entry.0.push(row.value);
-        }
+        by_seed
+            .entry(row.seed)
+            .or_default()
+            .push((row.step, row.value));
     }
     by_seed
         .into_values()
-        .filter(|(values, last)| *last >= budget && !values.is_empty())
-        .map(|(values, _)| stats::mean(&values))
+        .filter(|evals| evals.iter().map(|e| e.0).max().unwrap_or(0) >= budget)
+        .filter_map(|mut evals| {
+            evals.sort_by_key(|e| e.0);
+            if let Some(level) = level {
+                let reached = evals.iter().find(|e| e.1 >= level).map(|e| e.0);
+                return Some(reached.unwrap_or(budget).min(budget) as f64);
+            }
+            let values: Vec<f64> = evals
+                .iter()
+                .filter(|(step, _)| match summary {
+                    Summary::Final(f) => *step as f64 > budget as f64 * (1.0 - f),
+                    _ => true,
+                })
+                .map(|e| e.1)
+                .collect();
+            (!values.is_empty()).then(|| stats::mean(&values))
+        })
         .collect()
 }
 
@@ -188,29 +249,59 @@ pub fn scale(manifest: &Manifest, cell: usize) -> Option<(f64, f64)> {
     }
 }
 
+/// The units a claim's difference is measured in, given its summary and strata.
+pub fn units(claim: &Claim, manifest: &Manifest) -> Units {
+    let scaled = |s: &Stratum| scale(manifest, s.left).is_some() && scale(manifest, s.right).is_some();
+    match claim.summary {
+        Summary::StepsTo { .. } => Units::Steps,
+        _ if claim.strata.len() < 2 => Units::Metric,
+        _ if claim.strata.iter().all(scaled) => Units::Normalized,
+        _ => Units::Sd,
+    }
+}
+
+/// The pooled standard deviation of two samples (1 where it is 0 or
+/// undefined: a stratum whose seeds all tie differs by 0 in every unit).
+fn pooled_sd(a: &[f64], b: &[f64]) -> f64 {
+    let ss = |x: &[f64]| {
+        let m = stats::mean(x);
+        x.iter().map(|v| (v - m) * (v - m)).sum::<f64>()
+    };
+    let df = (a.len() + b.len()) as f64 - 2.0;
+    let sd = ((ss(a) + ss(b)) / df).sqrt();
+    if sd.is_finite() && sd > 0.0 {
+        sd
+    } else {
+        1.0
+    }
+}
+
 fn outcome(claim: &Claim, manifest: &Manifest, rows: &[MetricRow], resamples: usize) -> Outcome {
-    let scale = |cell: usize| scale(manifest, cell);
-    let normalized = claim.strata.len() > 1
-        && claim
-            .strata
-            .iter()
-            .all(|s| scale(s.left).is_some() && scale(s.right).is_some());
+    let units = units(claim, manifest);
     let scores = |cell: usize| {
         let raw = summaries(manifest, rows, cell, claim.summary);
-        match (normalized, scale(cell)) {
-            (true, Some((r, o))) => raw.iter().map(|x| (x - r) / (o - r)).collect(),
+        match (units, scale(manifest, cell)) {
+            (Units::Normalized, Some((r, o))) => raw.iter().map(|x| (x - r) / (o - r)).collect(),
             _ => raw,
         }
     };
-    let left: Vec<Vec<f64>> = claim.strata.iter().map(|s| scores(s.left)).collect();
-    let right: Vec<Vec<f64>> = claim.strata.iter().map(|s| scores(s.right)).collect();
+    let mut left: Vec<Vec<f64>> = claim.strata.iter().map(|s| scores(s.left)).collect();
+    let mut right: Vec<Vec<f64>> = claim.strata.iter().map(|s| scores(s.right)).collect();
+    if units == Units::Sd {
+        // Each stratum on its own scale: the run's seeds fix it, the
+        // bootstrap resamples the seeds within it.
+        for (l, r) in left.iter_mut().zip(right.iter_mut()) {
+            let sd = pooled_sd(l, r);
+            l.iter_mut().chain(r.iter_mut()).for_each(|x| *x /= sd);
+        }
+    }
     let fewest = |side: &[Vec<f64>]| side.iter().map(Vec::len).min().unwrap_or(0);
     let seeds = (fewest(&left), fewest(&right));
     let mut out = Outcome {
         claim: claim.clone(),
         seeds,
         planned: manifest.seeds,
-        normalized,
+        units,
         difference: None,
         improvement: None,
         verdict: Verdict::Inconclusive,
@@ -274,17 +365,10 @@ pub fn csv(outcomes: &[Outcome]) -> String {
             o.seeds.1,
             o.planned,
             o.claim.strata.len(),
-            units(o),
+            o.units.text(),
         );
     }
     out
-}
-
-fn units(o: &Outcome) -> &'static str {
-    match o.normalized {
-        true => "normalized",
-        false => "metric",
-    }
 }
 
 fn num(x: f64) -> String {
@@ -321,7 +405,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             o.seeds.0,
             o.seeds.1,
             o.planned,
-            units(o),
+            o.units.text(),
         );
     }
     out
@@ -470,9 +554,127 @@ mod tests {
             }
         }
         let o = &evaluate(&m, &r)[0];
-        assert!(o.normalized);
+        assert_eq!(o.units, Units::Normalized);
         let d = o.difference.unwrap();
         assert!((d.estimate - 0.2).abs() < 1e-12, "{d:?}");
         assert_eq!(o.improvement, Some(1.0));
+    }
+
+    /// Two envs on scales 100x apart, neither with reference levels, and
+    /// no effect anywhere: the pooled-sd differences' interval still says
+    /// inconclusive at its advertised rate (1,000 studies, 10 seeds a side).
+    #[test]
+    fn strata_without_references_compare_in_pooled_sd_at_the_advertised_rate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut counts = [0usize; 3];
+        for study in 0..1000 {
+            let mut m = manifest_with(4, 10, vec![100; 4]);
+            let mut c = claim(Op::Better, 0.0);
+            c.text = format!("study {study}");
+            c.strata.push(Stratum {
+                label: "env=y".into(),
+                left: 2,
+                right: 3,
+            });
+            m.claims = vec![c];
+            let mut r = rows(&mut rng, 10, [0.0, 0.0]);
+            for row in rows(&mut rng, 10, [0.0, 0.0]) {
+                r.push(MetricRow {
+                    cell: row.cell + 2,
+                    value: row.value * 100.0,
+                    ..row
+                });
+            }
+            let o = &evaluate_with(&m, &r, 2_000)[0];
+            assert_eq!(o.units, Units::Sd);
+            counts[o.verdict as usize] += 1;
+        }
+        let inconclusive = counts[Verdict::Inconclusive as usize] as f64 / 1000.0;
+        assert!((0.93..=0.97).contains(&inconclusive), "{counts:?}");
+    }
+
+    #[test]
+    fn a_stratum_in_pooled_sd_units_weighs_alike_whatever_its_scale() {
+        let mut m = manifest_with(4, 4, vec![100; 4]);
+        let mut c = claim(Op::Better, 0.0);
+        c.strata.push(Stratum {
+            label: "env=y".into(),
+            left: 2,
+            right: 3,
+        });
+        m.claims = vec![c];
+        let mut r = Vec::new();
+        // Env x: +1 sd; env y (1000x the scale): -1 sd. Raw means would say +-999.
+        for (cell, base, spread) in [(0, 1.0, 1.0), (1, 0.0, 1.0), (2, 0.0, 1000.0), (3, 1000.0, 1000.0)] {
+            for (seed, z) in [-1.5f64, -0.5, 0.5, 1.5].iter().enumerate() {
+                r.push(MetricRow {
+                    cell,
+                    seed: seed as u64,
+                    step: 100,
+                    metric: "eval".into(),
+                    value: base + z * spread / (5.0f64 / 3.0).sqrt(),
+                });
+            }
+        }
+        let o = &evaluate(&m, &r)[0];
+        assert_eq!(o.units, Units::Sd);
+        assert!(o.difference.unwrap().estimate.abs() < 1e-9, "{o:?}");
+        assert!(csv(std::slice::from_ref(o)).trim_end().ends_with(",2,pooled sd"));
+    }
+
+    /// `steps_to`: the first evaluation at or above the level, a seed that
+    /// never reaches it counting its budget; normalized levels read the
+    /// cell's references.
+    #[test]
+    fn steps_to_counts_the_first_evaluation_at_the_level() {
+        let mut m = manifest_with(2, 3, vec![100, 100]);
+        let curve = |cell: usize, seed: u64, values: [f64; 4]| -> Vec<MetricRow> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| MetricRow {
+                    cell,
+                    seed,
+                    step: 25 * (i as u64 + 1),
+                    metric: "eval".into(),
+                    value: *v,
+                })
+                .collect()
+        };
+        let mut r = Vec::new();
+        r.extend(curve(0, 0, [0.0, 5.0, 2.0, 9.0]));
+        r.extend(curve(0, 1, [6.0, 0.0, 0.0, 0.0]));
+        r.extend(curve(0, 2, [0.0, 0.0, 0.0, 1.0]));
+        let s = |m: &Manifest, level, normalized| {
+            summaries(m, &r, 0, Summary::StepsTo { level, normalized })
+        };
+        assert_eq!(s(&m, 5.0, false), vec![50.0, 25.0, 100.0]);
+        assert!(s(&m, 0.5, true).is_empty(), "no references, no normalized level");
+        m.references = vec![vec![("random".into(), 0.0), ("optimum".into(), 10.0)]; 2];
+        assert_eq!(s(&m, 0.9, true), vec![100.0, 100.0, 100.0]);
+        assert_eq!(s(&m, 0.55, true), vec![100.0, 25.0, 100.0]);
+
+        // Fast against slow: `a < b by steps_to(..)` holds; units are steps.
+        let mut c = claim(Op::Worse, 0.0);
+        c.summary = Summary::StepsTo {
+            level: 1.0,
+            normalized: false,
+        };
+        m.claims = vec![c];
+        let mut r = Vec::new();
+        for seed in 0..3 {
+            let lag = seed as usize % 2;
+            let mut fast = [0.0; 4];
+            fast[lag..].iter_mut().for_each(|v| *v = 2.0);
+            let mut slow = [0.0; 4];
+            slow[2 + lag..].iter_mut().for_each(|v| *v = 2.0);
+            r.extend(curve(0, seed, fast));
+            r.extend(curve(1, seed, slow));
+        }
+        let o = &evaluate(&m, &r)[0];
+        assert_eq!(o.units, Units::Steps);
+        assert_eq!(o.verdict, Verdict::Holds, "{o:?}");
+        assert!((o.difference.unwrap().estimate + 50.0).abs() < 1e-9);
+        assert_eq!(o.claim.summary.text(), "steps_to(1)");
     }
 }
