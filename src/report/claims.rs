@@ -251,7 +251,8 @@ pub fn scale(manifest: &Manifest, cell: usize) -> Option<(f64, f64)> {
 
 /// The units a claim's difference is measured in, given its summary and strata.
 pub fn units(claim: &Claim, manifest: &Manifest) -> Units {
-    let scaled = |s: &Stratum| scale(manifest, s.left).is_some() && scale(manifest, s.right).is_some();
+    let scaled =
+        |s: &Stratum| scale(manifest, s.left).is_some() && scale(manifest, s.right).is_some();
     match claim.summary {
         Summary::StepsTo { .. } => Units::Steps,
         _ if claim.strata.len() < 2 => Units::Metric,
@@ -381,12 +382,19 @@ pub fn table(outcomes: &[Outcome]) -> String {
         "| claim | verdict | left - right | interval | P(left > right) | seeds a side | units |\n| --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for o in outcomes {
+        // Steps in whole steps, the rest to three decimals.
+        let digits = match o.units {
+            Units::Steps => 0,
+            _ => 3,
+        };
         let (d, interval) = match o.difference {
             Some(i) => (
-                format!("{:+.3}", i.estimate),
+                format!("{:+.*}", digits, i.estimate),
                 format!(
-                    "[{:+.3}, {:+.3}] at {}%",
+                    "[{:+.*}, {:+.*}] at {}%",
+                    digits,
                     i.lo,
+                    digits,
                     i.hi,
                     crate::schema::num(o.claim.level * 100.0)
                 ),
@@ -605,7 +613,12 @@ mod tests {
         m.claims = vec![c];
         let mut r = Vec::new();
         // Env x: +1 sd; env y (1000x the scale): -1 sd. Raw means would say +-999.
-        for (cell, base, spread) in [(0, 1.0, 1.0), (1, 0.0, 1.0), (2, 0.0, 1000.0), (3, 1000.0, 1000.0)] {
+        for (cell, base, spread) in [
+            (0, 1.0, 1.0),
+            (1, 0.0, 1.0),
+            (2, 0.0, 1000.0),
+            (3, 1000.0, 1000.0),
+        ] {
             for (seed, z) in [-1.5f64, -0.5, 0.5, 1.5].iter().enumerate() {
                 r.push(MetricRow {
                     cell,
@@ -619,7 +632,9 @@ mod tests {
         let o = &evaluate(&m, &r)[0];
         assert_eq!(o.units, Units::Sd);
         assert!(o.difference.unwrap().estimate.abs() < 1e-9, "{o:?}");
-        assert!(csv(std::slice::from_ref(o)).trim_end().ends_with(",2,pooled sd"));
+        assert!(csv(std::slice::from_ref(o))
+            .trim_end()
+            .ends_with(",2,pooled sd"));
     }
 
     /// `steps_to`: the first evaluation at or above the level, a seed that
@@ -649,7 +664,10 @@ mod tests {
             summaries(m, &r, 0, Summary::StepsTo { level, normalized })
         };
         assert_eq!(s(&m, 5.0, false), vec![50.0, 25.0, 100.0]);
-        assert!(s(&m, 0.5, true).is_empty(), "no references, no normalized level");
+        assert!(
+            s(&m, 0.5, true).is_empty(),
+            "no references, no normalized level"
+        );
         m.references = vec![vec![("random".into(), 0.0), ("optimum".into(), 10.0)]; 2];
         assert_eq!(s(&m, 0.9, true), vec![100.0, 100.0, 100.0]);
         assert_eq!(s(&m, 0.55, true), vec![100.0, 25.0, 100.0]);

@@ -361,14 +361,24 @@ where
     let px = |v: f64| (v * scale).round() as u32;
     let font = |size: f64| ("sans-serif", size * scale);
     root.fill(&WHITE)?;
-    let (head, body) = root.split_vertically(px(40.0));
+    let (head, body) = root.split_vertically(px(56.0));
     head.draw(&Text::new(
         title.clone(),
-        (px(12.0) as i32, px(12.0) as i32),
+        (px(12.0) as i32, px(10.0) as i32),
         font(14.0).into_font(),
     ))?;
+    head.draw(&Text::new(
+        "a seed's score: its mean evaluation over the last 10% of the steps; bars: 95% stratified bootstrap intervals, black: the estimate",
+        (px(12.0) as i32, px(32.0) as i32),
+        font(11.0).into_font(),
+    ))?;
     let (left, right) = body.split_horizontally(body.dim_in_pixel().0 * 3 / 5);
-    let metric_areas = left.split_evenly((1, 4));
+    // The first panel carries the agents' names: as wide as the others plus them.
+    let names_w = px(100.0);
+    let panel_w = left.dim_in_pixel().0.saturating_sub(names_w) / 4;
+    let (first, rest) = left.split_horizontally(names_w + panel_w);
+    let mut metric_areas = vec![first];
+    metric_areas.extend(rest.split_evenly((1, 3)));
     let names = ["IQM", "mean", "median", "optimality gap"];
     for (m, area) in metric_areas.into_iter().enumerate() {
         let lo = intervals
@@ -386,7 +396,7 @@ where
             .caption(names[m], font(13.0))
             .margin(px(6.0))
             .x_label_area_size(px(30.0))
-            .y_label_area_size(px(if m == 0 { 90.0 } else { 8.0 }))
+            .y_label_area_size(if m == 0 { names_w } else { px(8.0) })
             .build_cartesian_2d(lo..hi, -0.5..n - 0.5)?;
         chart
             .configure_mesh()
@@ -427,6 +437,7 @@ where
     chart
         .configure_mesh()
         .x_desc("normalized score tau")
+        .x_label_formatter(&|x| format!("{:.1}", if x.abs() < 1e-9 { 0.0 } else { *x }))
         .y_desc("fraction of runs > tau")
         .label_style(font(11.0))
         .axis_desc_style(font(12.0))
@@ -452,9 +463,11 @@ where
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
     }
+    // Lower left: below the profiles' start at 1 (every run beats a
+    // negative tau), where no line runs.
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerLeft)
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .label_font(font(11.0))
@@ -524,7 +537,7 @@ fn plot_aggregates(
     let size = |scale: f64| {
         (
             (960.0 * scale) as u32,
-            ((60.0 + 60.0 * agents.len() as f64).max(320.0) * scale) as u32,
+            ((76.0 + 60.0 * agents.len() as f64).max(340.0) * scale) as u32,
         )
     };
     let png = out.join("aggregates.png");

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::check::CheckedExperiment;
 use crate::compile::Plan;
+use crate::report::claims::Claim;
 use crate::report::lock::{self, LockError, RunLock};
 use crate::report::sealed::{self, Identity, Unsealed};
 use crate::report::{self, Manifest, ManifestError};
@@ -647,6 +648,27 @@ pub fn default_dir(
         // Anything else is for `open` to resume or refuse.
         _ => Ok(last),
     }
+}
+
+/// Restates the claims a finished run is checked against: `claims` (those
+/// of the experiment file as it reads now) replace the manifest's when they
+/// differ, under the run's lock. Claims are not part of a run's identity,
+/// so a claim written after the run is checked on its results without
+/// running anything again. Returns whether the claims changed.
+pub fn restate_claims(dir: &Path, claims: &[Claim]) -> Result<bool, String> {
+    let _lock = lock::lock(dir).map_err(|e| e.to_string())?;
+    let mut manifest = match report::read_manifest(dir) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(format!("`{}` has no manifest", dir.display())),
+        Err(e) => return Err(e.to_string()),
+    };
+    if manifest.claims == claims {
+        return Ok(false);
+    }
+    manifest.claims = claims.to_vec();
+    report::write_manifest(dir, &manifest)
+        .map_err(|e| format!("cannot write the manifest of `{}`: {e}", dir.display()))?;
+    Ok(true)
 }
 
 /// `base`, or `base-2`, `base-3`, ... : the first that does not exist yet.
