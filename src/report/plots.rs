@@ -326,8 +326,18 @@ pub fn plot_run(dir: &Path) -> Result<Plotted, PlotError> {
         )
     })?;
     let mut paths = vec![png, svg];
-    if let Some(agents) = crate::report::summary::normalized_tasks(&manifest, &rows) {
-        paths.extend(plot_aggregates(&out, &manifest, &agents)?);
+    // `aggregates.{png,svg}` over all cells, `aggregates-regime=low_data.{png,svg}` per group.
+    for (i, (label, cells)) in crate::report::summary::groups(&manifest).iter().enumerate() {
+        if let Some(agents) = crate::report::summary::normalized_tasks(&manifest, &rows, cells) {
+            let (name, over) = match i {
+                0 => ("aggregates".to_string(), String::new()),
+                _ => (
+                    format!("aggregates-{}", label.replace(' ', "-")),
+                    format!(", {label}"),
+                ),
+            };
+            paths.extend(plot_aggregates(&out, &manifest, &agents, &name, &over)?);
+        }
     }
     Ok(Plotted { paths, skipped })
 }
@@ -479,7 +489,8 @@ where
 /// Resamples behind the aggregate plot's intervals and profile bands.
 const AGGREGATE_RESAMPLES: usize = 2_000;
 
-/// `plots/aggregates.{png,svg}`: per agent, rliable's interval plot (IQM,
+/// `plots/NAME.{png,svg}` (`aggregates` over all cells, `aggregates-regime=low_data`
+/// over a group of them): per agent, rliable's interval plot (IQM,
 /// mean, median and optimality gap of normalized final scores with 95%
 /// stratified-bootstrap intervals) and its performance profile (the share of
 /// runs above each normalized score, with a 95% band).
@@ -487,6 +498,8 @@ fn plot_aggregates(
     out: &Path,
     manifest: &Manifest,
     agents: &[(String, Vec<Vec<f64>>)],
+    name: &str,
+    over: &str,
 ) -> Result<Vec<PathBuf>, PlotError> {
     use crate::report::stats::{self, Aggregate};
     let intervals: Vec<Vec<stats::Interval>> = agents
@@ -523,7 +536,7 @@ fn plot_aggregates(
         })
         .collect();
     let title = format!(
-        "{}: normalized final scores (random 0, optimum 1), {} seeds per cell",
+        "{}{over}: normalized final scores (random 0, optimum 1), {} seeds per cell",
         manifest.experiment, manifest.seeds
     );
     let shown = Aggregates {
@@ -540,8 +553,8 @@ fn plot_aggregates(
             ((76.0 + 60.0 * agents.len() as f64).max(340.0) * scale) as u32,
         )
     };
-    let png = out.join("aggregates.png");
-    let svg = out.join("aggregates.svg");
+    let png = out.join(format!("{name}.png"));
+    let svg = out.join(format!("{name}.svg"));
     atomically(&png, |tmp| {
         draw_aggregates(
             BitMapBackend::new(tmp, size(2.0)).into_drawing_area(),

@@ -111,32 +111,88 @@ fn markdown(manifest: &Manifest, rows: &[MetricRow], outcomes: &[Outcome], text:
     out
 }
 
-/// Per agent (the values of the `agent` axis, in grid order), its cells'
-/// seeds' `final(10%)` scores normalized from the random agent (0) to the
-/// optimum (1), one task per cell with scores; `None` unless every cell has
-/// both reference levels (raw scores of different envs do not average).
+/// The groups of cells aggregated together: all of them, and, where the
+/// grid varies an axis other than `agent` and `env` (a data regime, say),
+/// the cells of each combination of those axes' values, labelled
+/// `regime=low_data`. Each group's envs are its tasks.
+pub fn groups(manifest: &Manifest) -> Vec<(String, Vec<usize>)> {
+    let cells: Vec<usize> = (0..manifest.coords.len()).collect();
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for coords in &manifest.coords {
+        for (axis, value) in coords {
+            if axis == "agent" || axis == "env" {
+                continue;
+            }
+            match axes.iter_mut().find(|(a, _)| a == axis) {
+                Some((_, values)) if !values.contains(value) => values.push(value.clone()),
+                Some(_) => (),
+                None => axes.push((axis.clone(), vec![value.clone()])),
+            }
+        }
+    }
+    let varying: Vec<&str> = axes
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    let mut out = vec![("all cells".to_string(), cells.clone())];
+    if varying.is_empty() {
+        return out;
+    }
+    let key = |cell: usize| -> String {
+        manifest.coords[cell]
+            .iter()
+            .filter(|(a, _)| varying.contains(&a.as_str()))
+            .map(|(a, v)| format!("{a}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut by: Vec<(String, Vec<usize>)> = Vec::new();
+    for cell in cells {
+        let k = key(cell);
+        match by.iter_mut().find(|(label, _)| *label == k) {
+            Some((_, members)) => members.push(cell),
+            None => by.push((k, vec![cell])),
+        }
+    }
+    out.extend(by);
+    out
+}
+
+/// Per agent (the values of the `agent` axis, in grid order), the seeds'
+/// `final(10%)` scores of its cells among `cells`, normalized from the
+/// random agent (0) to the optimum (1), one task per cell with scores;
+/// `None` unless every one of `cells` has both reference levels (raw
+/// scores of different envs do not average).
 pub fn normalized_tasks(
     manifest: &Manifest,
     rows: &[MetricRow],
+    cells: &[usize],
 ) -> Option<Vec<(String, Vec<Vec<f64>>)>> {
-    let agents: Vec<String> = manifest
-        .coords
+    let agents: Vec<String> = cells
         .iter()
-        .filter_map(|c| c.iter().find(|(a, _)| a == "agent").map(|(_, v)| v.clone()))
+        .filter_map(|c| {
+            manifest.coords[*c]
+                .iter()
+                .find(|(a, _)| a == "agent")
+                .map(|(_, v)| v.clone())
+        })
         .fold(Vec::new(), |mut seen, v| {
             if !seen.contains(&v) {
                 seen.push(v);
             }
             seen
         });
-    let all_scaled = (0..manifest.coords.len()).all(|c| scale(manifest, c).is_some());
+    let all_scaled = cells.iter().all(|c| scale(manifest, *c).is_some());
     if agents.is_empty() || !all_scaled {
         return None;
     }
     let out: Vec<(String, Vec<Vec<f64>>)> = agents
         .into_iter()
         .map(|agent| {
-            let tasks = (0..manifest.coords.len())
+            let tasks = cells
+                .iter()
+                .copied()
                 .filter(|c| {
                     manifest.coords[*c]
                         .iter()
@@ -155,19 +211,43 @@ pub fn normalized_tasks(
     (!out.is_empty()).then_some(out)
 }
 
-/// Per agent (the values of the `agent` axis), rliable's aggregates over its
-/// cells (each cell a task): mean, median, IQM and optimality gap of the
-/// seeds' normalized `final(10%)` scores with 95% stratified-bootstrap
-/// percentile intervals. Only where every cell has both reference levels
-/// (raw scores of different envs do not average); empty otherwise.
+/// Per group of cells ([`groups`]) and agent, rliable's aggregates over
+/// the group's cells (each cell a task): mean, median, IQM and optimality
+/// gap of the seeds' normalized `final(10%)` scores with 95%
+/// stratified-bootstrap percentile intervals. Only where every cell has
+/// both reference levels (raw scores of different envs do not average);
+/// empty otherwise.
 pub fn aggregates(manifest: &Manifest, rows: &[MetricRow]) -> String {
-    let Some(agents) = normalized_tasks(manifest, rows) else {
-        return String::new();
-    };
+    let groups = groups(manifest);
+    let several = groups.len() > 1;
+    let mut out = String::new();
+    for (label, cells) in &groups {
+        let Some(agents) = normalized_tasks(manifest, rows, cells) else {
+            continue;
+        };
+        if out.is_empty() {
+            out.push_str(
+                "Scores normalized from the random agent (0) to the optimum (1); each cell a task, its \
+                 seeds resampled within it (rliable's stratified bootstrap, 95% percentile intervals).\n\n",
+            );
+        }
+        if several {
+            let _ = writeln!(out, "### {label}\n");
+        }
+        out.push_str(&aggregate_table(&agents));
+        out.push('\n');
+    }
+    out.truncate(out.trim_end().len());
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// One group's aggregates table, an agent a row.
+fn aggregate_table(agents: &[(String, Vec<Vec<f64>>)]) -> String {
     let mut out = String::from(
-        "Scores normalized from the random agent (0) to the optimum (1); each cell a task, its \
-         seeds resampled within it (rliable's stratified bootstrap, 95% percentile intervals).\n\n\
-         | agent | cells | mean | median | IQM | optimality gap |\n| --- | --- | --- | --- | --- | --- |\n",
+        "| agent | cells | mean | median | IQM | optimality gap |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     let head = |a: &str| -> String {
         a.chars()
@@ -241,4 +321,96 @@ pub fn cells(manifest: &Manifest, rows: &[MetricRow]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests_support::manifest_with;
+
+    /// Two agents x two regimes x two envs; ER scores 0.2 of the way to the
+    /// optimum everywhere, the model 0.8 in the low-data regime, 0.4 in the high.
+    fn grid() -> (Manifest, Vec<MetricRow>) {
+        let mut m = manifest_with(8, 3, vec![100; 8]);
+        let mut rows = Vec::new();
+        let mut cell = 0;
+        for agent in ["er", "model"] {
+            for regime in ["high_data", "low_data"] {
+                for env in ["a", "b"] {
+                    m.coords[cell] = vec![
+                        ("agent".into(), agent.into()),
+                        ("env".into(), env.into()),
+                        ("regime".into(), regime.into()),
+                    ];
+                    let top = if env == "a" { 1.0 } else { 10.0 };
+                    m.references[cell] = vec![("random".into(), 0.0), ("optimum".into(), top)];
+                    let share = match (agent, regime) {
+                        ("er", _) => 0.2,
+                        (_, "low_data") => 0.8,
+                        _ => 0.4,
+                    };
+                    for seed in 0..3 {
+                        rows.push(MetricRow {
+                            cell,
+                            seed,
+                            step: 100,
+                            metric: "eval".into(),
+                            value: share * top,
+                        });
+                    }
+                    cell += 1;
+                }
+            }
+        }
+        (m, rows)
+    }
+
+    #[test]
+    fn aggregates_over_all_cells_and_per_regime() {
+        let (m, rows) = grid();
+        let groups = groups(&m);
+        let labels: Vec<&str> = groups.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["all cells", "regime=high_data", "regime=low_data"]);
+        assert_eq!(groups[2].1, vec![2, 3, 6, 7]);
+        let text = aggregates(&m, &rows);
+        let section = |label: &str| -> String {
+            let at = text.find(&format!("### {label}\n")).expect(label);
+            text[at..]
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.starts_with("###"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        // The model's mean: 0.6 over all cells, 0.4 and 0.8 per regime; ER 0.2
+        // throughout (seeds tie within each cell: the stratified intervals are points).
+        assert!(
+            section("all cells").contains("| model | 4 | 0.600 [0.600, 0.600]"),
+            "{text}"
+        );
+        assert!(
+            section("regime=high_data").contains("| model | 2 | 0.400 [0.400, 0.400]"),
+            "{text}"
+        );
+        assert!(
+            section("regime=low_data").contains("| model | 2 | 0.800 [0.800, 0.800]"),
+            "{text}"
+        );
+        assert!(
+            section("regime=low_data").contains("| er | 2 | 0.200 [0.200, 0.200]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_group_without_other_axes_and_none_without_references() {
+        let (mut m, rows) = grid();
+        for c in &mut m.coords {
+            c.retain(|(a, _)| a != "regime");
+        }
+        assert_eq!(groups(&m).len(), 1);
+        assert!(!aggregates(&m, &rows).contains("###"));
+        m.references[5].clear();
+        assert!(aggregates(&m, &rows).is_empty());
+    }
 }

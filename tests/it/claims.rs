@@ -58,6 +58,11 @@ fn the_quickstart_prints_its_verdict_and_report_reproduces_it() {
     assert_eq!(csv.lines().count(), 2, "{csv}");
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     assert!(md.contains("## Claims") && md.contains("## Cells"), "{md}");
+    // PanFlute has both reference levels: the aggregates, as a table and plotted.
+    assert!(md.contains("## Aggregates") && md.contains("| perfect_model | 1 |"), "{md}");
+    for f in ["aggregates.png", "aggregates.svg", "eval.png", "eval.svg"] {
+        assert!(out_dir.join("plots").join(f).is_file(), "no plots/{f}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
