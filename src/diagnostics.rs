@@ -369,6 +369,26 @@ codes! {
     ClaimRange = "mbrl::check::claim_range",
     /// A claim summarizes the curve by something other than `final(P%)` (the mean over the last P% of the budget), `auc` (the mean of all evaluations) or `steps_to(L)` (the steps until the first evaluation at a level), or asks for `steps_to(P%)` of the way to the optimum where no reference lines are drawn.
     ClaimSummary = "mbrl::check::claim_summary",
+    /// A loss expression names something that is neither a function, a `let`, a parameter, a loss written as an expression, nor one of the names its learner provides (`mbrl describe slbo` lists them).
+    LossName = "mbrl::check::loss_name",
+    /// A loss expression is given to a learner that does not provide what it names (a `V` where there is no value network), or to a learner that takes built-in losses only (the DQN family).
+    LossLearner = "mbrl::check::loss_learner",
+    /// A loss expression's value is not one number: reduce the remaining axes with `mean(..)` or `sum(..)`.
+    LossScalar = "mbrl::check::loss_scalar",
+    /// The axes of a loss expression do not fit: a state combined with an action, a network given rows of the wrong width, a reduction over an axis the value lacks, `step` of a value without a horizon.
+    LossAxes = "mbrl::check::loss_axes",
+    /// A function in a loss expression is given the wrong number of arguments, or an argument of the wrong form (`step(x, k)` takes a whole number, reductions take axis names).
+    LossArity = "mbrl::check::loss_arity",
+    /// A warning: `log` of a value that may be zero or negative, or `sqrt` of one that may be negative, in a loss expression.
+    LossDomain = "mbrl::check::loss_domain",
+    /// A loss expression divides by the constant 0.
+    LossZeroDivision = "mbrl::check::loss_zero_division",
+    /// No gradient reaches the model's parameters from a loss expression: it never calls the model, or only through `stop_gradient`, `dV` or a comparison.
+    LossGradient = "mbrl::check::loss_gradient",
+    /// A loss expression names a built-in loss (`mle_loss`); an expression can combine only losses written as expressions, such as their twins in `stdlib/slbo.exp`.
+    LossBuiltin = "mbrl::check::loss_builtin",
+    /// `step(x, k)` in a loss expression picks a step past the loss's horizon.
+    LossStep = "mbrl::check::loss_step",
     /// No gradient update would happen: learning starts at or after the end of the budget.
     NoUpdates = "mbrl::check::no_updates",
     /// A setting that only makes sense for episodic envs is used on a continuing env.

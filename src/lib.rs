@@ -32,6 +32,7 @@
 //! module that prints or chooses exit codes. No module imports a stage above
 //! it.
 
+pub mod autodiff;
 pub mod check;
 pub mod cli;
 pub mod compile;

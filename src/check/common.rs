@@ -17,6 +17,30 @@ pub fn fitting_loss(model: &str) -> &'static str {
 }
 
 pub fn loss_fits(ev: &mut Evaluator, agent: &Obj, model: &Obj, loss: &Obj) {
+    if loss.ctor.name == "expression" {
+        match crate::kinds::of(agent).loss_signature() {
+            Some(sig) => crate::check::loss::check_for(ev, agent, loss, sig),
+            None => {
+                let msg = format!(
+                    "`{}` trains its model with built-in losses only; a loss written as an expression is for a learner that provides names to it (SLBO)",
+                    agent.ctor.name
+                );
+                let diag = Diag::error(
+                    Code::LossLearner,
+                    msg,
+                    agent.span_of("model_loss"),
+                    "an expression loss",
+                )
+                .with_label(loss.span, "written as an expression")
+                .with_help(format!(
+                    "use `model_loss: {}`",
+                    fitting_loss(model.ctor.name)
+                ));
+                ev.diags.push(diag);
+            }
+        }
+        return;
+    }
     if model.ctor.name == "true_env" {
         ignored(
             ev,

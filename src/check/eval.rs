@@ -22,11 +22,11 @@ pub const MAX_LIST: usize = 10_000;
 #[derive(Clone)]
 pub struct Scope<'a> {
     pub module: ModuleId,
-    params: Rc<HashMap<String, Binding<'a>>>,
+    pub(super) params: Rc<HashMap<String, Binding<'a>>>,
 }
 
 #[derive(Clone)]
-enum Binding<'a> {
+pub(super) enum Binding<'a> {
     Thunk(&'a ast::Expr, Scope<'a>),
     Unknown,
 }
@@ -183,6 +183,7 @@ impl<'p> Evaluator<'p> {
                 Value::Name(c.name().name.clone())
             }
             (Ty::Ref(kind), ast::ExprKind::Construct(c)) => self.construct(scope, c, e.span, kind),
+            (Ty::Ref(Kind::Loss), ast::ExprKind::Math(m)) => self.loss_math(scope, m, e.span),
             (Ty::Ref(kind), ast::ExprKind::Record(fields)) => {
                 self.anonymous(scope, fields, e.span, kind, field)
             }
@@ -221,6 +222,9 @@ impl<'p> Evaluator<'p> {
             ast::ExprKind::List(_) => "a list".to_string(),
             ast::ExprKind::Record(_) => "a record".to_string(),
             ast::ExprKind::Construct(c) => format!("`{}`", self.snippet(c.path_span())),
+            ast::ExprKind::Math(_) => {
+                "arithmetic (only a loss is written as arithmetic)".to_string()
+            }
         };
         let msg = format!("expected {ty}, found {found}");
         let mut diag = Diag::error(Code::TypeMismatch, msg, e.span, format!("expected {ty}"));
@@ -358,7 +362,11 @@ impl<'p> Evaluator<'p> {
     }
 
     /// The definition a path names, `Ok(None)` if it names none, `Err` after a diagnostic.
-    fn lookup_def(&mut self, scope: &Scope, c: &ast::Construct) -> Result<Option<DefId>, ()> {
+    pub(super) fn lookup_def(
+        &mut self,
+        scope: &Scope,
+        c: &ast::Construct,
+    ) -> Result<Option<DefId>, ()> {
         let module = self.program.module(scope.module);
         match c.path.as_slice() {
             [name] => Ok(module.scope.get(&name.name).copied()),

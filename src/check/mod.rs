@@ -16,6 +16,7 @@ mod claims;
 pub(crate) mod common;
 pub(crate) mod eval;
 mod grid;
+pub mod loss;
 mod rules;
 pub(crate) mod shapes;
 mod value;

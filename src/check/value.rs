@@ -20,6 +20,8 @@ pub enum Value {
     Obj(Rc<Obj>),
     /// An expression kept for a dedicated rule (tuned-table rows).
     Raw(ModuleId, ast::Expr),
+    /// A loss written as an expression, resolved to its terms.
+    Term(Rc<crate::autodiff::Term>),
     /// Not known while checking: a parameter without a value, or a value that
     /// already produced a diagnostic. Rules skip it.
     Unknown,
@@ -157,6 +159,7 @@ impl Value {
             }
             Value::Obj(o) => o.describe(),
             Value::Raw(_, _) => "<expr>".to_string(),
+            Value::Term(t) => t.describe(),
             Value::Unknown => "?".to_string(),
         }
     }

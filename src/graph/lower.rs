@@ -192,6 +192,7 @@ fn attr(value: &Value) -> Option<Attr> {
                 })
                 .collect::<Option<Vec<i64>>>()?,
         ),
+        Value::Term(t) => Attr::Term(t.clone()),
         Value::Obj(_) | Value::Raw(..) | Value::Unknown => return None,
     })
 }

@@ -79,6 +79,8 @@ pub enum Attr {
     /// An enum value or a constructor name.
     Text(String),
     Ints(Vec<i64>),
+    /// A loss expression's terms.
+    Term(std::rc::Rc<crate::autodiff::Term>),
 }
 
 impl std::fmt::Display for Attr {
@@ -89,6 +91,7 @@ impl std::fmt::Display for Attr {
             Attr::Float(x) => write!(f, "{x}"),
             Attr::Bool(b) => write!(f, "{b}"),
             Attr::Text(t) => write!(f, "{t}"),
+            Attr::Term(t) => write!(f, "{}", t.describe()),
             Attr::Ints(v) => {
                 let parts: Vec<String> = v.iter().map(|i| i.to_string()).collect();
                 write!(f, "[{}]", parts.join(", "))

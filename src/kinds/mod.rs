@@ -76,6 +76,10 @@ pub trait AgentKind: Sync + 'static {
     /// (the value-aware losses).
     fn has_value_function(&self) -> bool;
 
+    /// What its model losses written as expressions may name (inputs and
+    /// networks), or `None` when it takes built-in losses only.
+    fn loss_signature(&self) -> Option<&'static crate::autodiff::Signature>;
+
     /// Whether it learns: `mbrl eval` evaluates the kinds that do not
     /// without a run.
     fn trains(&self) -> bool;

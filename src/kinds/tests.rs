@@ -72,6 +72,10 @@ impl AgentKind for Toy {
         false
     }
 
+    fn loss_signature(&self) -> Option<&'static crate::autodiff::Signature> {
+        None
+    }
+
     fn trains(&self) -> bool {
         true
     }

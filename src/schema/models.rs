@@ -203,6 +203,16 @@ pub(super) static CTORS: &[Ctor] = &[
         ..Ctor::PLAIN
     },
     Ctor {
+        name: "expression",
+        kind: Kind::Loss,
+        doc: "a loss written as an expression (`loss NAME(horizon: int = 2) = mean(...)`) over what the learner provides; differentiated automatically",
+        fields: &[
+            Field::new("horizon", Ty::Int, D::Int(1), "steps H per sampled sequence (the loss's `horizon` parameter)").min(1.0),
+            Field::new("body", Ty::Any, D::Required, "the expression, written as arithmetic after `=`"),
+        ],
+        ..Ctor::PLAIN
+    },
+    Ctor {
         name: "latent_kl",
         kind: Kind::Loss,
         doc: "latent-model loss: KL balancing between posterior and prior plus head NLLs",

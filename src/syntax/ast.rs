@@ -172,6 +172,53 @@ pub enum ExprKind {
     /// An anonymous record `{ a: 1 }`, typed by the field it is assigned to.
     Record(Vec<Field>),
     Construct(Construct),
+    /// Arithmetic: the body of a loss written as an expression.
+    Math(Box<Math>),
+}
+
+/// A differentiable expression: `mean(sum(square(model(s, a) - s_next), state))`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Math {
+    pub kind: MathKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MathKind {
+    Num(f64),
+    Name(Ident),
+    Call(Ident, Vec<Math>),
+    Neg(Box<Math>),
+    Bin(BinOp, Box<Math>, Box<Math>),
+    /// `let name = value; body`.
+    Let(Ident, Box<Math>, Box<Math>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -133,6 +133,14 @@ impl Ctx<'_> {
             match part.as_rule() {
                 Rule::params => params = Some(part.into_inner().map(|p| self.param(p)).collect()),
                 Rule::expr => body = Some(self.expr(part)),
+                Rule::math => {
+                    let span = self.span(&part);
+                    let math = self.math(part);
+                    body = Some(ast::Expr {
+                        kind: ast::ExprKind::Math(Box::new(math)),
+                        span,
+                    });
+                }
                 rule => unreachable!("grammar guarantees params or body, found {rule:?}"),
             }
         }
@@ -344,6 +352,91 @@ impl Ctx<'_> {
             rule => unreachable!("grammar guarantees an expression, found {rule:?}"),
         };
         ast::Expr { kind, span }
+    }
+
+    /// `let` bindings, then the expression they scope over.
+    fn math(&mut self, pair: Pair<Rule>) -> ast::Math {
+        let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
+        let (body, lets) = parts.split_last().expect("grammar guarantees a body");
+        let mut out = self.math_node(body.clone());
+        for binding in lets.iter().rev() {
+            let span = self.span(binding);
+            let mut inner = binding.clone().into_inner();
+            let _kw = inner.next();
+            let name = self.ident(inner.next().expect("let name"));
+            let value = self.math_node(inner.next().expect("let value"));
+            let span = span.to(out.span);
+            out = ast::Math {
+                kind: ast::MathKind::Let(name, Box::new(value), Box::new(out)),
+                span,
+            };
+        }
+        out
+    }
+
+    fn math_node(&mut self, pair: Pair<Rule>) -> ast::Math {
+        let span = self.span(&pair);
+        match pair.as_rule() {
+            Rule::math_cmp | Rule::math_add | Rule::math_mul => {
+                let mut inner = pair.into_inner();
+                let mut left = self.math_node(inner.next().expect("operand"));
+                while let Some(op) = inner.next() {
+                    let right = self.math_node(inner.next().expect("operand"));
+                    let op = match op.as_str() {
+                        "+" => ast::BinOp::Add,
+                        "-" => ast::BinOp::Sub,
+                        "*" => ast::BinOp::Mul,
+                        "/" => ast::BinOp::Div,
+                        ">" => ast::BinOp::Gt,
+                        ">=" => ast::BinOp::Ge,
+                        "<" => ast::BinOp::Lt,
+                        _ => ast::BinOp::Le,
+                    };
+                    let span = left.span.to(right.span);
+                    left = ast::Math {
+                        kind: ast::MathKind::Bin(op, Box::new(left), Box::new(right)),
+                        span,
+                    };
+                }
+                left
+            }
+            Rule::math_unary => {
+                let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
+                let (atom, negs) = parts.split_last().expect("an atom");
+                let mut out = self.math_node(atom.clone());
+                for _ in negs {
+                    out = ast::Math {
+                        kind: ast::MathKind::Neg(Box::new(out)),
+                        span,
+                    };
+                }
+                out
+            }
+            Rule::math_number => {
+                let value = number_value(pair.as_str()).map_or(f64::NAN, |v| v.as_f64());
+                ast::Math {
+                    kind: ast::MathKind::Num(value),
+                    span,
+                }
+            }
+            Rule::math_name => {
+                let ident = self.ident(pair.into_inner().next().expect("a name"));
+                ast::Math {
+                    kind: ast::MathKind::Name(ident),
+                    span,
+                }
+            }
+            Rule::math_call => {
+                let mut inner = pair.into_inner();
+                let name = self.ident(inner.next().expect("a function"));
+                let args = inner.map(|a| self.math_node(a)).collect();
+                ast::Math {
+                    kind: ast::MathKind::Call(name, args),
+                    span,
+                }
+            }
+            rule => unreachable!("grammar guarantees arithmetic, found {rule:?}"),
+        }
     }
 
     fn construct(&mut self, pair: Pair<Rule>) -> ast::Construct {

@@ -59,7 +59,10 @@ fn the_quickstart_prints_its_verdict_and_report_reproduces_it() {
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     assert!(md.contains("## Claims") && md.contains("## Cells"), "{md}");
     // PanFlute has both reference levels: the aggregates, as a table and plotted.
-    assert!(md.contains("## Aggregates") && md.contains("| perfect_model | 1 |"), "{md}");
+    assert!(
+        md.contains("## Aggregates") && md.contains("| perfect_model | 1 |"),
+        "{md}"
+    );
     for f in ["aggregates.png", "aggregates.svg", "eval.png", "eval.svg"] {
         assert!(out_dir.join("plots").join(f).is_file(), "no plots/{f}");
     }

@@ -47,6 +47,10 @@ impl AgentKind for Dqn {
         false
     }
 
+    fn loss_signature(&self) -> Option<&'static crate::autodiff::Signature> {
+        None
+    }
+
     fn trains(&self) -> bool {
         true
     }

@@ -54,6 +54,10 @@ impl AgentKind for Random {
         false
     }
 
+    fn loss_signature(&self) -> Option<&'static crate::autodiff::Signature> {
+        None
+    }
+
     fn trains(&self) -> bool {
         false
     }

@@ -8,6 +8,73 @@ use crate::check::Obj;
 use crate::diagnostics::{Code, Diag};
 use crate::schema::{ActionSpace, EnvSpaces};
 
+use crate::autodiff::ir::{Axis, Callable, Input, Signature};
+
+/// What an SLBO model loss written as an expression may name (vaslbo spec
+/// §4): the batch of `horizon`-step sequences in raw units, the normalizers'
+/// scales, the model, and the frozen value network.
+pub static LOSS_SIGNATURE: Signature = Signature {
+    learner: "slbo",
+    inputs: &[
+        Input {
+            name: "s",
+            axes: &[Axis::Horizon, Axis::Batch, Axis::State],
+            doc: "the sequences' states, step by step (raw units)",
+        },
+        Input {
+            name: "a",
+            axes: &[Axis::Horizon, Axis::Batch, Axis::Action],
+            doc: "the actions taken in them",
+        },
+        Input {
+            name: "s_next",
+            axes: &[Axis::Horizon, Axis::Batch, Axis::State],
+            doc: "the states they led to",
+        },
+        Input {
+            name: "mask",
+            axes: &[Axis::Horizon, Axis::Batch],
+            doc: "0 where the step ended an episode or a chunk (the model must not roll through it), else 1",
+        },
+        Input {
+            name: "diff_std",
+            axes: &[Axis::State],
+            doc: "the running standard deviation of state deltas `s_next - s` (at least 1e-6)",
+        },
+        Input {
+            name: "state_std",
+            axes: &[Axis::State],
+            doc: "the running standard deviation of states (at least 1e-8)",
+        },
+    ],
+    callables: &[
+        Callable {
+            name: "model",
+            doc: "`model(s, a)`: the dynamics model's next state (rows of states and actions); trained",
+            args: &[Axis::State, Axis::Action],
+            out: Some(Axis::State),
+            trained: true,
+            through: true,
+        },
+        Callable {
+            name: "V",
+            doc: "`V(x)`: the value network on rows of states, frozen (the gradient reaches its input, never its weights)",
+            args: &[Axis::State],
+            out: None,
+            trained: false,
+            through: true,
+        },
+        Callable {
+            name: "dV",
+            doc: "`dV(x)`: the value network's gradient with respect to its input state, a constant weight (no gradient through it)",
+            args: &[Axis::State],
+            out: Some(Axis::State),
+            trained: false,
+            through: false,
+        },
+    ],
+};
+
 /// Env steps one seed takes, and the model and policy updates it makes.
 pub(super) fn budget(agent: &Obj) -> (u64, u64) {
     let int = |f: &str| agent.int(f).unwrap_or(0).max(0) as u64;

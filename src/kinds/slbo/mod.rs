@@ -47,6 +47,10 @@ impl AgentKind for Slbo {
         true
     }
 
+    fn loss_signature(&self) -> Option<&'static crate::autodiff::Signature> {
+        Some(&check::LOSS_SIGNATURE)
+    }
+
     fn trains(&self) -> bool {
         true
     }

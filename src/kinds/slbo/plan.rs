@@ -45,7 +45,7 @@ pub struct DynamicsPlan {
 }
 
 /// The model loss (vaslbo spec §4), over sequences of `horizon` steps.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum SlboLoss {
     /// The SLBO multi-step loss: per step the L2 norm (or with `squared` its
     /// square) of the diff-normalized delta error, summed (or averaged, `mean`)
@@ -63,6 +63,11 @@ pub enum SlboLoss {
         squared: bool,
         coeff: f32,
     },
+    /// A loss written as an expression, differentiated by [`crate::autodiff`].
+    Expr {
+        horizon: usize,
+        term: std::sync::Arc<crate::autodiff::Term>,
+    },
 }
 
 impl SlboLoss {
@@ -70,7 +75,8 @@ impl SlboLoss {
         match *self {
             SlboLoss::MultiStep { horizon, .. }
             | SlboLoss::Mle { horizon }
-            | SlboLoss::ValueAware { horizon, .. } => horizon,
+            | SlboLoss::ValueAware { horizon, .. }
+            | SlboLoss::Expr { horizon, .. } => horizon,
         }
     }
 }
@@ -308,6 +314,17 @@ fn model_loss(
             mean: loss.need_choice("reduce", &[("sum", false), ("mean", true)])?,
         },
         "mle" => SlboLoss::Mle { horizon },
+        "expression" => match loss.attr("body") {
+            Some(crate::graph::Attr::Term(t)) => SlboLoss::Expr {
+                horizon,
+                term: std::sync::Arc::new((**t).clone()),
+            },
+            _ => {
+                return Err(CompileError::Incomplete {
+                    what: "a loss expression's terms".into(),
+                })
+            }
+        },
         "value_aware" => SlboLoss::ValueAware {
             horizon,
             squared: loss.need_choice("norm", &[("l1", false), ("l2", true)])?,
@@ -385,6 +402,7 @@ impl SlboLoss {
             SlboLoss::Mle { .. } => "model_mse",
             SlboLoss::ValueAware { squared: false, .. } => "model_va_l1",
             SlboLoss::ValueAware { squared: true, .. } => "model_va_l2",
+            SlboLoss::Expr { .. } => "model_expression",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! own streams, and each seed's virtual envs step as one batch.
 
 mod buffer;
+pub mod expr;
 pub mod model;
 pub mod net;
 pub mod policy;

@@ -39,7 +39,7 @@ impl Norms {
 }
 
 /// `x` through `norm` when the network normalizes its input.
-fn input_of(x: &[f32], norm: &Normalizer, on: bool) -> Vec<f32> {
+pub(super) fn input_of(x: &[f32], norm: &Normalizer, on: bool) -> Vec<f32> {
     match on {
         true => norm.normalize(x),
         false => x.to_vec(),
@@ -47,7 +47,7 @@ fn input_of(x: &[f32], norm: &Normalizer, on: bool) -> Vec<f32> {
 }
 
 /// `1 / max(sigma, 1e-8)` per dimension, or 1 without normalization.
-fn inv_scale(norm: &Normalizer, on: bool) -> Vec<f32> {
+pub(super) fn inv_scale(norm: &Normalizer, on: bool) -> Vec<f32> {
     norm.std
         .iter()
         .map(|s| if on { (1.0 / s.max(1e-8)) as f32 } else { 1.0 })
@@ -143,11 +143,11 @@ pub struct ModelLosses {
 }
 
 /// One pass of the model on a batch, kept for the backward pass.
-struct Step {
+pub(super) struct Step {
     x: Vec<f32>,
     pass: Pass,
     /// The next state, and 1 where its normalized value lay inside the clip.
-    next: Vec<f32>,
+    pub(super) next: Vec<f32>,
     inside: Vec<f32>,
 }
 
@@ -223,7 +223,13 @@ impl Dynamics {
         Dynamics::next_state(plan, states, &out, norms, &mut Vec::new())
     }
 
-    fn step(&self, plan: &DynamicsPlan, states: &[f32], actions: &[f32], norms: &Norms) -> Step {
+    pub(super) fn step(
+        &self,
+        plan: &DynamicsPlan,
+        states: &[f32],
+        actions: &[f32],
+        norms: &Norms,
+    ) -> Step {
         let d = norms.state.mean.len();
         let x = self.input(plan, states, actions, norms);
         let mut pass = Pass::default();
@@ -242,7 +248,7 @@ impl Dynamics {
     /// next state) through the clip and the network; adds the parameters'
     /// gradient to `grads` and returns the gradient with respect to the
     /// step's input state.
-    fn backward(
+    pub(super) fn backward(
         &self,
         plan: &DynamicsPlan,
         step: &Step,
@@ -326,6 +332,27 @@ impl Dynamics {
     ) -> (ModelLosses, Vec<f32>) {
         let mut grads = vec![0f32; self.net.n_params()];
         let (loss_value, term) = match *loss {
+            SlboLoss::Expr { ref term, .. } => {
+                let mut b = super::expr::SlboBindings {
+                    dynamics: self,
+                    plan,
+                    batch,
+                    value,
+                    norms,
+                    grads,
+                };
+                let tape = crate::autodiff::Tape::forward(term, &b);
+                tape.backward(&mut b);
+                let l = tape.value();
+                return (
+                    ModelLosses {
+                        loss: l,
+                        term: l,
+                        reg: 0.0,
+                    },
+                    b.grads,
+                );
+            }
             SlboLoss::MultiStep { squared, mean, .. } => {
                 let l = self.multi_step(plan, batch, norms, squared, mean, &mut grads);
                 (l, l)

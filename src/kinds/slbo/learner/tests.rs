@@ -567,3 +567,132 @@ fn stages_are_batch_invariant_and_resume_exactly() {
 fn serde_json_like(seed: &crate::kinds::slbo::learner::SeedState) -> Vec<u8> {
     bincode::serialize(seed).unwrap()
 }
+
+/// A stdlib loss written as an expression, as SLBO compiles it.
+fn stdlib_loss(name: &str) -> SlboLoss {
+    let experiment = format!(
+        "use slbo::*\nexperiment e {{ env: mbbl_pendulum, agent: slbo_l2 {{ model_loss: {name} }} }}"
+    );
+    slbo(&plan_of(&experiment)).loss.clone()
+}
+
+/// Each built-in loss and its expression twin in `stdlib/slbo.exp` give the
+/// same loss and the same gradient on random batches (within 1e-5 relative).
+#[test]
+fn expression_twins_match_the_built_in_losses() {
+    let dev = device().unwrap();
+    let plan = dynamics_plan();
+    let value = value_net(&dev);
+    let cases = [
+        (
+            SlboLoss::MultiStep {
+                horizon: 2,
+                squared: false,
+                mean: false,
+            },
+            "slbo_twin",
+        ),
+        (SlboLoss::Mle { horizon: 2 }, "mle_twin"),
+        (
+            SlboLoss::ValueAware {
+                horizon: 1,
+                squared: false,
+                coeff: 0.01,
+            },
+            "ma_l1_twin",
+        ),
+        (
+            SlboLoss::ValueAware {
+                horizon: 1,
+                squared: true,
+                coeff: 0.01,
+            },
+            "vaml_twin",
+        ),
+    ];
+    for (seed, (builtin, name)) in cases.into_iter().enumerate() {
+        let twin = stdlib_loss(name);
+        assert!(matches!(twin, SlboLoss::Expr { .. }), "{name}: {twin:?}");
+        assert_eq!(twin.horizon(), builtin.horizon(), "{name}");
+        for draw in 0..3u64 {
+            let mut rng = Stream::new(40 + seed as u64, draw, Purpose::Replay, 0);
+            let norms = norms(&mut rng);
+            let mut batch = sequences(&mut rng, 16, builtin.horizon());
+            // Some sequences end after their first step: the mask matters.
+            for m in batch.masks[0].iter_mut().step_by(3) {
+                *m = 0.0;
+            }
+            let model = Dynamics {
+                net: Net::new(&dev, 3 + draw, 0, NetId(12), &plan.net),
+            };
+            let (want, gw) = model.loss_and_grad(&plan, &builtin, &batch, &value, &norms);
+            let (got, gg) = model.loss_and_grad(&plan, &twin, &batch, &value, &norms);
+            let rel = ((got.loss - want.loss) / want.loss.abs().max(1e-12)).abs();
+            assert!(
+                rel < 1e-5,
+                "{name}: loss {} vs built-in {}",
+                got.loss,
+                want.loss
+            );
+            let scale = gw.iter().fold(0f32, |m, g| m.max(g.abs()));
+            let worst = gw
+                .iter()
+                .zip(&gg)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(scale > 0.0, "{name}: no gradient");
+            assert!(
+                worst <= 1e-5 * scale,
+                "{name}: gradients differ by {worst} (largest {scale})"
+            );
+        }
+    }
+}
+
+/// The expression losses' gradients (the twins, and the two new losses)
+/// against central differences of their own values.
+#[test]
+fn expression_loss_gradients_match_finite_differences() {
+    let dev = device().unwrap();
+    let plan = dynamics_plan();
+    let value = value_net(&dev);
+    for name in [
+        "slbo_twin",
+        "mle_twin",
+        "ma_l1_twin",
+        "vaml_twin",
+        "mle_ma_l1",
+        "vagram",
+    ] {
+        let loss = stdlib_loss(name);
+        let mut rng = Stream::new(9, 0, Purpose::Replay, 0);
+        let norms = norms(&mut rng);
+        let batch = sequences(&mut rng, 6, loss.horizon());
+        let model = Dynamics {
+            net: Net::new(&dev, 3, 0, NetId(12), &plan.net),
+        };
+        let (_, grads) = model.loss_and_grad(&plan, &loss, &batch, &value, &norms);
+        let h = 5e-3f32;
+        let mut checked = 0;
+        for i in (0..model.net.n_params()).step_by(7) {
+            let at = |delta: f32| {
+                let mut probe = model.clone();
+                probe.net.params[i] += delta;
+                probe
+                    .loss_and_grad(&plan, &loss, &batch, &value, &norms)
+                    .0
+                    .loss as f64
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            let g = grads[i] as f64;
+            assert!(
+                (fd - g).abs() <= 1e-2 * fd.abs().max(g.abs()) + 1e-4,
+                "{name} param {i}: finite difference {fd}, gradient {g}"
+            );
+            checked += usize::from(g.abs() > 1e-5);
+        }
+        assert!(
+            checked > 3,
+            "{name}: only {checked} parameters with a gradient"
+        );
+    }
+}
