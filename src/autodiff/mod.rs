@@ -11,3 +11,6 @@ pub mod tape;
 
 pub use ir::{Axis, Func, Op, Signature, Term};
 pub use tape::{Bindings, Tape, Tensor};
+
+#[cfg(test)]
+mod tests;

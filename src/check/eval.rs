@@ -357,6 +357,13 @@ impl<'p> Evaluator<'p> {
                 ctor.name.to_string(),
             )));
         }
+        // `mean(sum(V(s), state))` reads as a call of constructors; as a
+        // loss, it is arithmetic.
+        if kind == Kind::Loss {
+            if let Some(m) = crate::check::loss::as_math(c, span) {
+                return self.loss_math(scope, &m, span);
+            }
+        }
         self.unknown_name(scope, c, kind);
         Value::Unknown
     }

@@ -40,10 +40,47 @@ fn function_names() -> Vec<&'static str> {
 
 type Lets = Vec<(String, Term)>;
 
+/// A call of names and numbers (`mean(sum(V(s), state))`, which the grammar
+/// reads as constructors) as arithmetic; `None` when it has a record or a
+/// named argument, or is a bare name (a reference to a definition).
+pub fn as_math(c: &ast::Construct, span: Span) -> Option<ast::Math> {
+    if c.record.is_some() || c.path.len() != 1 {
+        return None;
+    }
+    let args = c.args.as_ref()?;
+    let mut out = Vec::new();
+    for a in args {
+        if a.name.is_some() {
+            return None;
+        }
+        out.push(expr_as_math(&a.value)?);
+    }
+    Some(ast::Math {
+        kind: MathKind::Call(c.name().clone(), out),
+        span,
+    })
+}
+
+fn expr_as_math(e: &ast::Expr) -> Option<ast::Math> {
+    match &e.kind {
+        ast::ExprKind::Number(n) if n.unit.is_none() => Some(ast::Math {
+            kind: MathKind::Num(n.value.as_f64()),
+            span: e.span,
+        }),
+        ast::ExprKind::Math(m) => Some((**m).clone()),
+        ast::ExprKind::Construct(c) if c.is_bare() && c.path.len() == 1 => Some(ast::Math {
+            kind: MathKind::Name(c.name().clone()),
+            span: e.span,
+        }),
+        ast::ExprKind::Construct(c) => as_math(c, e.span),
+        _ => None,
+    }
+}
+
 impl<'p> Evaluator<'p> {
     /// A loss written as arithmetic: an `expression` block holding its term
     /// and its horizon (the loss's `horizon` parameter, 1 without one).
-    pub(super) fn loss_math<'a>(&mut self, scope: &Scope<'a>, m: &'a ast::Math, span: Span) -> Value
+    pub(super) fn loss_math<'a>(&mut self, scope: &Scope<'a>, m: &ast::Math, span: Span) -> Value
     where
         'p: 'a,
     {
@@ -97,7 +134,7 @@ impl<'p> Evaluator<'p> {
         }))
     }
 
-    fn term<'a>(&mut self, scope: &Scope<'a>, m: &'a ast::Math, lets: &mut Lets) -> Option<Term>
+    fn term<'a>(&mut self, scope: &Scope<'a>, m: &ast::Math, lets: &mut Lets) -> Option<Term>
     where
         'p: 'a,
     {
@@ -256,7 +293,7 @@ impl<'p> Evaluator<'p> {
         &mut self,
         scope: &Scope<'a>,
         f: &ast::Ident,
-        args: &'a [ast::Math],
+        args: &[ast::Math],
         sp: Span,
         lets: &mut Lets,
     ) -> Option<Term>
