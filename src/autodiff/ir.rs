@@ -170,6 +170,51 @@ impl Term {
         }
     }
 
+    /// The distinct operations, one a line, each after its arguments:
+    /// `%3 = model(%1, %2)`; equal sub-terms are one line (as the tape computes them once).
+    pub fn ops(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut lines = Vec::new();
+        for t in self.post_order() {
+            let key = t.describe();
+            if keys.contains(&key) {
+                continue;
+            }
+            let arg = |i: usize| {
+                let k = t.args[i].describe();
+                format!("%{}", keys.iter().position(|x| *x == k).unwrap_or(0))
+            };
+            let args: Vec<String> = (0..t.args.len()).map(arg).collect();
+            let text = match &t.op {
+                Op::Const(c) => format!("{c}"),
+                Op::Input(name) => name.clone(),
+                Op::Neg => format!("-{}", args[0]),
+                Op::Bin(op) => format!("{} {} {}", args[0], op.symbol(), args[1]),
+                Op::Func(f) => format!("{}({})", f.name(), args.join(", ")),
+                Op::Reduce { mean, axes } => {
+                    let f = if *mean { "mean" } else { "sum" };
+                    let names: Vec<&str> = axes.iter().map(|a| a.name()).collect();
+                    match names.is_empty() {
+                        true => format!("{f}({})", args[0]),
+                        false => format!("{f}({}, {})", args[0], names.join(", ")),
+                    }
+                }
+                Op::Call(name) => format!("{name}({})", args.join(", ")),
+                Op::Step(k) => format!("step({}, {k})", args[0]),
+            };
+            lines.push(format!("%{} = {text}", keys.len()));
+            keys.push(key);
+        }
+        lines
+    }
+
+    /// Whether it calls the network `name` anywhere.
+    pub fn calls(&self, name: &str) -> bool {
+        self.post_order()
+            .iter()
+            .any(|t| matches!(&t.op, Op::Call(n) if n == name))
+    }
+
     /// Every sub-term, children before parents.
     pub fn post_order(&self) -> Vec<&Term> {
         let mut out = Vec::new();

@@ -113,7 +113,15 @@ fn value<'a>(
     name: &str,
     span: Span,
 ) -> Result<(&'a str, &'a str), Diag> {
-    let found = candidates(axes, name);
+    let mut found = candidates(axes, name);
+    // A value named exactly wins over those it merely heads (`slbo_mle`
+    // beside `slbo_mle { model_loss: mle_twin }`).
+    if found.len() > 1 {
+        let exact: Vec<(&str, &str)> = found.iter().copied().filter(|(_, v)| *v == name).collect();
+        if exact.len() == 1 {
+            found = exact;
+        }
+    }
     match found.as_slice() {
         [one] => Ok(*one),
         [] => {

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// every run is taped; SLBO has one path, and `--all` runs it so).
     #[arg(long)]
     pub taped: bool,
+    /// Train the SLBO agent's model with this loss instead of its own (a
+    /// loss of the slbo module, e.g. a built-in's expression twin `mle_twin`).
+    #[arg(long, value_name = "LOSS")]
+    pub model_loss: Option<String>,
     /// Seeds of the SLBO agents under `--all` (a stage at the spec's sizes is
     /// about 45 s of a core per seed).
     #[arg(long, default_value_t = 2, value_parser = super::at_least_one)]
@@ -211,9 +215,18 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
             "`--taped` applies to Figure 4's agents; `{agent}` has no taped path"
         ));
     }
+    if args.model_loss.is_some() && !slbo {
+        return Err(format!(
+            "`--model-loss` applies to SLBO's agents; `{agent}` is not one"
+        ));
+    }
+    let loss = match &args.model_loss {
+        Some(l) => format!("model_loss: {l}, "),
+        None => String::new(),
+    };
     let text = match slbo {
         true => format!(
-            "use slbo::*\nexperiment bench {{\n  seeds: {}\n  env: mbbl_pendulum\n  agent: {agent} {{ stages: {} stages, planner: virtual_rollouts {{ envs: 20, length: 200 steps }} }}\n}}\n",
+            "use slbo::*\nexperiment bench {{\n  seeds: {}\n  env: mbbl_pendulum\n  agent: {agent} {{ {loss}stages: {} stages, planner: virtual_rollouts {{ envs: 20, length: 200 steps }} }}\n}}\n",
             args.seeds, args.stages
         ),
         false => format!(
@@ -264,12 +277,22 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
     // CPU time over the workers.
     let training = secs - cpu(Phase::Evaluation) / workers;
     match slbo {
-        true => outln!(
-            "{agent} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
-            args.threads,
-            secs / args.stages as f64,
-            args.stages
-        ),
+        true => {
+            let with = match &args.model_loss {
+                Some(l) => format!(" with model loss `{l}`"),
+                None => String::new(),
+            };
+            outln!(
+                "{agent}{with} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
+                args.threads,
+                secs / args.stages as f64,
+                args.stages
+            );
+            outln!(
+                "  model training: {:.2} s of CPU per stage for all seeds",
+                cpu(Phase::ModelUpdate) / args.stages as f64
+            );
+        }
         false => {
             outln!(
                 "{agent} on ProcMaze g4 (high data{}): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",

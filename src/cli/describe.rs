@@ -64,8 +64,46 @@ pub fn describe(name: &str) -> u8 {
             );
             outln!("  {:<20} {}", "", f.doc);
         }
+        let signature = crate::kinds::all()
+            .find(|k| ctor.kind == Kind::Agent && k.schema().name == ctor.name)
+            .and_then(|k| k.loss_signature());
+        if let Some(sig) = signature {
+            loss_names(sig);
+        }
+        if ctor.name == "expression" {
+            loss_functions();
+        }
     }
     0
+}
+
+/// What a learner's model losses written as expressions may name.
+fn loss_names(sig: &crate::autodiff::Signature) {
+    outln!("  a model loss written as an expression may name:");
+    for i in sig.inputs {
+        let axes: Vec<&str> = i.axes.iter().map(|a| a.name()).collect();
+        outln!("    {:<18} [{}] {}", i.name, axes.join(", "), i.doc);
+    }
+    for c in sig.callables {
+        outln!("    {:<18} {}", c.name, c.doc);
+    }
+    loss_functions();
+}
+
+/// The functions of loss expressions.
+fn loss_functions() {
+    outln!(
+        "  functions: arithmetic (+ - * /, comparisons giving 0 or 1), {}",
+        {
+            let names: Vec<&str> = crate::autodiff::Func::ALL
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            names.join(", ")
+        }
+    );
+    outln!("  reductions over named axes (horizon, batch, state, action; all without any): sum(x, ..), mean(x, ..), l1(x, ..), l2(x, ..), sum_sq(x, ..); step(x, k) picks step k of the horizon");
+    outln!("  `let NAME = value;` names a sub-expression; a loss's `horizon` parameter sets its batch's steps");
 }
 
 /// The codes of `run`, `merge` and `slurm`: refusals at run time, after

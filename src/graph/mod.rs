@@ -275,6 +275,14 @@ impl Graph {
             if !node.attrs.is_empty() {
                 let _ = writeln!(out, "    {:<10} {:<22} {}", "", "", node.attrs_text());
             }
+            // A loss written as an expression: its operations, as they run.
+            for (_, attr) in &node.attrs {
+                if let Attr::Term(t) = attr {
+                    for line in t.ops() {
+                        let _ = writeln!(out, "    {:<10} {:<22}   {line}", "", "");
+                    }
+                }
+            }
         }
         out.push_str("  edges:\n");
         for (from, to, edge) in self.edges() {

@@ -582,6 +582,60 @@ fn slbo_runs_every_loss_and_resumes_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// SLBO with model losses written as expressions (a built-in's twin and the
+/// two new losses) runs to completion with the expression's term in its
+/// metrics, gives the same numbers on one worker and on two (each seed its
+/// own computation), and, stopped in every cell and resumed, ends with the
+/// uninterrupted run's numbers bit for bit.
+#[test]
+fn slbo_runs_expression_losses_and_resumes_exactly() {
+    let dir = temp_dir("slbo-expr");
+    let file = dir.join("slbo.exp");
+    let text = SLBO_LOSSES.replace(
+        "vary agent: [slbo_l2, slbo_mle, slbo_ma_l1, slbo_vaml]",
+        "vary agent: [slbo_l2 { model_loss: slbo_twin }, slbo_l2 { model_loss: vagram }, slbo_l2 { model_loss: mle_ma_l1 }]",
+    );
+    std::fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap();
+    let (whole, one, pieces) = (dir.join("whole"), dir.join("one"), dir.join("pieces"));
+    let res = mbrl(&[
+        "run",
+        file,
+        "--out",
+        whole.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
+    let metrics = std::fs::read_to_string(whole.join("metrics.csv")).unwrap();
+    for cell in 0..3 {
+        for metric in ["eval", "model_loss", "model_expression", "value_loss"] {
+            let row = format!("{cell},1,600,{metric},");
+            assert!(metrics.contains(&row), "no `{row}` in\n{metrics}");
+        }
+    }
+    let res = mbrl(&[
+        "run",
+        file,
+        "--out",
+        one.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(res.status.code(), Some(0), "{}", stderr(&res));
+    assert_eq!(
+        metrics,
+        std::fs::read_to_string(one.join("metrics.csv")).unwrap()
+    );
+    let stopped = run_in_pieces(file, &pieces, "400", 3);
+    assert_eq!(stopped.len(), 3, "each cell stopped once");
+    assert_eq!(
+        metrics,
+        std::fs::read_to_string(pieces.join("metrics.csv")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every diagnostic code in the source is explained by `mbrl explain` and
 /// listed in the README's table.
 #[test]

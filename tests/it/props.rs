@@ -10,6 +10,10 @@ const REAL: &[&str] = &[
     include_str!("../../experiments/va_slbo.exp"),
     include_str!("../../stdlib/young2022.exp"),
     include_str!("../../stdlib/slbo.exp"),
+    include_str!("../../experiments/va_slbo_losses.exp"),
+    // Model losses written as expressions, given to a learner (so that every
+    // mutation reaches the learner's checks of names, axes and gradients).
+    "use slbo::*\nloss mine(horizon: int = 2) = let p = model(s, a); mean(sum_sq(p - s_next, state)) + 0.01 * mean(abs(V(s_next) - V(p)))\nloss roll(horizon: int = 2) = mean(l2((model(step(s, 0), step(a, 0)) - step(s_next, 0)) / diff_std, state)) + mean(huber(step(mask, 1) * sum(dV(s) * s, state), 1))\nexperiment e {\n  env: mbbl_pendulum\n  vary agent: [slbo_l2 { model_loss: mine }, slbo_l2 { model_loss: roll }, slbo_l2 { model_loss: vagram }]\n}\n",
 ];
 
 const TOKENS: &[&str] = &[
@@ -50,6 +54,24 @@ const TOKENS: &[&str] = &[
     "overrides {}",
     "tuned",
     "seeds: 0",
+    "+",
+    "-",
+    "*",
+    "/ 0",
+    ">",
+    "let q = s;",
+    ";",
+    "model(s, a)",
+    "V(",
+    "dV(a)",
+    "step(s, 9)",
+    "mean(",
+    "sum(x, state)",
+    "state",
+    "horizon",
+    "log(",
+    "stop_gradient(",
+    "mle_loss",
 ];
 
 fn check(text: String) {

@@ -101,7 +101,13 @@ fn model_learning(g: &mut Graph, cell: &Cell, buffer: NodeId, nets: &Nets, sh: &
         &sh.of(&["H", &batch, &sh.obs]),
     );
     g.connect(nets.model, mloss, "prediction", &sh.of(&[&batch, &sh.obs]));
-    if loss.is_some_and(|l| l.ctor.name == "value_aware") {
+    let expression_uses_v = loss
+        .and_then(|l| match l.get("body").map(|f| &f.value) {
+            Some(crate::check::Value::Term(t)) => Some(t.calls("V") || t.calls("dV")),
+            _ => None,
+        })
+        .unwrap_or(false);
+    if loss.is_some_and(|l| l.ctor.name == "value_aware") || expression_uses_v {
         g.connect(
             nets.value,
             mloss,

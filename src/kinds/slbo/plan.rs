@@ -425,6 +425,39 @@ fn params(dims: &[usize]) -> f64 {
     dims.windows(2).map(|w| ((w[0] + 1) * w[1]) as f64).sum()
 }
 
+/// Multiply-adds of one step of a loss written as an expression: each
+/// distinct network call on its rows (all `horizon x batch`, or a step's
+/// `batch`), forward and, where a gradient passes, backward (twice the
+/// forward); the elementwise work is small beside them and left out.
+fn expression_macs(
+    term: &crate::autodiff::Term,
+    horizon: usize,
+    batch: usize,
+    model: f64,
+    value: f64,
+) -> f64 {
+    use crate::autodiff::ir::{infer, Axis, Op};
+    let sig = &super::check::LOSS_SIGNATURE;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0.0;
+    for t in term.post_order() {
+        let Op::Call(name) = &t.op else { continue };
+        if !seen.insert(t.describe()) {
+            continue;
+        }
+        let whole = t
+            .args
+            .first()
+            .and_then(|a| infer(a, sig, horizon).0)
+            .is_some_and(|i| i.axes.contains(&Axis::Horizon));
+        let rows = (batch * if whole { horizon } else { 1 }) as f64;
+        let grad = infer(t, sig, horizon).0.is_some_and(|i| i.grad);
+        let passes = if grad || name == "dV" { 3.0 } else { 1.0 };
+        total += rows * passes * if name == "model" { model } else { value };
+    }
+    total
+}
+
 /// One seed's cost, from what a stage computes (2 FLOPs per multiply-add;
 /// a backward pass costs twice a forward): the model's steps on `horizon x
 /// batch` rows (through V too for value-aware losses), every virtual rollout
@@ -440,7 +473,12 @@ pub(super) fn cost(plan: &SlboPlan, schedule: &Schedule) -> Cost {
     );
     let rows = (plan.loss.horizon() * plan.model_batch) as f64;
     let va = matches!(plan.loss, SlboLoss::ValueAware { .. });
-    let model_step = 2.0 * rows * (3.0 * model + if va { 4.0 * value } else { 0.0 });
+    let model_step = match &plan.loss {
+        SlboLoss::Expr { term, horizon } => {
+            2.0 * expression_macs(term, *horizon, plan.model_batch, model, value)
+        }
+        _ => 2.0 * rows * (3.0 * model + if va { 4.0 * value } else { 0.0 }),
+    };
     let samples = (plan.envs * plan.length) as f64;
     let rollout = 2.0 * samples * (model + policy + 2.0 * value);
     let t = plan.trpo;

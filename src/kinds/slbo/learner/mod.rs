@@ -414,21 +414,25 @@ impl Ctx<'_> {
             let batch =
                 seed.buffer
                     .sample(plan.model_batch, plan.loss.horizon(), &mut seed.replay_rng);
-            let losses = seed.dynamics.train_step(
-                &plan.dynamics,
-                &plan.loss,
-                &batch,
-                &seed.value,
-                &seed.norms,
-                &plan.model_adam,
-            );
+            // The model's gradient steps alone are its phase; a refit (model
+            // rollouts and V's fit) is the value's.
+            let losses = phases::time(Phase::ModelUpdate, || {
+                seed.dynamics.train_step(
+                    &plan.dynamics,
+                    &plan.loss,
+                    &batch,
+                    &seed.value,
+                    &seed.norms,
+                    &plan.model_adam,
+                )
+            });
             report.model_loss += losses.loss as f64;
             report.model_term += losses.term as f64;
             report.model_reg += losses.reg as f64;
             report.model_steps += 1.0;
             let every = plan.value_refit_every;
             if every > 0 && (k + 1) % every == 0 {
-                report.value_loss += self.refit(seed) as f64;
+                report.value_loss += phases::time(Phase::QUpdate, || self.refit(seed)) as f64;
                 report.fits += 1.0;
                 refits.push(k);
             }
@@ -478,7 +482,7 @@ impl Ctx<'_> {
             t.ent_coef
         };
         for _ in 0..self.plan.iters {
-            phases::time(Phase::ModelUpdate, || self.model_phase(seed, report));
+            self.model_phase(seed, report);
             self.policy_phase(seed, ent_coef, report);
         }
     }
