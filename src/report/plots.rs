@@ -161,13 +161,13 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
 }
 
 /// A cell's value of one axis as a legend shows it: an agent by its name,
-/// with the resolved fields in which it differs from another cell of the same
-/// agent (`er lr=1e-4`); an env or regime by its name; a field by `name=value`.
+/// with the fields in which it differs from another cell of the same agent
+/// (`er lr=1e-4`), each as the experiment wrote it (`model_loss=mle_twin`,
+/// not the loss's resolved body; a long resolved value the cell did not
+/// write is left to the footer's settings unless labels would then
+/// coincide); an env or regime by its name; a field by `name=value`.
 fn legend_part(manifest: &Manifest, cell: usize, axis: &str, value: &str) -> String {
-    let head: String = value
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
+    let head = head_name(value);
     let field = axis.rsplit('.').next().unwrap_or(axis);
     if axis.contains('.') || head.is_empty() {
         return format!("{field}={value}");
@@ -175,23 +175,62 @@ fn legend_part(manifest: &Manifest, cell: usize, axis: &str, value: &str) -> Str
     if axis != "agent" {
         return head;
     }
-    // Other cells whose agent has the same name but another value on this axis.
-    let twins: Vec<usize> = (0..manifest.coords.len())
+    let twins = same_agent_cells(manifest, axis, value, &head);
+    if twins.is_empty() {
+        return head;
+    }
+    let label = |c: usize, v: &str, short: bool| agent_label(manifest, c, v, &head, &twins, short);
+    let mine = label(cell, value, true);
+    let coincides = twins.iter().any(|t| {
+        let theirs = manifest.coords[*t]
+            .iter()
+            .find(|(a, _)| a == axis)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        label(*t, theirs, true) == mine
+    });
+    match coincides {
+        true => label(cell, value, false),
+        false => mine,
+    }
+}
+
+/// The name an axis value starts with (`er` of `er { lr: 1e-4 }`).
+fn head_name(value: &str) -> String {
+    value
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// Other cells whose agent has the same name but another value on `axis`.
+fn same_agent_cells(manifest: &Manifest, axis: &str, value: &str, head: &str) -> Vec<usize> {
+    (0..manifest.coords.len())
         .filter(|c| {
             manifest.coords[*c].iter().any(|(a, v)| {
                 a == axis
                     && v != value
-                    && v.starts_with(&head)
+                    && v.starts_with(head)
                     && !v[head.len()..]
                         .starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_')
             })
         })
-        .collect();
-    if twins.is_empty() {
-        return head;
-    }
-    let mine = agent_fields(manifest, cell);
-    let differing: Vec<String> = mine
+        .collect()
+}
+
+/// `head` and the resolved fields of `cell` that differ in one of `twins`;
+/// `short` writes each as the cell's source wrote it, and leaves out a
+/// long (structured) value it did not write.
+fn agent_label(
+    manifest: &Manifest,
+    cell: usize,
+    value: &str,
+    head: &str,
+    twins: &[usize],
+    short: bool,
+) -> String {
+    let written = written_fields(value);
+    let differing: Vec<String> = agent_fields(manifest, cell)
         .iter()
         .filter(|(k, v)| {
             twins.iter().any(|t| {
@@ -200,12 +239,55 @@ fn legend_part(manifest: &Manifest, cell: usize, axis: &str, value: &str) -> Str
                     .any(|(k2, v2)| k2 == k && v2 != v)
             })
         })
-        .map(|(k, v)| format!("{k}={v}"))
+        .filter_map(|(k, v)| {
+            let w = written.iter().find(|(wk, _)| wk == k).map(|(_, w)| w);
+            match (short, w) {
+                (true, Some(w)) => Some(format!("{k}={w}")),
+                (true, None) if v.contains(['{', '(', '[']) => None,
+                _ => Some(format!("{k}={v}")),
+            }
+        })
         .collect();
-    match differing.is_empty() {
-        true => value.to_string(),
-        false => format!("{head} {}", differing.join(" ")),
+    match (differing.is_empty(), short) {
+        (true, true) => head.to_string(),
+        (true, false) => value.to_string(),
+        (false, _) => format!("{head} {}", differing.join(" ")),
     }
+}
+
+/// The top-level `field: value` overrides an axis value writes
+/// (`er { lr: 1e-4, temperature: 0.1 }`), values as written.
+fn written_fields(value: &str) -> Vec<(String, String)> {
+    let Some(open) = value.find('{') else {
+        return Vec::new();
+    };
+    let body = value[open + 1..].trim_end();
+    let body = body.strip_suffix('}').unwrap_or(body);
+    split_top(body, ',')
+        .into_iter()
+        .filter_map(|part| {
+            let (k, v) = part.split_once(':')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `text` split at `sep` outside brackets.
+fn split_top(text: &str, sep: char) -> Vec<&str> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0usize);
+    for (i, ch) in text.char_indices() {
+        match ch {
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                out.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => (),
+        }
+    }
+    out.push(&text[start..]);
+    out
 }
 
 /// The top-level `field=value` pairs of a cell's resolved agent (from the
@@ -224,24 +306,13 @@ fn agent_fields(manifest: &Manifest, cell: usize) -> Vec<(String, String)> {
     let body = text[open + 1..]
         .strip_suffix('}')
         .unwrap_or(&text[open + 1..]);
-    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0usize);
-    for (i, ch) in body
-        .char_indices()
-        .chain(std::iter::once((body.len(), ',')))
-    {
-        match ch {
-            '{' | '[' | '(' => depth += 1,
-            '}' | ']' | ')' => depth -= 1,
-            ',' if depth == 0 => {
-                if let Some((k, v)) = body[start..i].split_once('=') {
-                    out.push((k.to_string(), v.to_string()));
-                }
-                start = i + 1;
-            }
-            _ => (),
-        }
-    }
-    out
+    split_top(body, ',')
+        .into_iter()
+        .filter_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// The y axis's title: the report's metric, or what the cell's protocol scores.
@@ -675,8 +746,33 @@ impl Figure {
         (self.curves.len() + self.lines.len()).div_ceil(self.per_row()) as u32
     }
 
+    /// Legend entries per row: two per panel column, fewer when the
+    /// longest label would not fit its column (about 7 px a character at
+    /// the legend's 12 px, after a 60 px swatch).
     fn per_row(&self) -> usize {
-        (self.grid.0 * 2).max(2)
+        let longest = self
+            .curves
+            .iter()
+            .chain(&self.lines)
+            .map(|l| l.chars().count() + 9)
+            .max()
+            .unwrap_or(0);
+        let fits = (PANEL.0 * self.grid.0 as u32) as usize / (60 + 7 * longest);
+        fits.clamp(1, (self.grid.0 * 2).max(2))
+    }
+
+    /// A footer note cut to the figure's width (10 px text, about 5.8 px a
+    /// character); the manifest keeps every setting in full.
+    fn fitted(&self, note: &str) -> String {
+        let room = ((PANEL.0 * self.grid.0 as u32) as f64 - 24.0) / 5.8;
+        let room = room.max(20.0) as usize;
+        match note.chars().count() > room {
+            true => {
+                let cut: String = note.chars().take(room - 16).collect();
+                format!("{cut}... (manifest.ron)")
+            }
+            false => note.to_string(),
+        }
     }
 
     /// Pixel size at `scale` times the logical size.
@@ -825,7 +921,7 @@ where
     let notes_top = 8 + LEGEND_ROW * figure.legend_rows();
     for (i, note) in figure.notes.iter().enumerate() {
         legend.draw(&Text::new(
-            note.clone(),
+            figure.fitted(note),
             (
                 px(12.0) as i32,
                 px((notes_top + NOTE_ROW * i as u32) as f64) as i32,
@@ -946,6 +1042,53 @@ mod tests {
         assert_eq!(curve.points[0], (100.0, 0.5, 0.0, 1.0));
         assert_eq!(curve.points[1].0, 300.0);
         assert_eq!(curve.points[1].1, (0.5 + 2.5) / 2.0);
+    }
+
+    /// Cells of one agent are told apart by the fields that differ, as the
+    /// experiment wrote them: a loss by its name rather than its resolved
+    /// body; the base agent by its name alone; labels that would coincide
+    /// fall back to the resolved values.
+    #[test]
+    fn legend_labels_name_what_differs_as_written() {
+        let (mut m, _) = run(ReportSpec::default());
+        let agents = [
+            "slbo_mle",
+            "slbo_mle { model_loss: mle_twin }",
+            "slbo_mle { model_loss: vagram, lr: 1e-3 }",
+            "er { lr: 1e-4 }",
+        ];
+        let resolved = [
+            "slbo{lr=1e-4,model_loss=mle{horizon=2}}",
+            "slbo{lr=1e-4,model_loss=expression{body=mean(a, b)}}",
+            "slbo{lr=1e-3,model_loss=expression{body=mean(c, d)}}",
+            "dqn{lr=1e-4}",
+        ];
+        for (c, (a, r)) in agents.iter().zip(resolved).enumerate() {
+            m.coords[c] = vec![("agent".into(), a.to_string())];
+            m.cells[c] = format!("env=x agent={r}");
+        }
+        let labels: Vec<String> = (0..4)
+            .map(|c| legend_part(&m, c, "agent", agents[c]))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "slbo_mle",
+                "slbo_mle model_loss=mle_twin",
+                "slbo_mle lr=1e-3 model_loss=vagram",
+                "er",
+            ]
+        );
+        // Two unwritten bodies that differ: the short labels would coincide.
+        m.coords[1] = vec![("agent".into(), "slbo_mle {}".into())];
+        assert_eq!(
+            legend_part(&m, 1, "agent", "slbo_mle {}"),
+            "slbo_mle model_loss=expression{body=mean(a, b)}"
+        );
+        assert_eq!(
+            written_fields("a { x: f(1, 2), y: b { z: 1 } }"),
+            [("x".into(), "f(1, 2)".into()), ("y".into(), "b { z: 1 }".into())]
+        );
     }
 
     /// With many values the percentile bootstrap of the mean is the normal

@@ -1,6 +1,6 @@
 //! SLBO's running normalizers (vaslbo spec §1.3). The learner's model
-//! losses and optimizer are written out by hand in `kinds::slbo::learner`;
-//! their taped references are test oracles (`tensor::oracles::slbo`).
+//! losses and optimizer live in `kinds::slbo::learner`; dfdx-taped
+//! references of them are test oracles (`tensor::oracles::slbo`).
 
 /// SLBO's running Gaussian normalizer, one per seed, merged batch by batch:
 /// `d = mean(x - mu)`, `n' = n + m`, `mu' = mu + d m / n'`,

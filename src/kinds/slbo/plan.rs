@@ -71,6 +71,63 @@ pub enum SlboLoss {
 }
 
 impl SlboLoss {
+    /// The expression this loss computes, for the built-ins the tape
+    /// carries: MLE is `stdlib/slbo.exp`'s `mle_twin`, the value-aware
+    /// losses `ma_l1_twin` and `vaml_twin` (the same terms, so the same
+    /// operations in the same order; a test holds them equal). SLBO's
+    /// multi-step loss keeps its hand-written gradient (`None`): its twin
+    /// sums the rollout in another order, so runs started with it would not
+    /// resume bit for bit.
+    pub fn expression(&self) -> Option<std::sync::Arc<crate::autodiff::Term>> {
+        use crate::autodiff::{Axis, Func, Op, Term};
+        use crate::syntax::ast::BinOp;
+        // Built here, not written: no source span to point at.
+        let nowhere = crate::source::Span::new(crate::source::FileId(0), 0..0);
+        let t = |op: Op, args: Vec<Term>| Term::new(op, args, nowhere);
+        let input = |name: &str| t(Op::Input(name.into()), vec![]);
+        let model = || t(Op::Call("model".into()), vec![input("s"), input("a")]);
+        let term = match self {
+            SlboLoss::Expr { term, .. } => return Some(term.clone()),
+            SlboLoss::MultiStep { .. } => return None,
+            // mean(sum_sq(model(s, a) - s_next, state))
+            SlboLoss::Mle { .. } => {
+                let err = t(Op::Bin(BinOp::Sub), vec![model(), input("s_next")]);
+                let sq = t(Op::Func(Func::Square), vec![err]);
+                let per_row = t(
+                    Op::Reduce {
+                        mean: false,
+                        axes: vec![Axis::State],
+                    },
+                    vec![sq],
+                );
+                t(
+                    Op::Reduce {
+                        mean: true,
+                        axes: vec![],
+                    },
+                    vec![per_row],
+                )
+            }
+            // coeff * mean(abs|square(V(s_next) - V(model(s, a))))
+            SlboLoss::ValueAware { squared, coeff, .. } => {
+                let v = |x: Term| t(Op::Call("V".into()), vec![x]);
+                let gap = t(Op::Bin(BinOp::Sub), vec![v(input("s_next")), v(model())]);
+                let f = if *squared { Func::Square } else { Func::Abs };
+                let mean = t(
+                    Op::Reduce {
+                        mean: true,
+                        axes: vec![],
+                    },
+                    vec![t(Op::Func(f), vec![gap])],
+                );
+                // The coefficient as written (0.01), not its f32 widened.
+                let c: f64 = coeff.to_string().parse().unwrap_or(*coeff as f64);
+                t(Op::Bin(BinOp::Mul), vec![t(Op::Const(c), vec![]), mean])
+            }
+        };
+        Some(std::sync::Arc::new(term))
+    }
+
     pub fn horizon(&self) -> usize {
         match *self {
             SlboLoss::MultiStep { horizon, .. }

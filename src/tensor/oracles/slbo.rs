@@ -1,6 +1,6 @@
 //! Taped references of SLBO's model losses and clipped Adam (vaslbo spec
 //! §2, §4), through dfdx's tape: what the tests check the learner's
-//! hand-written gradients against.
+//! gradients (hand-written, or from its own tape) against.
 
 use dfdx::prelude::*;
 

@@ -1,9 +1,10 @@
 //! SLBO's dynamics model and value network on one seed (vaslbo spec §1.3,
 //! §2.1, §2.3, §4): the shared running normalizers, the deterministic model
 //! `s' = s + denorm_diff(f(norm(s), clip(a)))` clipped in normalized space,
-//! its three losses with their gradients written out (the multi-step loss
-//! rolled through the model, MLE, and value-aware through the frozen V), and
-//! V's minibatch fits.
+//! its losses (the multi-step loss rolled through the model with its gradient
+//! written out; MLE, the value-aware losses through the frozen V and any
+//! loss written as an expression differentiated on the tape,
+//! [`crate::autodiff`]), and V's minibatch fits.
 //!
 //! Invariants: the value-aware loss's gradient reaches the model through V's
 //! input and never V's parameters; every draw comes from the caller's streams.
@@ -331,47 +332,40 @@ impl Dynamics {
         norms: &Norms,
     ) -> (ModelLosses, Vec<f32>) {
         let mut grads = vec![0f32; self.net.n_params()];
-        let (loss_value, term) = match *loss {
-            SlboLoss::Expr { ref term, .. } => {
-                let mut b = super::expr::SlboBindings {
-                    dynamics: self,
-                    plan,
-                    batch,
-                    value,
-                    norms,
-                    grads,
-                };
-                let tape = crate::autodiff::Tape::forward(term, &b);
-                tape.backward(&mut b);
-                let l = tape.value();
-                return (
-                    ModelLosses {
-                        loss: l,
-                        term: l,
-                        reg: 0.0,
-                    },
-                    b.grads,
-                );
-            }
-            SlboLoss::MultiStep { squared, mean, .. } => {
-                let l = self.multi_step(plan, batch, norms, squared, mean, &mut grads);
-                (l, l)
-            }
-            SlboLoss::Mle { .. } => {
-                let l = self.mle(plan, batch, norms, &mut grads);
-                (l, l)
-            }
-            SlboLoss::ValueAware { squared, coeff, .. } => {
-                let va = self.value_aware(plan, batch, value, norms, squared, coeff, &mut grads);
-                (coeff * va, va)
-            }
+        if let SlboLoss::MultiStep { squared, mean, .. } = *loss {
+            let l = self.multi_step(plan, batch, norms, squared, mean, &mut grads);
+            let losses = ModelLosses {
+                loss: l,
+                term: l,
+                reg: 0.0,
+            };
+            return (losses, grads);
+        }
+        // Every other loss is an expression on the tape (MLE and the
+        // value-aware built-ins through their terms, `SlboLoss::expression`).
+        let term = loss.expression().expect("only the multi-step loss has no term");
+        let mut b = super::expr::SlboBindings {
+            dynamics: self,
+            plan,
+            batch,
+            value,
+            norms,
+            grads,
+        };
+        let tape = crate::autodiff::Tape::forward(&term, &b);
+        tape.backward(&mut b);
+        let l = tape.value();
+        // A value-aware loss reports its raw term beside the weighted loss.
+        let raw = match *loss {
+            SlboLoss::ValueAware { coeff, .. } => l / coeff,
+            _ => l,
         };
         let losses = ModelLosses {
-            loss: loss_value,
-            term,
+            loss: l,
+            term: raw,
             reg: 0.0,
         };
-        (losses, grads)
+        (losses, b.grads)
     }
 
     /// The multi-step loss (spec §4.1): from the true first state, each step
@@ -458,88 +452,5 @@ impl Dynamics {
         }
         (total / b as f64) as f32 / horizon as f32
     }
-
-    /// The intended MLE loss (spec §4.2, §9.2): `mean sum_d (f(s, a) - s')^2`
-    /// over the `H x B` one-step samples.
-    fn mle(&self, plan: &DynamicsPlan, batch: &Sequences, norms: &Norms, grads: &mut [f32]) -> f32 {
-        let (states, actions, next) = flatten(batch);
-        let d = norms.state.mean.len();
-        let n = states.len() / d;
-        let step = self.step(plan, &states, &actions, norms);
-        let scale = 2.0 / n as f32;
-        let d_next: Vec<f32> = step
-            .next
-            .iter()
-            .zip(&next)
-            .map(|(p, t)| scale * (p - t))
-            .collect();
-        let loss = step
-            .next
-            .iter()
-            .zip(&next)
-            .map(|(p, t)| (p - t).powi(2))
-            .sum::<f32>()
-            / n as f32;
-        self.backward(plan, &step, &d_next, norms, grads, false);
-        loss
-    }
-
-    /// The value-aware loss (spec §4.3) `mean |V(s') - V(f(s, a))|^p` over
-    /// the `H x B` samples; its gradient (times `coeff`) reaches the model
-    /// through V's input, V's parameters stay as they are.
-    #[allow(clippy::too_many_arguments)]
-    fn value_aware(
-        &self,
-        plan: &DynamicsPlan,
-        batch: &Sequences,
-        value: &Value,
-        norms: &Norms,
-        squared: bool,
-        coeff: f32,
-        grads: &mut [f32],
-    ) -> f32 {
-        let (states, actions, next) = flatten(batch);
-        let d = norms.state.mean.len();
-        let n = states.len() / d;
-        let step = self.step(plan, &states, &actions, norms);
-        let v_true = value.values(&next, norms);
-        let x = input_of(&step.next, &norms.state, value.normalize);
-        let mut pass = Pass::default();
-        value.net.forward(&x, n, &mut pass);
-        let mut total = 0.0f32;
-        let mut d_v: Vec<f32> = pass
-            .out()
-            .iter()
-            .zip(&v_true)
-            .map(|(vp, vt)| {
-                let ma = vt - vp;
-                total += if squared { ma * ma } else { ma.abs() };
-                // d/dv_pred of |ma| is -sign(ma); of ma^2, -2 ma.
-                let slope = if squared { -2.0 * ma } else { -ma.signum() };
-                coeff * slope / n as f32
-            })
-            .collect();
-        let mut d_x = Vec::new();
-        let mut discarded = vec![0f32; value.net.n_params()];
-        value
-            .net
-            .backward(&x, &pass, &mut d_v, &mut discarded, Some(&mut d_x));
-        let inv = inv_scale(&norms.state, value.normalize);
-        let d_next: Vec<f32> = d_x
-            .iter()
-            .enumerate()
-            .map(|(i, g)| g * inv[i % d])
-            .collect();
-        self.backward(plan, &step, &d_next, norms, grads, false);
-        total / n as f32
-    }
 }
 
-/// The `H x B` rows of a batch as independent one-step samples.
-fn flatten(batch: &Sequences) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    (
-        batch.states.concat(),
-        batch.actions.concat(),
-        batch.next_states.concat(),
-    )
-}

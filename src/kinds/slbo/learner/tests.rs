@@ -359,9 +359,10 @@ fn value_net(dev: &Dev) -> Value {
     }
 }
 
-/// The model losses' hand-written gradients against central differences:
-/// the multi-step loss (norm and square, summed and averaged, masks rolled
-/// through), MLE, and value-aware L1 and L2 through V.
+/// The built-in model losses' gradients against central differences: the
+/// multi-step loss's hand-written one (norm and square, summed and
+/// averaged, masks rolled through), and MLE and value-aware L1 and L2
+/// through V as the tape differentiates their terms.
 #[test]
 fn model_loss_gradients_match_finite_differences() {
     let dev = device().unwrap();
@@ -577,7 +578,10 @@ fn stdlib_loss(name: &str) -> SlboLoss {
 }
 
 /// Each built-in loss and its expression twin in `stdlib/slbo.exp` give the
-/// same loss and the same gradient on random batches (within 1e-5 relative).
+/// same loss and the same gradient on random batches (within 1e-5 relative):
+/// MLE and the value-aware losses run their twin's very term (equal
+/// canonical text, equal bits); the multi-step loss its hand-written
+/// gradient.
 #[test]
 fn expression_twins_match_the_built_in_losses() {
     let dev = device().unwrap();
@@ -612,7 +616,13 @@ fn expression_twins_match_the_built_in_losses() {
     ];
     for (seed, (builtin, name)) in cases.into_iter().enumerate() {
         let twin = stdlib_loss(name);
-        assert!(matches!(twin, SlboLoss::Expr { .. }), "{name}: {twin:?}");
+        let SlboLoss::Expr { term, .. } = &twin else {
+            panic!("{name} is not an expression: {twin:?}");
+        };
+        let carried = builtin.expression();
+        if let Some(own) = &carried {
+            assert_eq!(own.describe(), term.describe(), "{name}");
+        }
         assert_eq!(twin.horizon(), builtin.horizon(), "{name}");
         for draw in 0..3u64 {
             let mut rng = Stream::new(40 + seed as u64, draw, Purpose::Replay, 0);
@@ -640,6 +650,9 @@ fn expression_twins_match_the_built_in_losses() {
                 .zip(&gg)
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(scale > 0.0, "{name}: no gradient");
+            if carried.is_some() {
+                assert_eq!((got.loss, &gg), (want.loss, &gw), "{name}: not the same bits");
+            }
             assert!(
                 worst <= 1e-5 * scale,
                 "{name}: gradients differ by {worst} (largest {scale})"
