@@ -140,8 +140,14 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let settings = full.join(" ");
-        let settings =
-            (full.iter().any(|f| f.contains('{') || f.contains('('))).then_some(settings);
+        // A footer note only where the label leaves out a field the cell wrote.
+        let unsaid = coords.iter().filter(|(k, _)| !in_facet(k)).any(|(_, v)| {
+            written_fields(v)
+                .iter()
+                .any(|(k, w)| !label.contains(&format!("{k}={w}")))
+        });
+        let settings = (unsaid && full.iter().any(|f| f.contains('{') || f.contains('(')))
+            .then_some(settings);
         panel.curves.push(Curve {
             label,
             settings,
@@ -179,18 +185,19 @@ fn legend_part(manifest: &Manifest, cell: usize, axis: &str, value: &str) -> Str
     if twins.is_empty() {
         return head;
     }
-    let label = |c: usize, v: &str, short: bool| agent_label(manifest, c, v, &head, &twins, short);
-    let mine = label(cell, value, true);
+    let mine = agent_label(manifest, cell, value, &head, &twins, true);
+    // Each other cell's label against its own twins, as it will be drawn.
     let coincides = twins.iter().any(|t| {
         let theirs = manifest.coords[*t]
             .iter()
             .find(|(a, _)| a == axis)
             .map(|(_, v)| v.as_str())
             .unwrap_or_default();
-        label(*t, theirs, true) == mine
+        let their_twins = same_agent_cells(manifest, axis, theirs, &head);
+        agent_label(manifest, *t, theirs, &head, &their_twins, true) == mine
     });
     match coincides {
-        true => label(cell, value, false),
+        true => agent_label(manifest, cell, value, &head, &twins, false),
         false => mine,
     }
 }
@@ -1046,8 +1053,8 @@ mod tests {
 
     /// Cells of one agent are told apart by the fields that differ, as the
     /// experiment wrote them: a loss by its name rather than its resolved
-    /// body; the base agent by its name alone; labels that would coincide
-    /// fall back to the resolved values.
+    /// body, which the base agent's label leaves out; labels that would
+    /// coincide fall back to the resolved values.
     #[test]
     fn legend_labels_name_what_differs_as_written() {
         let (mut m, _) = run(ReportSpec::default());
@@ -1073,17 +1080,30 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "slbo_mle",
-                "slbo_mle model_loss=mle_twin",
+                "slbo_mle lr=1e-4",
+                "slbo_mle lr=1e-4 model_loss=mle_twin",
                 "slbo_mle lr=1e-3 model_loss=vagram",
                 "er",
             ]
+        );
+        // With two cells alone, the base agent is still its name alone.
+        let (mut two, _) = run(ReportSpec::default());
+        two.coords.truncate(2);
+        two.cells.truncate(2);
+        for c in 0..2 {
+            two.coords[c] = m.coords[c].clone();
+            two.cells[c] = format!("env=x agent={}", resolved[c].replace("lr=1e-4,", ""));
+        }
+        assert_eq!(legend_part(&two, 0, "agent", agents[0]), "slbo_mle");
+        assert_eq!(
+            legend_part(&two, 1, "agent", agents[1]),
+            "slbo_mle model_loss=mle_twin"
         );
         // Two unwritten bodies that differ: the short labels would coincide.
         m.coords[1] = vec![("agent".into(), "slbo_mle {}".into())];
         assert_eq!(
             legend_part(&m, 1, "agent", "slbo_mle {}"),
-            "slbo_mle model_loss=expression{body=mean(a, b)}"
+            "slbo_mle lr=1e-4 model_loss=expression{body=mean(a, b)}"
         );
         assert_eq!(
             written_fields("a { x: f(1, 2), y: b { z: 1 } }"),
