@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// about 45 s of a core per seed).
     #[arg(long, default_value_t = 2, value_parser = super::at_least_one)]
     pub slbo_seeds: usize,
+    /// With `--all`: write the measured rates to this table (default the
+    /// user's, `~/.config/mbrl/rates.ron`), which `check --cost` and
+    /// `mbrl slurm` then estimate times from.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, requires = "all")]
+    pub save_rates: Option<Option<std::path::PathBuf>>,
 }
 
 /// The agents `--all` times: Figure 4's five, then SLBO with each loss.
@@ -76,6 +81,7 @@ const ALL_AGENTS: [&str; 9] = [
 
 pub fn run(args: &BenchArgs) -> u8 {
     if args.all {
+        let mut rates = std::collections::BTreeMap::new();
         for agent in ALL_AGENTS {
             let slbo = is_slbo(agent);
             let args = BenchArgs {
@@ -88,16 +94,24 @@ pub fn run(args: &BenchArgs) -> u8 {
                 taped: args.taped && !slbo,
                 ..args.clone()
             };
-            if let Err(err) = bench_agent(&args, agent) {
-                errln!("error: {err}");
-                return 2;
+            match bench_agent(&args, agent) {
+                Ok(rate) => {
+                    rates.insert(agent.to_string(), rate);
+                }
+                Err(err) => {
+                    errln!("error: {err}");
+                    return 2;
+                }
             }
         }
-        return 0;
+        return match &args.save_rates {
+            Some(path) => save_rates(args, rates, path.clone()),
+            None => 0,
+        };
     }
     if let Some(agent) = &args.agent {
         return match bench_agent(args, agent) {
-            Ok(()) => 0,
+            Ok(_) => 0,
             Err(err) => {
                 errln!("error: {err}");
                 2
@@ -142,6 +156,46 @@ pub fn run(args: &BenchArgs) -> u8 {
         outln!("  {}", of_peak(res.gflops, &peak));
     }
     0
+}
+
+/// Writes the rates `--all` measured to `path` (default the user's table).
+fn save_rates(
+    args: &BenchArgs,
+    gflops: std::collections::BTreeMap<String, f64>,
+    path: Option<std::path::PathBuf>,
+) -> u8 {
+    use crate::runs::rates::{self, Rates};
+    let Some(path) = path.or_else(rates::user_table) else {
+        errln!("error: no home folder to keep the rates table in: name one (`--save-rates PATH`)");
+        return 2;
+    };
+    let table = Rates {
+        format: 1,
+        cpu: rates::cpu_name(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        measured: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        mbrl_version: env!("CARGO_PKG_VERSION").into(),
+        command: format!(
+            "mbrl bench --all --seeds {} --slbo-seeds {} --threads {} --steps {} --stages {}{}",
+            args.seeds,
+            args.slbo_seeds,
+            args.threads,
+            args.steps,
+            args.stages,
+            if args.taped { " --taped" } else { "" }
+        ),
+        gflops,
+    };
+    match table.save(&path) {
+        Ok(()) => {
+            outln!("rates: {}", path.display());
+            0
+        }
+        Err(err) => {
+            errln!("error: {err}");
+            2
+        }
+    }
 }
 
 /// How the header names the taped path: a CUDA build takes no other.
@@ -207,7 +261,11 @@ fn is_slbo(agent: &str) -> bool {
 /// the spec's sizes on MBBL Pendulum (10k real steps; 20 x (100 model steps,
 /// 40 TRPO steps on 20 x 200 virtual steps)), after the evaluation before the
 /// first stage.
-fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
+///
+/// Returns its rate: the counted FLOPs of the timed training
+/// ([`compile::Plan::cost`]) over the worker threads' seconds of it
+/// (evaluation left out), in GFLOP/s of one thread.
+fn bench_agent(args: &BenchArgs, agent: &str) -> Result<f64, String> {
     const WARMUP: u64 = 50;
     let slbo = is_slbo(agent);
     if slbo && args.taped {
@@ -309,6 +367,17 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
         }
     }
     outln!("  {}", breakdown(busy));
+    // The timed units' counted FLOPs: the whole run's less the warm-up's.
+    let mut before = plan.clone();
+    before.schedule.units = match slbo {
+        true => 0,
+        false => from,
+    };
+    let flops = n_seeds as f64 * (plan.cost().flops - before.cost().flops);
+    let rate = flops / (training.max(1e-9) * workers) / 1e9;
+    outln!(
+        "  rate: {rate:.1} GFLOP/s of one worker thread (counted FLOPs of the training loop over its thread-seconds; what `check --cost` estimates from)"
+    );
     if let Some(dqn) = plan.agent.get::<DqnPlan>() {
         let rows = dqn.rollouts.map_or(dqn.batch, |r| r.starts * r.length);
         let updates = (n_seeds as u64 * args.steps * dqn.updates_per_step) as f64;
@@ -323,7 +392,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<(), String> {
             );
         }
     }
-    Ok(())
+    Ok(rate)
 }
 
 /// The timed interval's CPU time by phase (summed over the worker threads),

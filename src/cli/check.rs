@@ -57,7 +57,13 @@ pub fn run(args: &CheckArgs) -> u8 {
         if args.cost {
             for exp in &checked.experiments {
                 match super::compile_cells(exp, 1.0) {
-                    Ok(plans) => outln!("  {}", super::cost_line(&exp.name, &plans)),
+                    Ok(plans) => match super::cost_line(&exp.name, &plans) {
+                        Ok(line) => outln!("  {line}"),
+                        Err(err) => {
+                            errln!("error: {err}");
+                            status = status.max(2);
+                        }
+                    },
                     Err(_) => outln!(
                         "  cost of `{}`: not known until every cell compiles",
                         exp.name

@@ -56,8 +56,9 @@ use clap::{Parser, Subcommand};
 
 use crate::check::CheckedExperiment;
 use crate::compile::{self, Plan};
+use crate::runs::mean_sd;
+use crate::runs::rates::{self, Rates};
 use crate::runs::rundir::DamagedFile;
-use crate::runs::{mean_sd, CPU_GFLOPS};
 
 #[derive(Parser)]
 #[command(
@@ -268,13 +269,29 @@ fn show<D: miette::Diagnostic + Send + Sync + 'static>(diag: D) -> u8 {
     2
 }
 
-/// The compute and memory of an experiment's compiled cells, in words.
-fn cost_line(name: &str, plans: &[Plan]) -> String {
+/// The compute and memory of an experiment's compiled cells, in words, and
+/// its training time at the measured rates of [`Rates::current`] (which it
+/// names); a damaged rates table is an error.
+fn cost_line(name: &str, plans: &[Plan]) -> Result<String, rates::RatesError> {
     let cost = compile::total_cost(plans);
-    let hours = cost.flops / (CPU_GFLOPS * 1e9) / 3600.0;
-    format!(
-        "cost of `{name}`: {:.2e} FLOP of gradient updates (~{hours:.1} h at {CPU_GFLOPS} GFLOP/s, a 2-core CPU), {:.2} GiB of replay and parameters for the largest cell",
+    let (table, source) = Rates::current()?;
+    let (secs, missing) = table.thread_seconds(plans);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let missing = match missing.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; the table has no rate for {}: its slowest stood in",
+            missing.join(", ")
+        ),
+    };
+    Ok(format!(
+        "cost of `{name}`: {:.2e} FLOP of gradient updates, {:.2} GiB of replay and parameters for the largest cell; \
+         training ~{} of one core (~{} on this machine's {cores}, seeds side by side; evaluation not counted) \
+         at the rates of {}{missing}",
         cost.flops,
-        cost.bytes / (1u64 << 30) as f64
-    )
+        cost.bytes / (1u64 << 30) as f64,
+        rates::duration(secs),
+        rates::duration(table.wall_seconds(plans, cores)),
+        table.describe(&source),
+    ))
 }

@@ -217,7 +217,11 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             ""
         }
     );
-    outln!("  {}", super::cost_line(&exp.name, &running));
+    match super::cost_line(&exp.name, &running) {
+        Ok(line) => outln!("  {line}"),
+        // The run needs no estimate: it goes on, saying why there is none.
+        Err(err) => errln!("warning: no time estimate: {err}"),
+    }
     let stop = Stop {
         flag: &STOP,
         at: args.stop_at,

@@ -124,6 +124,12 @@ pub trait KindPlan: AnyPlan + fmt::Debug + Send + Sync + 'static {
     /// Compute and memory of one seed under `schedule`.
     fn cost(&self, schedule: &Schedule) -> Cost;
 
+    /// The class of measured rate its cost runs at (`crate::runs::rates`):
+    /// the `mbrl bench` agent it trains like; `None` when it trains nothing.
+    fn rate_class(&self) -> Option<&'static str> {
+        None
+    }
+
     /// `(learning_starts, gradient updates per env step)`: how a plot's
     /// `x: updates` reads an env step.
     fn updates_per_step(&self) -> (u64, f64);

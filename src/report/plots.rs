@@ -146,8 +146,8 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
                 .iter()
                 .any(|(k, w)| !label.contains(&format!("{k}={w}")))
         });
-        let settings = (unsaid && full.iter().any(|f| f.contains('{') || f.contains('(')))
-            .then_some(settings);
+        let settings =
+            (unsaid && full.iter().any(|f| f.contains('{') || f.contains('('))).then_some(settings);
         panel.curves.push(Curve {
             label,
             settings,
@@ -1107,7 +1107,10 @@ mod tests {
         );
         assert_eq!(
             written_fields("a { x: f(1, 2), y: b { z: 1 } }"),
-            [("x".into(), "f(1, 2)".into()), ("y".into(), "b { z: 1 }".into())]
+            [
+                ("x".into(), "f(1, 2)".into()),
+                ("y".into(), "b { z: 1 }".into())
+            ]
         );
     }
 

@@ -131,6 +131,9 @@ pub enum JobError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Rejected(Rejected),
+    /// The rates table a time request is estimated from is unusable.
+    #[error(transparent)]
+    Rates(super::rates::RatesError),
 }
 
 /// `sbatch` is not on this machine.
@@ -196,6 +199,8 @@ pub struct Job {
     pub pending: Vec<usize>,
     plans: Vec<Plan>,
     record: JobRecord,
+    /// The measured rates the time request is estimated from.
+    rates: (super::rates::Rates, super::rates::Source),
 }
 
 impl Job {
@@ -216,6 +221,7 @@ impl Job {
             .canonicalize()
             .map_err(io("the job (the experiment file's path)"))?;
         let record = job_record(&spec, exp, &dir, &source, &hash)?;
+        let rates = super::rates::Rates::current().map_err(JobError::Rates)?;
         let seeds: Vec<Vec<u64>> = plans.iter().map(|p| p.seeds.clone()).collect();
         let parts: Vec<Part> = (0..spec.shards)
             .map(|i| Part::of(i, spec.shards, &seeds))
@@ -233,6 +239,7 @@ impl Job {
             pending,
             plans,
             record,
+            rates,
         })
     }
 
@@ -321,10 +328,14 @@ impl Job {
             .iter()
             .map(|p| compile::total_cost(&part_plans(p)))
             .collect();
-        let flops = costs.iter().map(|c| c.flops).fold(0.0, f64::max);
         let bytes = costs.iter().map(|c| c.bytes).fold(0.0, f64::max);
-        let per_cpu = super::CPU_GFLOPS * 1e9 / 2.0;
-        let estimate = flops / (per_cpu * args.cpus_per_task as f64);
+        // The slowest part's training at the measured rates, its seeds over
+        // the task's CPUs; three times that and 15 minutes are asked for.
+        let (rates, table) = (&self.rates.0, self.rates.0.describe(&self.rates.1));
+        let estimate = parts
+            .iter()
+            .map(|p| rates.wall_seconds(&part_plans(p), args.cpus_per_task))
+            .fold(0.0, f64::max);
         let time = args
             .time
             .clone()
@@ -343,6 +354,16 @@ impl Job {
             s,
             "# `mbrl slurm` rewrites it for the parts that have not finished; `mbrl merge {}` combines the parts.",
             dir.display()
+        );
+        let _ = writeln!(
+            s,
+            "# The largest part's training is estimated at ~{} on {} CPUs at the rates of {table}; the time asked for is {}.",
+            super::rates::duration(estimate),
+            args.cpus_per_task,
+            match args.time {
+                Some(_) => "as given (`--time`)",
+                None => "3 x that + 15 min",
+            }
         );
         let _ = writeln!(s, "#SBATCH --job-name=mbrl-{}", self.experiment);
         let _ = writeln!(s, "#SBATCH --array={}", ranges(pending));

@@ -39,6 +39,7 @@ pub mod cells;
 pub mod job;
 pub mod merge;
 pub mod prepare;
+pub mod rates;
 pub mod references;
 pub mod rundir;
 pub mod watch;
@@ -47,11 +48,6 @@ pub use cells::Ran;
 pub use prepare::{check_memory, compile_cells, Compiled};
 pub use rundir::{identity, open, Opening, RunDir};
 pub use watch::{CellEnd, Quiet, Stop, Watch};
-
-/// Measured on the 2-core development machine (`mbrl bench`, 30 seeds, 2
-/// threads, the fused CPU update: 62-85 GFLOP/s, typically 70): what run
-/// times are estimated from.
-pub const CPU_GFLOPS: f64 = 70.0;
 
 /// Mean and sample standard deviation (NaN for no values).
 pub fn mean_sd(xs: &[f64]) -> (f64, f64) {

@@ -3,12 +3,25 @@
 use std::process::{Command, Output};
 
 pub(crate) fn mbrl(args: &[&str]) -> Output {
-    Command::new(crate::bin())
-        .args(args)
+    mbrl_with(args, &[])
+}
+
+/// `mbrl` with these environment variables; a user's own rates table
+/// (`~/.config/mbrl/rates.ron`) is out of sight unless they name one.
+pub(crate) fn mbrl_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
+    let mut cmd = Command::new(crate::bin());
+    cmd.args(args)
         .current_dir(crate::root())
         .env("NO_COLOR", "1")
-        .output()
-        .expect("run mbrl")
+        .env_remove("MBRL_RATES")
+        .env(
+            "XDG_CONFIG_HOME",
+            crate::root().join("target/no-user-config"),
+        );
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run mbrl")
 }
 
 pub(crate) fn stdout(out: &Output) -> String {
@@ -71,6 +84,62 @@ fn check_states_the_cost() {
         "{}",
         stdout(&out)
     );
+}
+
+/// Times are estimated from a table of measured rates, which the line
+/// names: the built-in one, or the one `$MBRL_RATES` names; every class at
+/// twice the rate takes half the time; a damaged table is refused with its
+/// path, never replaced by another.
+#[test]
+fn cost_estimates_come_from_a_named_table_of_measured_rates() {
+    use mbrl::runs::rates::Rates;
+    let out = mbrl(&["check", "--cost", "experiments/fig4.exp"]);
+    assert!(
+        stdout(&out).contains("at the rates of the built-in table (stdlib/rates.ron), measured on"),
+        "{}",
+        stdout(&out)
+    );
+    let built_in = Rates::read(&crate::root().join("stdlib/rates.ron")).unwrap();
+    let mut doubled = built_in.clone();
+    doubled.gflops.values_mut().for_each(|r| *r *= 2.0);
+    let path = &crate::root().join("experiments/fig4.exp");
+    let checked = mbrl::check_file(path, &[]).unwrap().checked.unwrap();
+    let exp = &checked.experiments[0];
+    let plans: Vec<_> = exp
+        .cells
+        .iter()
+        .map(|c| mbrl::compile::compile(&mbrl::graph::cell_graph(exp, c), 1.0).unwrap())
+        .collect();
+    let (slow, missing) = built_in.thread_seconds(&plans);
+    assert!(missing.is_empty() && slow > 0.0, "{missing:?}");
+    let fast = doubled.thread_seconds(&plans).0;
+    assert!((fast - slow / 2.0).abs() <= 1e-9 * slow, "{fast} vs {slow}");
+
+    let dir = temp_dir("rates");
+    let table = dir.join("rates.ron");
+    doubled.save(&table).unwrap();
+    let out = mbrl_with(
+        &["check", "--cost", "experiments/fig4.exp"],
+        &[("MBRL_RATES", &table)],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains(&format!("at the rates of the table `{}`", table.display())),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(&table, "(format: 1, cpu: ").unwrap();
+    let out = mbrl_with(
+        &["check", "--cost", "experiments/fig4.exp"],
+        &[("MBRL_RATES", &table)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is damaged") && err.contains(&*table.to_string_lossy()),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -203,7 +203,7 @@ fn a_job_refuses_a_changed_experiment() {
 }
 
 /// Without `sbatch` the script is still written, and the error says how to
-/// submit it.
+/// submit it; it states the rates table its time request comes from.
 #[test]
 fn slurm_without_sbatch_writes_the_script() {
     let (dir, file) = setup("no-sbatch", SMALL);
@@ -220,11 +220,19 @@ fn slurm_without_sbatch_writes_the_script() {
         ])
         .env("PATH", dir.join("no-bin"))
         .env("NO_COLOR", "1")
+        .env_remove("MBRL_RATES")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
         .output()
         .unwrap();
     refused(&out, "mbrl::slurm::no_sbatch");
     let script = std::fs::read_to_string(job.join("job.sh")).unwrap();
     assert!(script.contains("#SBATCH --array=0-1"), "{script}");
+    assert!(
+        script.contains("at the rates of the built-in table (stdlib/rates.ron)")
+            && script.contains("the time asked for is 3 x that + 15 min")
+            && script.contains("#SBATCH --time=00:1"),
+        "{script}"
+    );
     assert!(
         script.contains("--shard \"$SLURM_ARRAY_TASK_ID/2\""),
         "{script}"

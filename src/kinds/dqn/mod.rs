@@ -102,6 +102,19 @@ impl KindPlan for DqnPlan {
         plan::cost(self, schedule)
     }
 
+    fn rate_class(&self) -> Option<&'static str> {
+        use plan::{Latent, ModelKind, ModelPlan};
+        Some(match &self.model {
+            None => "er",
+            Some(ModelPlan::TrueEnv) => "perfect_model",
+            Some(ModelPlan::Learned(m)) => match m.kind {
+                ModelKind::Factored { .. } => "simple_model",
+                ModelKind::Latent(Latent::Categorical { .. }) => "categorical_latent",
+                ModelKind::Latent(Latent::Gaussian { .. }) => "gaussian_latent",
+            },
+        })
+    }
+
     fn updates_per_step(&self) -> (u64, f64) {
         (self.learning_starts, self.updates_per_step as f64)
     }

@@ -110,6 +110,18 @@ impl KindPlan for SlboPlan {
         plan::cost(self, schedule)
     }
 
+    /// By its loss; a loss written as an expression trains at MLE's rate
+    /// (its model passes are the same; the stage's other 80% does not
+    /// depend on the loss).
+    fn rate_class(&self) -> Option<&'static str> {
+        Some(match self.loss {
+            SlboLoss::MultiStep { .. } => "slbo_l2",
+            SlboLoss::Mle { .. } | SlboLoss::Expr { .. } => "slbo_mle",
+            SlboLoss::ValueAware { squared: false, .. } => "slbo_ma_l1",
+            SlboLoss::ValueAware { squared: true, .. } => "slbo_vaml",
+        })
+    }
+
     fn updates_per_step(&self) -> (u64, f64) {
         let per_stage = self.iters * (self.model_iters + self.policy_iters);
         (0, per_stage as f64 / self.steps_per_stage.max(1) as f64)

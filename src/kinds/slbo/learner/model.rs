@@ -343,7 +343,9 @@ impl Dynamics {
         }
         // Every other loss is an expression on the tape (MLE and the
         // value-aware built-ins through their terms, `SlboLoss::expression`).
-        let term = loss.expression().expect("only the multi-step loss has no term");
+        let term = loss
+            .expression()
+            .expect("only the multi-step loss has no term");
         let mut b = super::expr::SlboBindings {
             dynamics: self,
             plan,
@@ -453,4 +455,3 @@ impl Dynamics {
         (total / b as f64) as f32 / horizon as f32
     }
 }
-

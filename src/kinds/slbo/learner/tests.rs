@@ -651,7 +651,11 @@ fn expression_twins_match_the_built_in_losses() {
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(scale > 0.0, "{name}: no gradient");
             if carried.is_some() {
-                assert_eq!((got.loss, &gg), (want.loss, &gw), "{name}: not the same bits");
+                assert_eq!(
+                    (got.loss, &gg),
+                    (want.loss, &gw),
+                    "{name}: not the same bits"
+                );
             }
             assert!(
                 worst <= 1e-5 * scale,
