@@ -7,6 +7,8 @@
 //! randomness from `seeds` streams, drawn per seed so that a seed's
 //! numbers do not depend on the rest of its batch.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 pub mod dist;
 pub mod fused;
 pub mod gaussian;
