@@ -310,13 +310,7 @@ fn forward(op: &Op, a: &[&Tensor], b: &dyn Bindings) -> (Tensor, Option<Box<dyn 
         }
         Op::Step(k) => {
             let x = a[0];
-            let h = x
-                .axes
-                .iter()
-                .position(|ax| *ax == Axis::Horizon)
-                .expect("checked: a horizon");
-            let inner: usize = x.dims[h + 1..].iter().product();
-            let outer: usize = x.dims[..h].iter().product();
+            let (h, outer, inner) = horizon_split(x);
             let mut data = Vec::with_capacity(outer * inner);
             for o in 0..outer {
                 let base = (o * x.dims[h] + k) * inner;
@@ -427,13 +421,7 @@ fn backward(
         }
         Op::Step(k) => {
             let x = a[0];
-            let h = x
-                .axes
-                .iter()
-                .position(|ax| *ax == Axis::Horizon)
-                .expect("a horizon");
-            let inner: usize = x.dims[h + 1..].iter().product();
-            let outer: usize = x.dims[..h].iter().product();
+            let (h, outer, inner) = horizon_split(x);
             let mut d = x.zeros_like();
             for o in 0..outer {
                 let base = (o * x.dims[h] + k) * inner;
@@ -449,4 +437,18 @@ fn backward(
             out
         }
     }
+}
+
+/// Where `x`'s horizon axis is, and the sizes of the axes before it and
+/// after it (`step(x, k)` takes the `inner` values at step `k` of each of
+/// the `outer` blocks).
+fn horizon_split(x: &Tensor) -> (usize, usize, usize) {
+    let h = x
+        .axes
+        .iter()
+        .position(|ax| *ax == Axis::Horizon)
+        .expect("checked: `step` takes a value with a horizon");
+    let outer: usize = x.dims[..h].iter().product();
+    let inner: usize = x.dims[h + 1..].iter().product();
+    (h, outer, inner)
 }

@@ -1,7 +1,7 @@
 //! Loss expressions in the checker. The arithmetic after `loss NAME(..) =`
 //! becomes a [`Term`]: `let`s, parameters and other losses written as
 //! expressions substituted, functions and reductions resolved, a division
-//! by the constant 0 refused ([`Evaluator::loss_math`]). A learner given
+//! by the constant 0 refused (`Evaluator::loss_math`). A learner given
 //! the loss then checks it against what it provides ([`check_for`]): every
 //! name, every axis, one number at the end, a gradient that reaches the
 //! model.

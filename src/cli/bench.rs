@@ -66,18 +66,9 @@ pub struct BenchArgs {
     pub save_rates: Option<Option<std::path::PathBuf>>,
 }
 
-/// The agents `--all` times: Figure 4's five, then SLBO with each loss.
-const ALL_AGENTS: [&str; 9] = [
-    "er",
-    "perfect_model",
-    "simple_model",
-    "gaussian_latent",
-    "categorical_latent",
-    "slbo_l2",
-    "slbo_mle",
-    "slbo_ma_l1",
-    "slbo_vaml",
-];
+/// The agents `--all` times: Figure 4's five, then SLBO with each loss
+/// (the classes a rates table rates).
+const ALL_AGENTS: [&str; 9] = crate::runs::rates::CLASSES;
 
 pub fn run(args: &BenchArgs) -> u8 {
     if args.all {
@@ -189,10 +180,19 @@ fn bf16_line() -> String {
         reps += 1;
     }
     let kernel = reps as f64 * 2.0 * (m * n * k) as f64 / start.elapsed().as_secs_f64() / 1e9;
+    // The same with B packed once (a layer's weights, packed per update).
+    let pb = amx.pack_b(&b, k, n);
+    let start = Instant::now();
+    let mut reps = 0u32;
+    while start.elapsed().as_secs_f64() < 0.3 {
+        amx.gemm_packed(m, &a, &pb, &mut c);
+        reps += 1;
+    }
+    let packed = reps as f64 * 2.0 * (m * n * k) as f64 / start.elapsed().as_secs_f64() / 1e9;
     format!(
         "bf16 matrix unit (AMX): {peak:.0} GFLOP/s on one core (TDPBF16PS on 4 accumulators); \
-         mbrl's AMX kernel, C += A B at {m} x {n} x {k} with packing: {kernel:.0} GFLOP/s on one core \
-         (no agent multiplies in bf16 yet)"
+         mbrl's AMX kernel, C += A B at {m} x {n} x {k} on one core: {kernel:.0} GFLOP/s rounding and packing both, \
+         {packed:.0} GFLOP/s with B packed once (no agent multiplies in bf16 yet)"
     )
 }
 

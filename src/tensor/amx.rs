@@ -136,44 +136,94 @@ impl Amx {
     /// `c += a b` with `a` `m x k` and `b` `k x n` (row-major f32, rounded
     /// to bf16 here) and `c` `m x n` (row-major f32).
     pub fn gemm(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-        assert!(
-            a.len() == m * k && b.len() == k * n && c.len() == m * n,
-            "gemm: shapes"
-        );
-        let (mt, nt, kt) = (m.div_ceil(ROWS), n.div_ceil(ROWS), k.div_ceil(KT));
+        let pb = self.pack_b(b, k, n);
+        self.gemm_packed(m, a, &pb, c);
+    }
+
+    /// `b` (`k x n`, row-major f32) rounded to bf16 and packed for
+    /// [`Amx::gemm_packed`]: a layer's weights, packed once for many products.
+    pub fn pack_b(&self, b: &[f32], k: usize, n: usize) -> PackedB {
+        assert_eq!(b.len(), k * n, "pack_b: shape");
+        // Column tiles in pairs (the kernel computes 2 x 2 tiles at a time).
+        let (nt, kt) = (n.div_ceil(2 * ROWS) * 2, k.div_ceil(KT));
+        PackedB {
+            n,
+            k,
+            nt,
+            kt,
+            data: pack_b(b, k, n, nt, kt),
+        }
+    }
+
+    /// `c += a b` with `a` `m x k` (row-major f32, rounded to bf16 here),
+    /// `b` packed by [`Amx::pack_b`], `c` `m x n` (row-major f32): 2 x 2
+    /// output tiles at a time on four accumulators.
+    pub fn gemm_packed(&self, m: usize, a: &[f32], pb: &PackedB, c: &mut [f32]) {
+        let (n, k, nt, kt) = (pb.n, pb.k, pb.nt, pb.kt);
+        assert!(a.len() == m * k && c.len() == m * n, "gemm: shapes");
+        let mt = m.div_ceil(2 * ROWS) * 2;
         let pa = pack_a(a, m, k, mt, kt);
-        let pb = pack_b(b, k, n, nt, kt);
-        let mut out = [0f32; ROWS * ROWS];
+        let tile = ROWS * KT;
+        let mut out = [0f32; 4 * ROWS * ROWS];
         let _tiles = Tiles::configure();
-        for i in 0..mt {
-            for j in 0..nt {
+        for i in (0..mt).step_by(2) {
+            for j in (0..nt).step_by(2) {
                 // SAFETY: tiles configured (16 x 64 bytes each) on this
-                // thread; each load reads one packed 1 KiB tile.
+                // thread; each load reads one packed 1 KiB tile inside
+                // `pa` (tiles i, i + 1 < mt) or `pb.data` (j, j + 1 < nt);
+                // each store writes one 1 KiB quarter of `out`.
                 unsafe {
-                    std::arch::asm!("tilezero tmm0", options(nostack, nomem));
+                    std::arch::asm!(
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        options(nostack, nomem)
+                    );
                     for l in 0..kt {
-                        let ta = pa[(i * kt + l) * ROWS * KT..].as_ptr();
-                        let tb = pb[(j * kt + l) * ROWS * KT..].as_ptr();
                         std::arch::asm!(
-                            "tileloadd tmm1, [{a} + {s}*1]",
-                            "tileloadd tmm2, [{b} + {s}*1]",
-                            "tdpbf16ps tmm0, tmm1, tmm2",
-                            a = in(reg) ta,
-                            b = in(reg) tb,
+                            "tileloadd tmm4, [{a0} + {s}*1]",
+                            "tileloadd tmm5, [{a1} + {s}*1]",
+                            "tileloadd tmm6, [{b0} + {s}*1]",
+                            "tileloadd tmm7, [{b1} + {s}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            a0 = in(reg) pa.as_ptr().add((i * kt + l) * tile),
+                            a1 = in(reg) pa.as_ptr().add(((i + 1) * kt + l) * tile),
+                            b0 = in(reg) pb.data.as_ptr().add((j * kt + l) * tile),
+                            b1 = in(reg) pb.data.as_ptr().add(((j + 1) * kt + l) * tile),
                             s = in(reg) ROW_BYTES,
                             options(nostack, readonly),
                         );
                     }
+                    let o = out.as_mut_ptr();
                     std::arch::asm!(
-                        "tilestored [{c} + {s}*1], tmm0",
-                        c = in(reg) out.as_mut_ptr(),
+                        "tilestored [{c0} + {s}*1], tmm0",
+                        "tilestored [{c1} + {s}*1], tmm1",
+                        "tilestored [{c2} + {s}*1], tmm2",
+                        "tilestored [{c3} + {s}*1], tmm3",
+                        c0 = in(reg) o,
+                        c1 = in(reg) o.add(ROWS * ROWS),
+                        c2 = in(reg) o.add(2 * ROWS * ROWS),
+                        c3 = in(reg) o.add(3 * ROWS * ROWS),
                         s = in(reg) ROW_BYTES,
                         options(nostack),
                     );
                 }
-                for r in 0..ROWS.min(m - i * ROWS) {
-                    for q in 0..ROWS.min(n - j * ROWS) {
-                        c[(i * ROWS + r) * n + j * ROWS + q] += out[r * ROWS + q];
+                for (q, (di, dj)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                    let (r0, c0) = ((i + di) * ROWS, (j + dj) * ROWS);
+                    if r0 >= m || c0 >= n {
+                        continue;
+                    }
+                    let quarter = &out[q * ROWS * ROWS..(q + 1) * ROWS * ROWS];
+                    for r in 0..ROWS.min(m - r0) {
+                        let cols = ROWS.min(n - c0);
+                        let dst = &mut c[(r0 + r) * n + c0..(r0 + r) * n + c0 + cols];
+                        for (d, v) in dst.iter_mut().zip(&quarter[r * ROWS..r * ROWS + cols]) {
+                            *d += v;
+                        }
                     }
                 }
             }
@@ -181,8 +231,9 @@ impl Amx {
     }
 
     /// GFLOP/s of one thread running `TDPBF16PS` on four independent
-    /// accumulators for about `seconds` (the unit's peak; 16 x 16 x 32 x 2
-    /// FLOP an instruction).
+    /// accumulators, the best of three runs of about `seconds / 4` each (the
+    /// unit's peak; 16 x 16 x 32 x 2 FLOP an instruction, at best one
+    /// instruction every 16 cycles: 1,024 FLOP a cycle).
     pub fn peak_gflops(&self, seconds: f64) -> f64 {
         const UNROLL: u64 = 4;
         let a = vec![0u16; ROWS * KT];
@@ -219,14 +270,26 @@ impl Amx {
             }
             start.elapsed().as_secs_f64()
         };
+        // Grow the loop to a quarter of the time (the first runs also wake
+        // the unit up), then keep the best of three.
         let mut iters = 1000u64;
-        let mut secs = run(iters);
-        while secs < seconds / 4.0 {
+        while run(iters) < seconds / 4.0 {
             iters *= 4;
-            secs = run(iters);
         }
+        let secs = (0..3).map(|_| run(iters)).fold(f64::MAX, f64::min);
         (iters * UNROLL) as f64 * (ROWS * ROWS * KT * 2) as f64 / secs / 1e9
     }
+}
+
+/// A `k x n` matrix rounded to bf16 and packed into the tiles' layout
+/// (`nt x kt` tiles, `nt` even), for [`Amx::gemm_packed`].
+#[derive(Clone, Debug)]
+pub struct PackedB {
+    n: usize,
+    k: usize,
+    nt: usize,
+    kt: usize,
+    data: Vec<u16>,
 }
 
 /// The tile configuration of this thread, released when dropped.
@@ -385,6 +448,11 @@ mod tests {
             let c0: Vec<f32> = (0..m * n).map(|_| draw()).collect();
             let mut c = c0.clone();
             amx.gemm(m, n, k, &a, &b, &mut c);
+            // B packed once serves again, to the same bits.
+            let pb = amx.pack_b(&b, k, n);
+            let mut again = c0.clone();
+            amx.gemm_packed(m, &a, &pb, &mut again);
+            assert_eq!(again, c, "({m}, {n}, {k}): packed once");
             for i in 0..m {
                 for j in 0..n {
                     let (mut want, mut scale) = (c0[i * n + j] as f64, c0[i * n + j].abs() as f64);

@@ -1,6 +1,6 @@
 //! SLBO's side of a loss written as an expression: the batch, the
 //! normalizers' scales, the model and the frozen V bound to the names of
-//! [`crate::kinds::slbo::check::LOSS_SIGNATURE`], for [`crate::autodiff::Tape`].
+//! `kinds::slbo::check::LOSS_SIGNATURE`, for [`crate::autodiff::Tape`].
 //!
 //! Invariants: the gradient reaches the model's parameters (through the
 //! same backward pass as the built-in losses) and V's input, never V's

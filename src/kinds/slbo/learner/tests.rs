@@ -413,34 +413,52 @@ fn model_loss_gradients_match_finite_differences() {
         let model = Dynamics {
             net: Net::new(&dev, 3, 0, NetId(12), &plan.net),
         };
-        let (_, grads) = model.loss_and_grad(&plan, &loss, &batch, &value, &norms);
-        let n = model.net.n_params();
-        // The loss is an f32 sum: its rounding, divided by 2h, is the noise floor
-        // of the difference quotient; 5e-3 keeps it and the truncation error small.
-        let h = 5e-3f32;
-        let mut checked = 0;
-        for i in (0..n).step_by(7) {
-            let at = |delta: f32| {
-                let mut probe = model.clone();
-                probe.net.params[i] += delta;
-                probe
-                    .loss_and_grad(&plan, &loss, &batch, &value, &norms)
-                    .0
-                    .loss as f64
-            };
-            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
-            let g = grads[i] as f64;
-            assert!(
-                (fd - g).abs() <= 1e-2 * fd.abs().max(g.abs()) + 1e-4,
-                "{loss:?} param {i}: finite difference {fd}, gradient {g}"
-            );
-            checked += usize::from(g.abs() > 1e-4);
-        }
-        assert!(
-            checked > 3,
-            "{loss:?}: only {checked} parameters with a gradient"
+        check_gradient(
+            &format!("{loss:?}"),
+            &model,
+            &plan,
+            &loss,
+            &batch,
+            &value,
+            &norms,
         );
     }
+}
+
+/// Every 7th parameter's gradient of `loss` against its central difference.
+/// The loss is an f32 sum: its rounding, divided by 2h, is the noise floor
+/// of the difference quotient; h = 5e-3 keeps it and the truncation error
+/// small. At least 4 of the parameters checked must have a gradient.
+fn check_gradient(
+    name: &str,
+    model: &Dynamics,
+    plan: &DynamicsPlan,
+    loss: &SlboLoss,
+    batch: &Sequences,
+    value: &Value,
+    norms: &Norms,
+) {
+    let (_, grads) = model.loss_and_grad(plan, loss, batch, value, norms);
+    let h = 5e-3f32;
+    let mut checked = 0;
+    for i in (0..model.net.n_params()).step_by(7) {
+        let at = |delta: f32| {
+            let mut probe = model.clone();
+            probe.net.params[i] += delta;
+            probe.loss_and_grad(plan, loss, batch, value, norms).0.loss as f64
+        };
+        let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+        let g = grads[i] as f64;
+        assert!(
+            (fd - g).abs() <= 1e-2 * fd.abs().max(g.abs()) + 1e-4,
+            "{name} param {i}: finite difference {fd}, gradient {g}"
+        );
+        checked += usize::from(g.abs() > 1e-5);
+    }
+    assert!(
+        checked > 3,
+        "{name}: only {checked} parameters with a gradient"
+    );
 }
 
 /// The value-aware losses train the model through V's input and never
@@ -687,29 +705,6 @@ fn expression_loss_gradients_match_finite_differences() {
         let model = Dynamics {
             net: Net::new(&dev, 3, 0, NetId(12), &plan.net),
         };
-        let (_, grads) = model.loss_and_grad(&plan, &loss, &batch, &value, &norms);
-        let h = 5e-3f32;
-        let mut checked = 0;
-        for i in (0..model.net.n_params()).step_by(7) {
-            let at = |delta: f32| {
-                let mut probe = model.clone();
-                probe.net.params[i] += delta;
-                probe
-                    .loss_and_grad(&plan, &loss, &batch, &value, &norms)
-                    .0
-                    .loss as f64
-            };
-            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
-            let g = grads[i] as f64;
-            assert!(
-                (fd - g).abs() <= 1e-2 * fd.abs().max(g.abs()) + 1e-4,
-                "{name} param {i}: finite difference {fd}, gradient {g}"
-            );
-            checked += usize::from(g.abs() > 1e-5);
-        }
-        assert!(
-            checked > 3,
-            "{name}: only {checked} parameters with a gradient"
-        );
+        check_gradient(name, &model, &plan, &loss, &batch, &value, &norms);
     }
 }
