@@ -97,11 +97,24 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
             .filter(|(k, _)| in_facet(k))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let others: Vec<String> = coords
+        // An axis with one value in every cell says nothing about a line:
+        // the subtitle names it once.
+        let constant = constant_axes(manifest, &report.facet);
+        let mut others: Vec<String> = coords
             .iter()
-            .filter(|(k, _)| !in_facet(k))
+            .filter(|(k, _)| !in_facet(k) && !constant.iter().any(|(c, _)| c == k))
             .map(|(k, v)| legend_part(manifest, cell, k, v))
             .collect();
+        if others.is_empty() {
+            // Every line of the grid alike but for the facets: name its
+            // agent anyway (or, without an agent axis, every axis).
+            let agent = coords.iter().any(|(k, _)| k == "agent" && !in_facet(k));
+            others = coords
+                .iter()
+                .filter(|(k, _)| !in_facet(k) && (!agent || k == "agent"))
+                .map(|(k, v)| legend_part(manifest, cell, k, v))
+                .collect();
+        }
         let x = |step: u64| -> f64 {
             match (report.x.as_str(), manifest.updates.get(cell)) {
                 ("updates", Some((starts, per_step))) => {
@@ -164,6 +177,26 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
         }
     }
     panels
+}
+
+/// The axes outside the facets whose value is the same in every cell
+/// (`regime=quick` in a grid over agents alone), with that value.
+fn constant_axes(manifest: &Manifest, facet: &[String]) -> Vec<(String, String)> {
+    let Some(first) = manifest.coords.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter(|(k, _)| !facet.contains(k))
+        .filter(|(k, v)| {
+            manifest.coords.len() > 1
+                && manifest
+                    .coords
+                    .iter()
+                    .all(|c| c.iter().any(|(k2, v2)| k2 == k && v2 == v))
+        })
+        .cloned()
+        .collect()
 }
 
 /// A cell's value of one axis as a legend shows it: an agent by its name,
@@ -737,7 +770,19 @@ impl Figure {
                 "{}: mean of {} seeds per cell",
                 manifest.experiment, manifest.seeds
             ),
-            subtitle: format!("shaded: {band}{smooth}"),
+            subtitle: {
+                let every: Vec<String> = constant_axes(manifest, &manifest.report.facet)
+                    .iter()
+                    .map(|(k, v)| match v.len() <= 40 {
+                        true => format!("{k}={v}"),
+                        false => format!("{k}={} {{..}}", head_name(v)),
+                    })
+                    .collect();
+                match every.is_empty() {
+                    true => format!("shaded: {band}{smooth}"),
+                    false => format!("every cell: {}; shaded: {band}{smooth}", every.join(" ")),
+                }
+            },
             notes,
             x: match manifest.report.x.as_str() {
                 "updates" => "gradient updates",
@@ -1114,7 +1159,38 @@ mod tests {
         );
     }
 
-    /// With many values the percentile bootstrap of the mean is the normal
+    /// An axis with one value in every cell is left out of the lines'
+    /// labels and named once in the subtitle.
+    #[test]
+    fn an_axis_alike_in_every_cell_is_named_once() {
+        let (mut m, rows) = run(ReportSpec::default());
+        for c in m.coords.iter_mut() {
+            c.push(("regime".into(), "quick".into()));
+        }
+        m.report.facet = vec!["env".into()];
+        let panels = curves(&m, &rows);
+        let labels: Vec<&str> = panels["env=x"]
+            .curves
+            .iter()
+            .map(|c| c.label.as_str())
+            .collect();
+        assert_eq!(labels, ["a", "b"]);
+        let figure = Figure::of(&m, &panels, (2, 1));
+        assert!(
+            figure
+                .subtitle
+                .starts_with("every cell: regime=quick; shaded:"),
+            "{}",
+            figure.subtitle
+        );
+        // Lines alike but for the facets keep their names.
+        for c in m.coords.iter_mut() {
+            c[0].1 = "a".into();
+        }
+        let panels = curves(&m, &rows);
+        assert_eq!(panels["env=x"].curves[0].label, "a");
+    }
+
     /// interval `mean ± z se`: a band of another level, of the values' spread
     /// instead of the mean's, or off centre fails.
     #[test]
