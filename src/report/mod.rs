@@ -23,6 +23,22 @@ pub mod sealed;
 pub mod stats;
 pub mod summary;
 
+/// Why a run cannot be plotted or summarized (its plots and its report
+/// read the same files).
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("`{0}` has no manifest: it is not a run directory")]
+    NoManifest(String),
+    #[error(transparent)]
+    Damaged(#[from] Damaged),
+    #[error("the run has no evaluations yet")]
+    Empty,
+    #[error("cannot draw `{0}`: {1}")]
+    Draw(String, String),
+}
+
 /// What a run directory records about its run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {

@@ -11,6 +11,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+pub use crate::report::PlotError;
 use crate::report::{Band, Manifest, MetricRow, ReportSpec};
 use crate::seeds::{Purpose, Stream};
 
@@ -363,21 +364,6 @@ fn y_title(report: &ReportSpec, scored: Option<&str>) -> String {
         (_, Some(scored)) => scored.to_string(),
         _ => "eval score".into(),
     }
-}
-
-/// Why a run cannot be plotted.
-#[derive(Debug, thiserror::Error)]
-pub enum PlotError {
-    #[error(transparent)]
-    Manifest(#[from] crate::report::ManifestError),
-    #[error("`{0}` has no manifest: it is not a run directory")]
-    NoManifest(String),
-    #[error(transparent)]
-    Damaged(#[from] crate::report::Damaged),
-    #[error("the run has no evaluations yet")]
-    Empty,
-    #[error("cannot draw `{0}`: {1}")]
-    Draw(String, String),
 }
 
 /// The files drawn, and what the metrics reader left out.

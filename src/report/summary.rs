@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::report::claims::{self, scale, Outcome, Summary, Verdict};
-use crate::report::plots::PlotError;
 use crate::report::stats::{self, Aggregate, Method};
+use crate::report::PlotError;
 use crate::report::{Manifest, MetricRow};
 
 /// Resamples behind each cell's intervals (rliable's default is 50,000 for

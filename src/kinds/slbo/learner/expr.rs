@@ -1,5 +1,6 @@
-//! SLBO's side of a loss written as an expression: the batch, the
-//! normalizers' scales, the model and the frozen V bound to the names of
+//! SLBO's model-loss step ([`Dynamics::train_step`]) and its side of a loss
+//! written as an expression: the batch, the normalizers' scales, the model
+//! and the frozen V bound to the names of
 //! `kinds::slbo::check::LOSS_SIGNATURE`, for [`crate::autodiff::Tape`].
 //!
 //! Invariants: the gradient reaches the model's parameters (through the
@@ -10,9 +11,11 @@ use std::any::Any;
 
 use crate::autodiff::{Axis, Bindings, Tensor};
 use crate::kinds::slbo::learner::buffer::Sequences;
-use crate::kinds::slbo::learner::model::{input_of, inv_scale, Dynamics, Norms, Step, Value};
+use crate::kinds::slbo::learner::model::{
+    input_of, inv_scale, Dynamics, ModelLosses, Norms, Step, Value,
+};
 use crate::kinds::slbo::learner::net::Pass;
-use crate::kinds::slbo::DynamicsPlan;
+use crate::kinds::slbo::{DynamicsPlan, SlboAdam, SlboLoss};
 
 pub struct SlboBindings<'a> {
     pub dynamics: &'a Dynamics,
@@ -22,6 +25,76 @@ pub struct SlboBindings<'a> {
     pub norms: &'a Norms,
     /// The model parameters' gradient, added to by each `model` call.
     pub grads: Vec<f32>,
+}
+
+/// A model loss's step: SLBO's multi-step loss by its hand-written gradient
+/// (`Dynamics::multi_step`), every other loss (MLE and the value-aware
+/// built-ins through their terms, [`SlboLoss::expression`]) on the tape.
+impl Dynamics {
+    /// One Adam step of the model loss on `batch`; V only for value-aware losses.
+    pub fn train_step(
+        &mut self,
+        plan: &DynamicsPlan,
+        loss: &SlboLoss,
+        batch: &Sequences,
+        value: &Value,
+        norms: &Norms,
+        opt: &SlboAdam,
+    ) -> ModelLosses {
+        let (mut losses, mut grads) = self.loss_and_grad(plan, loss, batch, value, norms);
+        losses.reg = self.net.l2_penalty(opt.l2) as f32;
+        self.net.adam(&mut grads, opt);
+        losses
+    }
+
+    /// The model loss on `batch` (without the regulariser) and its gradient
+    /// with respect to the model's parameters.
+    pub fn loss_and_grad(
+        &self,
+        plan: &DynamicsPlan,
+        loss: &SlboLoss,
+        batch: &Sequences,
+        value: &Value,
+        norms: &Norms,
+    ) -> (ModelLosses, Vec<f32>) {
+        let mut grads = vec![0f32; self.net.n_params()];
+        if let SlboLoss::MultiStep { squared, mean, .. } = *loss {
+            let l = self.multi_step(plan, batch, norms, squared, mean, &mut grads);
+            let losses = ModelLosses {
+                loss: l,
+                term: l,
+                reg: 0.0,
+            };
+            return (losses, grads);
+        }
+        // Every other loss is an expression on the tape (MLE and the
+        // value-aware built-ins through their terms, `SlboLoss::expression`).
+        let term = loss
+            .expression()
+            .expect("only the multi-step loss has no term");
+        let mut b = SlboBindings {
+            dynamics: self,
+            plan,
+            batch,
+            value,
+            norms,
+            grads,
+        };
+        let tape = crate::autodiff::Tape::forward(&term, &b);
+        tape.backward(&mut b);
+        let l = tape.value();
+        // A value-aware loss reports its raw term beside the weighted loss.
+        let raw = match *loss {
+            SlboLoss::ValueAware { coeff, .. } => l / coeff,
+            _ => l,
+        };
+        let losses = ModelLosses {
+            loss: l,
+            term: raw,
+            reg: 0.0,
+        };
+        (losses, b.grads)
+    }
 }
 
 /// A V call kept for its backward pass: its network input and activations.

@@ -11,7 +11,7 @@
 
 use crate::kinds::slbo::learner::buffer::Sequences;
 use crate::kinds::slbo::learner::net::{Net, Pass};
-use crate::kinds::slbo::{DynamicsPlan, Predicts, SlboAdam, SlboLoss};
+use crate::kinds::slbo::{DynamicsPlan, Predicts, SlboAdam};
 use crate::seeds::Stream;
 use crate::tensor::slbo::Normalizer;
 
@@ -305,76 +305,11 @@ impl Dynamics {
         Some(d_state)
     }
 
-    /// One Adam step of the model loss on `batch`; V only for value-aware losses.
-    pub fn train_step(
-        &mut self,
-        plan: &DynamicsPlan,
-        loss: &SlboLoss,
-        batch: &Sequences,
-        value: &Value,
-        norms: &Norms,
-        opt: &SlboAdam,
-    ) -> ModelLosses {
-        let (mut losses, mut grads) = self.loss_and_grad(plan, loss, batch, value, norms);
-        losses.reg = self.net.l2_penalty(opt.l2) as f32;
-        self.net.adam(&mut grads, opt);
-        losses
-    }
-
-    /// The model loss on `batch` (without the regulariser) and its gradient
-    /// with respect to the model's parameters.
-    pub fn loss_and_grad(
-        &self,
-        plan: &DynamicsPlan,
-        loss: &SlboLoss,
-        batch: &Sequences,
-        value: &Value,
-        norms: &Norms,
-    ) -> (ModelLosses, Vec<f32>) {
-        let mut grads = vec![0f32; self.net.n_params()];
-        if let SlboLoss::MultiStep { squared, mean, .. } = *loss {
-            let l = self.multi_step(plan, batch, norms, squared, mean, &mut grads);
-            let losses = ModelLosses {
-                loss: l,
-                term: l,
-                reg: 0.0,
-            };
-            return (losses, grads);
-        }
-        // Every other loss is an expression on the tape (MLE and the
-        // value-aware built-ins through their terms, `SlboLoss::expression`).
-        let term = loss
-            .expression()
-            .expect("only the multi-step loss has no term");
-        let mut b = super::expr::SlboBindings {
-            dynamics: self,
-            plan,
-            batch,
-            value,
-            norms,
-            grads,
-        };
-        let tape = crate::autodiff::Tape::forward(&term, &b);
-        tape.backward(&mut b);
-        let l = tape.value();
-        // A value-aware loss reports its raw term beside the weighted loss.
-        let raw = match *loss {
-            SlboLoss::ValueAware { coeff, .. } => l / coeff,
-            _ => l,
-        };
-        let losses = ModelLosses {
-            loss: l,
-            term: raw,
-            reg: 0.0,
-        };
-        (losses, b.grads)
-    }
-
     /// The multi-step loss (spec §4.1): from the true first state, each step
     /// predicts the next and scores the diff-normalized error of its delta by
     /// its norm; the next step starts from the true state plus the masked
     /// prediction error. `mean_B sum_h loss_h / H`, gradient through all steps.
-    fn multi_step(
+    pub(super) fn multi_step(
         &self,
         plan: &DynamicsPlan,
         batch: &Sequences,
