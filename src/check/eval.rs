@@ -56,6 +56,9 @@ pub struct Evaluator<'p> {
     /// Where the fields being applied were written when it is not the block
     /// itself (`regime `quick``): unknown-field errors name it.
     pub setting_from: Option<String>,
+    /// The horizons of the losses inlined into the loss being lowered
+    /// (`Evaluator::loss_math`), which it runs at the longest of.
+    pub(super) inlined_horizons: Vec<i64>,
 }
 
 impl<'p> Evaluator<'p> {
@@ -66,6 +69,7 @@ impl<'p> Evaluator<'p> {
             cache: HashMap::new(),
             stack: Vec::new(),
             setting_from: None,
+            inlined_horizons: Vec::new(),
         }
     }
 

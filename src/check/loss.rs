@@ -79,15 +79,18 @@ fn expr_as_math(e: &ast::Expr) -> Option<ast::Math> {
 
 impl<'p> Evaluator<'p> {
     /// A loss written as arithmetic: an `expression` block holding its term
-    /// and its horizon (the loss's `horizon` parameter, 1 without one).
+    /// and its horizon: the loss's `horizon` parameter, else the longest of
+    /// the losses it uses (whose terms run at it), else 1.
     pub(super) fn loss_math<'a>(&mut self, scope: &Scope<'a>, m: &ast::Math, span: Span) -> Value
     where
         'p: 'a,
     {
         let mut lets = Vec::new();
+        let outer = std::mem::take(&mut self.inlined_horizons);
         let term = self.term(scope, m, &mut lets);
+        let parts = std::mem::replace(&mut self.inlined_horizons, outer);
         let horizon = match scope.params.get("horizon").cloned() {
-            None => 1,
+            None => parts.into_iter().max().unwrap_or(1),
             Some(Binding::Unknown) => return Value::Unknown,
             Some(Binding::Thunk(e, inner)) => match self.expr(&inner, e, Ty::Int, None) {
                 Value::Int(h) if h >= 1 => h,
@@ -268,6 +271,9 @@ impl<'p> Evaluator<'p> {
     fn inline(&mut self, v: Value, id: &ast::Ident) -> Option<Term> {
         let Value::Obj(o) = v else { return None };
         if let Some(Value::Term(t)) = o.get("body").map(|f| &f.value) {
+            if let Some(h) = o.int("horizon") {
+                self.inlined_horizons.push(h);
+            }
             return Some((**t).clone());
         }
         let twin = TWINS

@@ -57,7 +57,7 @@ pub fn run(args: &CheckArgs) -> u8 {
         if args.cost {
             for exp in &checked.experiments {
                 match super::compile_cells(exp, 1.0) {
-                    Ok(plans) => match super::cost_line(&exp.name, &plans) {
+                    Ok(plans) => match super::cost_line(&exp.name, &plans, None) {
                         Ok(line) => outln!("  {line}"),
                         Err(err) => {
                             errln!("error: {err}");

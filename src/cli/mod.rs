@@ -271,12 +271,23 @@ fn show<D: miette::Diagnostic + Send + Sync + 'static>(diag: D) -> u8 {
 
 /// The compute and memory of an experiment's compiled cells, in words, and
 /// its training time at the measured rates of [`Rates::current`] (which it
-/// names); a damaged rates table is an error.
-fn cost_line(name: &str, plans: &[Plan]) -> Result<String, rates::RatesError> {
+/// names) on `workers` threads (default: the machine's cores); a damaged
+/// rates table is an error.
+fn cost_line(
+    name: &str,
+    plans: &[Plan],
+    workers: Option<usize>,
+) -> Result<String, rates::RatesError> {
     let cost = compile::total_cost(plans);
     let (table, source) = Rates::current()?;
     let (secs, missing) = table.thread_seconds(plans);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (workers, on) = match workers {
+        Some(n) => (n, format!("on the run's {n} thread(s)")),
+        None => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores, format!("on this machine's {cores}"))
+        }
+    };
     let missing = match missing.is_empty() {
         true => String::new(),
         false => format!(
@@ -286,12 +297,12 @@ fn cost_line(name: &str, plans: &[Plan]) -> Result<String, rates::RatesError> {
     };
     Ok(format!(
         "cost of `{name}`: {:.2e} FLOP of gradient updates, {:.2} GiB of replay and parameters for the largest cell; \
-         training ~{} of one core (~{} on this machine's {cores}, seeds side by side; evaluation not counted) \
+         training ~{} of one core (~{} {on}, seeds side by side; evaluation not counted) \
          at the rates of {}{missing}",
         cost.flops,
         cost.bytes / (1u64 << 30) as f64,
         rates::duration(secs),
-        rates::duration(table.wall_seconds(plans, cores)),
+        rates::duration(table.wall_seconds(plans, workers)),
         table.describe(&source),
     ))
 }

@@ -217,7 +217,7 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
             ""
         }
     );
-    match super::cost_line(&exp.name, &running) {
+    match super::cost_line(&exp.name, &running, Some(run.threads)) {
         Ok(line) => outln!("  {line}"),
         // The run needs no estimate: it goes on, saying why there is none.
         Err(err) => errln!("warning: no time estimate: {err}"),

@@ -90,6 +90,9 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
             .push(r.value);
     }
     let mut panels: BTreeMap<String, Panel> = BTreeMap::new();
+    // An axis with one value in every cell says nothing about a line: the
+    // subtitle names it once.
+    let constant = constant_axes(manifest, &report.facet);
     for (cell, steps) in by_cell {
         let coords = manifest.coords.get(cell).cloned().unwrap_or_default();
         let in_facet = |k: &String| report.facet.iter().any(|f| f == k);
@@ -98,9 +101,6 @@ pub fn curves(manifest: &Manifest, rows: &[MetricRow]) -> BTreeMap<String, Panel
             .filter(|(k, _)| in_facet(k))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        // An axis with one value in every cell says nothing about a line:
-        // the subtitle names it once.
-        let constant = constant_axes(manifest, &report.facet);
         let mut others: Vec<String> = coords
             .iter()
             .filter(|(k, _)| !in_facet(k) && !constant.iter().any(|(c, _)| c == k))

@@ -528,13 +528,12 @@ pub(super) fn cost(plan: &SlboPlan, schedule: &Schedule) -> Cost {
         macs(&plan.policy.mean.dims),
         macs(&plan.value.dims),
     );
-    let rows = (plan.loss.horizon() * plan.model_batch) as f64;
-    let va = matches!(plan.loss, SlboLoss::ValueAware { .. });
-    let model_step = match &plan.loss {
-        SlboLoss::Expr { term, horizon } => {
-            2.0 * expression_macs(term, *horizon, plan.model_batch, model, value)
-        }
-        _ => 2.0 * rows * (3.0 * model + if va { 4.0 * value } else { 0.0 }),
+    let horizon = plan.loss.horizon();
+    // A loss with a term (MLE, value-aware, written as an expression) costs
+    // its network calls; the multi-step loss the model's passes per step.
+    let model_step = match plan.loss.expression() {
+        Some(term) => 2.0 * expression_macs(&term, horizon, plan.model_batch, model, value),
+        None => 2.0 * (horizon * plan.model_batch) as f64 * 3.0 * model,
     };
     let samples = (plan.envs * plan.length) as f64;
     let rollout = 2.0 * samples * (model + policy + 2.0 * value);

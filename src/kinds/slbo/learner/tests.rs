@@ -595,6 +595,16 @@ fn stdlib_loss(name: &str) -> SlboLoss {
     slbo(&plan_of(&experiment)).loss.clone()
 }
 
+/// A loss that uses others runs at the longest of their horizons unless it
+/// states its own: `mle_twin`'s 2 is not dropped by a sum that names none.
+#[test]
+fn a_sum_of_losses_runs_at_its_parts_horizon_or_its_own() {
+    let mix = "use slbo::*\nloss mix = mle_twin + ma_l1_twin\nexperiment e { env: mbbl_pendulum, agent: slbo_l2 { model_loss: mix } }";
+    assert_eq!(slbo(&plan_of(mix)).loss.horizon(), 2);
+    assert_eq!(stdlib_loss("mle_ma_l1").horizon(), 1);
+    assert_eq!(stdlib_loss("ma_l1_twin").horizon(), 1);
+}
+
 /// Each built-in loss and its expression twin in `stdlib/slbo.exp` give the
 /// same loss and the same gradient on random batches (within 1e-5 relative):
 /// MLE and the value-aware losses run their twin's very term (equal
