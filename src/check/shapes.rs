@@ -16,6 +16,9 @@ pub struct Net {
     pub activation: String,
     /// Parameters beyond the layers (a policy's log-std).
     pub extra_params: usize,
+    /// The arithmetic of its products: its agent's `precision` (`fp32`,
+    /// `bf16`).
+    pub precision: String,
 }
 
 impl Net {
@@ -47,5 +50,15 @@ pub(crate) fn net(role: &'static str, model: &Obj, input: usize, output: usize) 
         output,
         activation: model.enum_("activation").unwrap_or("elu").to_string(),
         extra_params: 0,
+        precision: "fp32".into(),
     }
+}
+
+/// `nets` multiplying at their agent's `precision`.
+pub(crate) fn at_agent_precision(agent: &Obj, mut nets: Vec<Net>) -> Vec<Net> {
+    let precision = agent.enum_("precision").unwrap_or("fp32");
+    for net in &mut nets {
+        net.precision = precision.to_string();
+    }
+    nets
 }

@@ -16,6 +16,7 @@ use crate::runtime::bench::{q_update_flops, DqnBench};
 use crate::runtime::driver::{Point, Session, EVAL};
 use crate::runtime::peak::Peak;
 use crate::runtime::phases::{self, Phase};
+use crate::tensor::Precision;
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
@@ -64,6 +65,20 @@ pub struct BenchArgs {
     /// `mbrl slurm` then estimate times from.
     #[arg(long, value_name = "PATH", num_args = 0..=1, requires = "all")]
     pub save_rates: Option<Option<std::path::PathBuf>>,
+    /// The arithmetic of the networks' products: `fp32`, or `bf16` on the
+    /// CPU's AMX units (the agent's `precision`). Without it the update
+    /// benchmark times both where the CPU has bf16, and `--agent` times fp32.
+    #[arg(long, value_parser = ["fp32", "bf16"])]
+    pub precision: Option<String>,
+}
+
+impl BenchArgs {
+    fn precision(&self) -> Precision {
+        match self.precision.as_deref() {
+            Some("bf16") => Precision::Bf16,
+            _ => Precision::Fp32,
+        }
+    }
 }
 
 /// The agents `--all` times: Figure 4's five, then SLBO with each loss
@@ -71,6 +86,14 @@ pub struct BenchArgs {
 const ALL_AGENTS: [&str; 9] = crate::runs::rates::CLASSES;
 
 pub fn run(args: &BenchArgs) -> u8 {
+    if let Err(why) = args.precision().available() {
+        errln!("error: `--precision bf16` cannot run here: {why}");
+        return 2;
+    }
+    if args.taped && args.precision() == Precision::Bf16 {
+        errln!("error: `--precision bf16` runs on the fused CPU updates; the taped path multiplies in fp32");
+        return 2;
+    }
     if args.all {
         let mut rates = std::collections::BTreeMap::new();
         for agent in ALL_AGENTS {
@@ -109,42 +132,51 @@ pub fn run(args: &BenchArgs) -> u8 {
             }
         };
     }
-    let warmup = DqnBench {
-        micro_batch: args.micro_batch,
-        taped: args.taped,
-        ..DqnBench::reference(args.seeds, args.threads, 1)
+    // Both precisions where the CPU multiplies in bf16, unless one is named.
+    let precisions: Vec<Precision> = match (&args.precision, Precision::Bf16.available()) {
+        (Some(_), _) => vec![args.precision()],
+        (None, Ok(())) if !args.taped => vec![Precision::Fp32, Precision::Bf16],
+        (None, _) => vec![Precision::Fp32],
     };
-    if let Err(err) = warmup.run() {
-        errln!("error: {err}");
-        return 2;
-    }
-    let bench = DqnBench {
-        micro_batch: args.micro_batch,
-        taped: args.taped,
-        ..DqnBench::reference(args.seeds, args.threads, args.updates)
-    };
-    let res = match bench.run() {
-        Ok(res) => res,
-        Err(err) => {
+    for precision in precisions {
+        let warmup = DqnBench {
+            micro_batch: args.micro_batch,
+            taped: args.taped,
+            precision,
+            ..DqnBench::reference(args.seeds, args.threads, 1)
+        };
+        if let Err(err) = warmup.run() {
             errln!("error: {err}");
             return 2;
         }
-    };
-    outln!(
-        "dqn update (Q 64-200-200-200-5 ELU, batch 320, target fwd, Adam{}): {} seeds, {} threads, {} seed(s) per batch: \
-         {:.2} updates/s ({:.1} seed-updates/s), {:.1} GFLOP/s ({:.0} MFLOP per seed-update), {:.2} s",
-        taped_note(args.taped),
-        args.seeds,
-        args.threads,
-        args.micro_batch,
-        res.updates_per_s,
-        res.seed_updates_per_s,
-        res.gflops,
-        bench.flops_per_seed_update() / 1e6,
-        res.seconds
-    );
-    if let Some(peak) = cpu_peak(args.threads) {
-        outln!("  {}", of_peak(res.gflops, &peak));
+        let bench = DqnBench {
+            updates: args.updates,
+            ..warmup
+        };
+        let res = match bench.run() {
+            Ok(res) => res,
+            Err(err) => {
+                errln!("error: {err}");
+                return 2;
+            }
+        };
+        outln!(
+            "dqn update (Q 64-200-200-200-5 ELU, batch 320, target fwd, Adam{}, {} products): {} seeds, {} threads, {} seed(s) per batch: \
+             {:.2} updates/s ({:.1} seed-updates/s), {:.1} GFLOP/s ({:.0} MFLOP per seed-update), {:.2} s",
+            taped_note(args.taped),
+            precision.name(),
+            args.seeds,
+            args.threads,
+            args.micro_batch,
+            res.updates_per_s,
+            res.seed_updates_per_s,
+            res.gflops,
+            bench.flops_per_seed_update() / 1e6,
+            res.seconds
+        );
+        if let Some(peak) = cpu_peak(args.threads) {
+            outln!("  {}", of_peak(res.gflops, &peak));
+        }
     }
     if !cfg!(feature = "cuda") {
         outln!("  {}", bf16_line());
@@ -325,13 +357,14 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<f64, String> {
         Some(l) => format!("model_loss: {l}, "),
         None => String::new(),
     };
+    let precision = args.precision().name();
     let text = match slbo {
         true => format!(
-            "use slbo::*\nexperiment bench {{\n  seeds: {}\n  env: mbbl_pendulum\n  agent: {agent} {{ {loss}stages: {} stages, planner: virtual_rollouts {{ envs: 20, length: 200 steps }} }}\n}}\n",
+            "use slbo::*\nexperiment bench {{\n  seeds: {}\n  env: mbbl_pendulum\n  agent: {agent} {{ {loss}stages: {} stages, planner: virtual_rollouts {{ envs: 20, length: 200 steps }}, precision: {precision} }}\n}}\n",
             args.seeds, args.stages
         ),
         false => format!(
-            "use young2022::*\nexperiment bench {{\n  seeds: {}\n  env: maze\n  agent: {agent}\n  regime: high_data\n  compat: young2022\n}}\n",
+            "use young2022::*\nexperiment bench {{\n  seeds: {}\n  env: maze\n  agent: {agent} {{ precision: {precision} }}\n  regime: high_data\n  compat: young2022\n}}\n",
             args.seeds
         ),
     };
@@ -384,7 +417,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<f64, String> {
                 None => String::new(),
             };
             outln!(
-                "{agent}{with} on MBBL Pendulum (spec sizes): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
+                "{agent}{with} on MBBL Pendulum (spec sizes, {precision} products): {n_seeds} seeds, {} threads: {:.1} s per stage for all seeds ({} stage(s) timed in {secs:.1} s)",
                 args.threads,
                 secs / args.stages as f64,
                 args.stages
@@ -396,7 +429,7 @@ fn bench_agent(args: &BenchArgs, agent: &str) -> Result<f64, String> {
         }
         false => {
             outln!(
-                "{agent} on ProcMaze g4 (high data{}): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
+                "{agent} on ProcMaze g4 (high data{}, {precision} products): {n_seeds} seeds, {} threads: {:.2} env steps/s ({:.3} s per env step for all seeds; {} steps timed in {secs:.1} s)",
                 taped_note(args.taped),
                 args.threads,
                 args.steps as f64 / secs,

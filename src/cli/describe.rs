@@ -111,6 +111,7 @@ fn loss_functions() {
 pub const RUN_CODES: &[(&str, &str)] = &[
     ("mbrl::run::no_experiment", "The file declares no experiment to run."),
     ("mbrl::run::insufficient_memory", "The run needs more memory than the machine has available (or `--memory` allows)."),
+    ("mbrl::run::bf16_unavailable", "An agent asks for `precision: bf16` where this build or CPU has no unit for bf16 products (Intel AMX); nothing ran."),
     ("mbrl::run::changed_experiment", "The run directory (or the Slurm job) holds another experiment than this file now declares."),
     ("mbrl::run::locked", "Another process is using the run directory."),
     ("mbrl::run::damaged_checkpoint", "A checkpoint is cut short or its bytes changed; `--recompute-damaged` trains its seeds again."),

@@ -135,6 +135,9 @@ fn run_experiment(args: &RunArgs, out: &crate::CheckOutput, exp: &CheckedExperim
         Ok(plans) => plans,
         Err(code) => return code,
     };
+    if let Err(refused) = runs::check_precision(exp, &all) {
+        return super::show(refused);
+    }
     let compiled = Compiled::new(exp, all, args.shard);
     if let Some(expected) = &args.expect_hash {
         if let Err(refused) = compiled.expect_hash(exp, expected) {

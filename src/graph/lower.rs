@@ -132,8 +132,12 @@ pub fn net_node(g: &mut Graph, role: &'static str, net: &Net, block_of: Option<&
     let mut dims = vec![net.input];
     dims.extend(&net.hidden);
     dims.push(net.output);
+    let precision = match net.precision.as_str() {
+        "fp32" => String::new(),
+        other => format!(", products in {other}"),
+    };
     let detail = format!(
-        "{} {}, {} params/seed",
+        "{} {}, {} params/seed{precision}",
         dims.iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
@@ -141,7 +145,10 @@ pub fn net_node(g: &mut Graph, role: &'static str, net: &Net, block_of: Option<&
         net.activation,
         net.params()
     );
-    let mut attrs = vec![("dims", Attr::Ints(dims.iter().map(|d| *d as i64).collect()))];
+    let mut attrs = vec![
+        ("dims", Attr::Ints(dims.iter().map(|d| *d as i64).collect())),
+        ("precision", Attr::Text(net.precision.clone())),
+    ];
     if let Some(obj) = block_of {
         attrs.extend(fields(obj));
     }

@@ -130,6 +130,10 @@ pub trait KindPlan: AnyPlan + fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// The arithmetic of its networks' products: a run refuses `bf16`
+    /// before it starts where the machine cannot multiply in it.
+    fn precision(&self) -> crate::tensor::Precision;
+
     /// `(learning_starts, gradient updates per env step)`: how a plot's
     /// `x: updates` reads an env step.
     fn updates_per_step(&self) -> (u64, f64);

@@ -158,6 +158,10 @@ impl KindPlan for ToyPlan {
         Cost::default()
     }
 
+    fn precision(&self) -> crate::tensor::Precision {
+        crate::tensor::Precision::Fp32
+    }
+
     fn updates_per_step(&self) -> (u64, f64) {
         (0, 0.0)
     }

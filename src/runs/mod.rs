@@ -45,7 +45,7 @@ pub mod rundir;
 pub mod watch;
 
 pub use cells::Ran;
-pub use prepare::{check_memory, compile_cells, Compiled};
+pub use prepare::{check_memory, check_precision, compile_cells, Compiled};
 pub use rundir::{identity, open, Opening, RunDir};
 pub use watch::{CellEnd, Quiet, Stop, Watch};
 

@@ -247,6 +247,46 @@ fn available_memory() -> Option<f64> {
     Some(kib * 1024.0)
 }
 
+/// bf16 products asked for on a build or machine without a unit for them.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("experiment `{experiment}` asks for bf16 products in {cells}, but {why}")]
+#[diagnostic(
+    code(mbrl::run::bf16_unavailable),
+    help("run it on a CPU with Intel AMX (`amx_bf16` and `amx_tile` in /proc/cpuinfo: Xeon 4th generation or later) and Linux 5.16 or later, or set `precision: fp32` (`mbrl bench` says what this machine has)")
+)]
+pub struct Bf16Unavailable {
+    pub experiment: String,
+    pub cells: String,
+    pub why: String,
+}
+
+/// Refuses, before anything is allocated, an experiment whose cells ask
+/// for a precision this build on this machine cannot multiply in. `all`
+/// is every cell's plan, in the experiment's order.
+pub fn check_precision(exp: &CheckedExperiment, all: &[Plan]) -> Result<(), Bf16Unavailable> {
+    let wanting: Vec<String> = exp
+        .cells
+        .iter()
+        .zip(all)
+        .filter(|(_, plan)| plan.agent.precision() != crate::tensor::Precision::Fp32)
+        .map(|(cell, _)| format!("cell {} [{}]", cell.index, cell.label()))
+        .collect();
+    if wanting.is_empty() {
+        return Ok(());
+    }
+    match crate::tensor::Precision::Bf16.available() {
+        Ok(()) => Ok(()),
+        Err(why) => Err(Bf16Unavailable {
+            experiment: exp.name.clone(),
+            cells: match wanting.len() {
+                1..=3 => wanting.join(", "),
+                n => format!("{}, ... ({n} cells)", wanting[..2].join(", ")),
+            },
+            why,
+        }),
+    }
+}
+
 /// Refuses a run whose largest cell would not fit in memory, before
 /// anything is allocated: the estimate of `mbrl check --cost` (replay and
 /// parameters with optimizer state, all seeds) plus a margin for the

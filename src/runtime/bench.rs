@@ -10,6 +10,7 @@ use crate::seeds::{Purpose, Stream};
 use crate::tensor::losses::TdRows;
 use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;
+use crate::tensor::Precision;
 
 pub struct DqnBench {
     pub seeds: usize,
@@ -23,6 +24,8 @@ pub struct DqnBench {
     pub micro_batch: usize,
     /// Through dfdx's tape (always so on a CUDA build), not the fused CPU update.
     pub taped: bool,
+    /// The arithmetic of the fused update's products.
+    pub precision: Precision,
 }
 
 pub struct BenchResult {
@@ -47,6 +50,7 @@ impl DqnBench {
             batch: 320,
             micro_batch: 1,
             taped: false,
+            precision: Precision::Fp32,
         }
     }
 
@@ -87,6 +91,7 @@ impl DqnBench {
                     if self.taped {
                         learner.use_taped();
                     }
+                    learner.set_precision(self.precision);
                     let rows = random_batch(seeds, self.batch, self.obs_dim, self.actions);
                     (learner, rows)
                 })

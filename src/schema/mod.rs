@@ -359,6 +359,17 @@ pub const fn eval_every(default: i64) -> Field {
     .min(1.0)
 }
 
+/// The `precision` field of the agents that train networks: the
+/// arithmetic of every matrix product of their networks.
+pub const fn precision() -> Field {
+    Field::new(
+        "precision",
+        Ty::Enum(&["fp32", "bf16"]),
+        Default::Enum("fp32"),
+        "matrix products in fp32, or in bf16 on the CPU's AMX units (FP32 accumulation and master weights)",
+    )
+}
+
 pub fn ctor(kind: Kind, name: &str) -> Option<&'static Ctor> {
     ctors().find(|c| c.kind == kind && c.name == name)
 }

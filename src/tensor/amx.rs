@@ -120,6 +120,10 @@ const ROWS: usize = 16;
 const ROW_BYTES: usize = 64;
 /// bf16 values along K per A tile.
 const KT: usize = 32;
+/// A packed tile in `u32`s (16 rows of 16 bf16 pairs).
+const TILE: usize = ROWS * KT / 2;
+/// The output tiles of a 2 x 2 block, in accumulator order (tmm0-tmm3).
+const QUARTERS: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 
 impl Amx {
     /// Checks the machine and asks Linux for the tile state (once per
@@ -128,6 +132,10 @@ impl Amx {
         let support = Support::detect();
         if let Some(why) = support.tiles_missing() {
             return Err(why);
+        }
+        // The packing runs on AVX-512 (every CPU with AMX has it).
+        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
+            return Err("this CPU has AMX but not AVX-512 (avx512f, avx512bw), which mbrl packs its operands with".into());
         }
         request_permission()?;
         Ok(Amx(()))
@@ -144,42 +152,111 @@ impl Amx {
     /// [`Amx::gemm_packed`]: a layer's weights, packed once for many products.
     pub fn pack_b(&self, b: &[f32], k: usize, n: usize) -> PackedB {
         assert_eq!(b.len(), k * n, "pack_b: shape");
-        // Column tiles in pairs (the kernel computes 2 x 2 tiles at a time).
-        let (nt, kt) = (n.div_ceil(2 * ROWS) * 2, k.div_ceil(KT));
-        PackedB {
-            n,
-            k,
-            nt,
-            kt,
-            data: pack_b(b, k, n, nt, kt),
-        }
+        PackedB::new(View::row_major(b, k, n))
     }
 
     /// `c += a b` with `a` `m x k` (row-major f32, rounded to bf16 here),
-    /// `b` packed by [`Amx::pack_b`], `c` `m x n` (row-major f32): 2 x 2
-    /// output tiles at a time on four accumulators.
+    /// `b` packed by [`Amx::pack_b`], `c` `m x n` (row-major f32).
     pub fn gemm_packed(&self, m: usize, a: &[f32], pb: &PackedB, c: &mut [f32]) {
-        let (n, k, nt, kt) = (pb.n, pb.k, pb.nt, pb.kt);
-        assert!(a.len() == m * k && c.len() == m * n, "gemm: shapes");
+        assert!(a.len() == m * pb.k && c.len() == m * pb.n, "gemm: shapes");
+        self.product(View::row_major(a, m, pb.k), pb, c, true);
+    }
+
+    /// `c = a b` (or `c += a b` with `accumulate`) for any strided `a` and
+    /// `b`, `c` row-major `m x n`: both operands rounded to bf16 and packed
+    /// once, FP32 accumulation. What `precision: bf16` runs every product of
+    /// a network on ([`crate::tensor::fused`]).
+    pub fn gemm_views(&self, a: View, b: View, c: &mut [f32], accumulate: bool) {
+        assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
+        let pb = PackedB::new(b);
+        self.product(a, &pb, c, accumulate);
+    }
+
+    /// `c (+)= a b` on the tiles: 2 x 2 output tiles at a time on four
+    /// accumulators, each output element a sum over `k` in one fixed order
+    /// (so a row's result does not depend on the other rows).
+    fn product(&self, a: View, pb: &PackedB, c: &mut [f32], accumulate: bool) {
+        let (m, n, kt, nt) = (a.rows, pb.n, pb.kt, pb.nt);
+        assert!(a.cols == pb.k && c.len() >= m * n, "gemm: shapes");
         let mt = m.div_ceil(2 * ROWS) * 2;
-        let pa = pack_a(a, m, k, mt, kt);
-        let tile = ROWS * KT;
-        let mut out = [0f32; 4 * ROWS * ROWS];
+        PACKED_A.with(|pa| {
+            let pa = &mut *pa.borrow_mut();
+            // SAFETY: `self` proves AVX-512 (checked by `Amx::new`).
+            unsafe { pack_a(a, mt, kt, pa) };
+            self.tiles(m, n, mt, nt, kt, pa, &pb.data, c, accumulate);
+        })
+    }
+
+    /// The tile loop of [`Amx::product`] over packed operands.
+    #[allow(clippy::too_many_arguments)]
+    fn tiles(
+        &self,
+        m: usize,
+        n: usize,
+        mt: usize,
+        nt: usize,
+        kt: usize,
+        pa: &[u32],
+        pb: &[u32],
+        c: &mut [f32],
+        accumulate: bool,
+    ) {
+        let tile = TILE;
+        assert!(pa.len() >= mt * kt * tile && pb.len() >= nt * kt * tile);
+        // Where an output tile does not lie wholly inside `c` (the edges),
+        // it goes through this buffer, so that every element is summed the
+        // same way: the accumulator starts from `c` (or zero), then adds
+        // the products in `k` order.
+        let mut edge = [[0f32; ROWS * ROWS]; 4];
         let _tiles = Tiles::configure();
         for i in (0..mt).step_by(2) {
             for j in (0..nt).step_by(2) {
+                // Each quarter's accumulator: a pointer and a row stride in bytes.
+                let mut at = [(std::ptr::null_mut::<f32>(), 0usize); 4];
+                for (q, (di, dj)) in QUARTERS.into_iter().enumerate() {
+                    let (r0, c0) = ((i + di) * ROWS, (j + dj) * ROWS);
+                    if r0 + ROWS <= m && c0 + ROWS <= n {
+                        // SAFETY: rows r0..r0 + 16, columns c0..c0 + 16 lie in `c`.
+                        at[q] = (unsafe { c.as_mut_ptr().add(r0 * n + c0) }, n * 4);
+                        continue;
+                    }
+                    let buf = &mut edge[q];
+                    buf.fill(0.0);
+                    if accumulate && r0 < m && c0 < n {
+                        for r in 0..ROWS.min(m - r0) {
+                            let cols = ROWS.min(n - c0);
+                            buf[r * ROWS..r * ROWS + cols]
+                                .copy_from_slice(&c[(r0 + r) * n + c0..(r0 + r) * n + c0 + cols]);
+                        }
+                    }
+                    at[q] = (buf.as_mut_ptr(), ROW_BYTES);
+                }
                 // SAFETY: tiles configured (16 x 64 bytes each) on this
-                // thread; each load reads one packed 1 KiB tile inside
-                // `pa` (tiles i, i + 1 < mt) or `pb.data` (j, j + 1 < nt);
-                // each store writes one 1 KiB quarter of `out`.
+                // thread; each accumulator reads and writes 16 rows of 64
+                // bytes at `at[q]` with its stride (inside `c` or `edge`);
+                // each operand load reads one packed 1 KiB tile inside `pa`
+                // (tiles i, i + 1 < mt) or `pb` (j, j + 1 < nt).
                 unsafe {
-                    std::arch::asm!(
-                        "tilezero tmm0",
-                        "tilezero tmm1",
-                        "tilezero tmm2",
-                        "tilezero tmm3",
-                        options(nostack, nomem)
-                    );
+                    match accumulate {
+                        true => std::arch::asm!(
+                            "tileloadd tmm0, [{c0} + {s0}*1]",
+                            "tileloadd tmm1, [{c1} + {s1}*1]",
+                            "tileloadd tmm2, [{c2} + {s2}*1]",
+                            "tileloadd tmm3, [{c3} + {s3}*1]",
+                            c0 = in(reg) at[0].0, s0 = in(reg) at[0].1,
+                            c1 = in(reg) at[1].0, s1 = in(reg) at[1].1,
+                            c2 = in(reg) at[2].0, s2 = in(reg) at[2].1,
+                            c3 = in(reg) at[3].0, s3 = in(reg) at[3].1,
+                            options(nostack, readonly)
+                        ),
+                        false => std::arch::asm!(
+                            "tilezero tmm0",
+                            "tilezero tmm1",
+                            "tilezero tmm2",
+                            "tilezero tmm3",
+                            options(nostack, nomem)
+                        ),
+                    }
                     for l in 0..kt {
                         std::arch::asm!(
                             "tileloadd tmm4, [{a0} + {s}*1]",
@@ -192,38 +269,33 @@ impl Amx {
                             "tdpbf16ps tmm3, tmm5, tmm7",
                             a0 = in(reg) pa.as_ptr().add((i * kt + l) * tile),
                             a1 = in(reg) pa.as_ptr().add(((i + 1) * kt + l) * tile),
-                            b0 = in(reg) pb.data.as_ptr().add((j * kt + l) * tile),
-                            b1 = in(reg) pb.data.as_ptr().add(((j + 1) * kt + l) * tile),
+                            b0 = in(reg) pb.as_ptr().add((j * kt + l) * tile),
+                            b1 = in(reg) pb.as_ptr().add(((j + 1) * kt + l) * tile),
                             s = in(reg) ROW_BYTES,
                             options(nostack, readonly),
                         );
                     }
-                    let o = out.as_mut_ptr();
                     std::arch::asm!(
-                        "tilestored [{c0} + {s}*1], tmm0",
-                        "tilestored [{c1} + {s}*1], tmm1",
-                        "tilestored [{c2} + {s}*1], tmm2",
-                        "tilestored [{c3} + {s}*1], tmm3",
-                        c0 = in(reg) o,
-                        c1 = in(reg) o.add(ROWS * ROWS),
-                        c2 = in(reg) o.add(2 * ROWS * ROWS),
-                        c3 = in(reg) o.add(3 * ROWS * ROWS),
-                        s = in(reg) ROW_BYTES,
+                        "tilestored [{c0} + {s0}*1], tmm0",
+                        "tilestored [{c1} + {s1}*1], tmm1",
+                        "tilestored [{c2} + {s2}*1], tmm2",
+                        "tilestored [{c3} + {s3}*1], tmm3",
+                        c0 = in(reg) at[0].0, s0 = in(reg) at[0].1,
+                        c1 = in(reg) at[1].0, s1 = in(reg) at[1].1,
+                        c2 = in(reg) at[2].0, s2 = in(reg) at[2].1,
+                        c3 = in(reg) at[3].0, s3 = in(reg) at[3].1,
                         options(nostack),
                     );
                 }
-                for (q, (di, dj)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                for (q, (di, dj)) in QUARTERS.into_iter().enumerate() {
                     let (r0, c0) = ((i + di) * ROWS, (j + dj) * ROWS);
-                    if r0 >= m || c0 >= n {
+                    if r0 >= m || c0 >= n || (r0 + ROWS <= m && c0 + ROWS <= n) {
                         continue;
                     }
-                    let quarter = &out[q * ROWS * ROWS..(q + 1) * ROWS * ROWS];
+                    let cols = ROWS.min(n - c0);
                     for r in 0..ROWS.min(m - r0) {
-                        let cols = ROWS.min(n - c0);
-                        let dst = &mut c[(r0 + r) * n + c0..(r0 + r) * n + c0 + cols];
-                        for (d, v) in dst.iter_mut().zip(&quarter[r * ROWS..r * ROWS + cols]) {
-                            *d += v;
-                        }
+                        c[(r0 + r) * n + c0..(r0 + r) * n + c0 + cols]
+                            .copy_from_slice(&edge[q][r * ROWS..r * ROWS + cols]);
                     }
                 }
             }
@@ -289,7 +361,82 @@ pub struct PackedB {
     k: usize,
     nt: usize,
     kt: usize,
-    data: Vec<u16>,
+    data: Vec<u32>,
+}
+
+impl PackedB {
+    fn new(b: View) -> PackedB {
+        // Column tiles in pairs (the kernel computes 2 x 2 tiles at a time).
+        let (k, n) = (b.rows, b.cols);
+        let (nt, kt) = (n.div_ceil(2 * ROWS) * 2, k.div_ceil(KT));
+        PackedB {
+            n,
+            k,
+            nt,
+            kt,
+            data: {
+                let mut data = Vec::new();
+                // SAFETY: only `Amx`'s methods pack, after `Amx::new`
+                // checked AVX-512.
+                unsafe { pack_b(b, nt, kt, &mut data) };
+                data
+            },
+        }
+    }
+}
+
+/// A matrix read in place: element `(i, j)` of a `rows x cols` matrix is
+/// `data[i * rs + j * cs]` (row-major: `cs = 1`; a transpose: `rs = 1`).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> View<'a> {
+        View {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The `rows x cols` matrix stored `cols x rows` row-major.
+    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> View<'a> {
+        View {
+            data,
+            rows,
+            cols,
+            rs: 1,
+            cs: rows,
+        }
+    }
+
+    /// Panics unless every element lies inside `data`, and one of the two
+    /// strides is 1 (the packing reads a row or a column at a time).
+    fn check(&self) {
+        assert!(
+            self.rs == 1 || self.cs == 1,
+            "view: neither rows nor columns contiguous"
+        );
+        assert!(
+            self.rows == 0
+                || self.cols == 0
+                || self.data.len() > (self.rows - 1) * self.rs + (self.cols - 1) * self.cs,
+            "view: out of bounds"
+        );
+    }
+}
+
+thread_local! {
+    /// This thread's packed A, reused from product to product.
+    static PACKED_A: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The tile configuration of this thread, released when dropped.
@@ -341,13 +488,15 @@ fn request_permission() -> Result<(), String> {
 }
 
 /// `x` rounded to bf16 (nearest, ties to even), as its 16 bits.
+#[inline(always)]
 pub fn bf16(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    // A NaN stays a (quiet) NaN; branch-free, so conversions vectorize.
+    match bits & 0x7fff_ffff > 0x7f80_0000 {
+        true => ((bits >> 16) | 0x40) as u16,
+        false => rounded as u16,
     }
-    let round = 0x7fff + ((bits >> 16) & 1);
-    (bits.wrapping_add(round) >> 16) as u16
 }
 
 /// The f32 a bf16 stands for.
@@ -355,35 +504,133 @@ pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
-/// A packed as `mt x kt` tiles of 16 rows x 32 bf16, zero-padded.
-fn pack_a(a: &[f32], m: usize, k: usize, mt: usize, kt: usize) -> Vec<u16> {
-    let mut out = vec![0u16; mt * kt * ROWS * KT];
-    for (i, row) in a.chunks_exact(k).enumerate().take(m) {
-        for (l0, part) in row.chunks(KT).enumerate() {
-            let at = ((i / ROWS) * kt + l0) * ROWS * KT + (i % ROWS) * KT;
-            for (o, x) in out[at..at + part.len()].iter_mut().zip(part) {
-                *o = bf16(*x);
+/// Two values rounded to bf16 side by side, as a tile holds a pair along
+/// `k`: `lo` (the even `k`) in the low half.
+#[inline(always)]
+fn pair(lo: f32, hi: f32) -> u32 {
+    bf16(lo) as u32 | (bf16(hi) as u32) << 16
+}
+
+/// `dst[q] = pair(x[q], y[q])` (a loop the compiler vectorizes); `y` may
+/// be shorter (an odd `k`'s last row pairs with zeros).
+#[inline(always)]
+fn pairs(x: &[f32], y: Option<&[f32]>, dst: &mut [u32]) {
+    match y {
+        Some(y) => {
+            for ((d, lo), hi) in dst.iter_mut().zip(x).zip(y) {
+                *d = pair(*lo, *hi);
+            }
+        }
+        None => {
+            for (d, lo) in dst.iter_mut().zip(x) {
+                *d = bf16(*lo) as u32;
             }
         }
     }
-    out
+}
+
+/// Resizes a packed buffer to `tiles_a x tiles_b` tiles (tile `(t, u)` at
+/// `(t * tiles_b + u) * TILE`) and zeroes the tiles that `rows x cols`
+/// does not cover wholly (rows of 16, columns of 32 `k`), the only ones
+/// with padding; the rest is overwritten by the packing.
+fn prepare(out: &mut Vec<u32>, tiles_a: usize, tiles_b: usize, rows: usize, k: usize) {
+    out.resize(tiles_a * tiles_b * TILE, 0);
+    for t in 0..tiles_a {
+        for u in 0..tiles_b {
+            if (t + 1) * ROWS > rows || (u + 1) * KT > k {
+                out[(t * tiles_b + u) * TILE..(t * tiles_b + u + 1) * TILE].fill(0);
+            }
+        }
+    }
+}
+
+/// A packed as `mt x kt` tiles of 16 rows x 32 bf16 (16 pairs along `k`),
+/// zero-padded.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW ([`Amx::new`] checked it).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn pack_a(a: View, mt: usize, kt: usize, out: &mut Vec<u32>) {
+    let (m, k) = (a.rows, a.cols);
+    a.check();
+    prepare(out, mt, kt, m, k);
+    const HALF: usize = KT / 2;
+    if a.cs == 1 {
+        // Rows of A are contiguous: a tile row is 16 pairs of one row.
+        for i in 0..m {
+            let row = &a.data[i * a.rs..i * a.rs + k];
+            for (l0, part) in row.chunks(KT).enumerate() {
+                let at = ((i / ROWS) * kt + l0) * TILE + (i % ROWS) * HALF;
+                let dst = &mut out[at..at + part.len().div_ceil(2)];
+                for (d, p) in dst.iter_mut().zip(part.chunks(2)) {
+                    *d = pair(p[0], p.get(1).copied().unwrap_or(0.0));
+                }
+            }
+        }
+    } else {
+        // Columns of A are contiguous: columns `l` and `l + 1` paired for
+        // 16 rows at once, each pair then stored in its row of the tile.
+        let mut run = [0u32; ROWS];
+        for l in (0..k).step_by(2) {
+            let x = &a.data[l * a.cs..];
+            let y = (l + 1 < k).then(|| &a.data[(l + 1) * a.cs..]);
+            for i0 in (0..m).step_by(ROWS) {
+                let rows = ROWS.min(m - i0);
+                pairs(
+                    &x[i0..i0 + rows],
+                    y.map(|y| &y[i0..i0 + rows]),
+                    &mut run[..rows],
+                );
+                let at = ((i0 / ROWS) * kt + l / KT) * TILE + (l % KT) / 2;
+                let dst = out[at..].iter_mut().step_by(HALF);
+                dst.zip(&run[..rows]).for_each(|(d, v)| *d = *v);
+            }
+        }
+    }
 }
 
 /// B packed as `nt x kt` tiles in the pair-interleaved layout `TDPBF16PS`
 /// reads: tile row `r` holds, for each of 16 columns, `B[2r][col]` and
-/// `B[2r + 1][col]` side by side; zero-padded.
-fn pack_b(b: &[f32], k: usize, n: usize, nt: usize, kt: usize) -> Vec<u16> {
-    let mut out = vec![0u16; nt * kt * ROWS * KT];
-    for (l, row) in b.chunks_exact(n).enumerate().take(k) {
-        let (r, pair) = ((l % KT) / 2, l % 2);
-        for (j0, part) in row.chunks(ROWS).enumerate() {
-            let at = ((j0 * kt + l / KT) * ROWS + r) * KT + pair;
-            for (q, x) in part.iter().enumerate() {
-                out[at + 2 * q] = bf16(*x);
+/// `B[2r + 1][col]` side by side (one `u32`); zero-padded.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW ([`Amx::new`] checked it).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn pack_b(b: View, nt: usize, kt: usize, out: &mut Vec<u32>) {
+    let (k, n) = (b.rows, b.cols);
+    b.check();
+    prepare(out, nt, kt, n, k);
+    if b.cs == 1 {
+        // Rows of B are contiguous: rows `l` and `l + 1` paired give one
+        // tile row, 16 columns at a time.
+        for l in (0..k).step_by(2) {
+            let x = &b.data[l * b.rs..l * b.rs + n];
+            let y = (l + 1 < k).then(|| &b.data[(l + 1) * b.rs..(l + 1) * b.rs + n]);
+            let base = (l / KT) * TILE + ((l % KT) / 2) * ROWS;
+            for j0 in (0..n).step_by(ROWS) {
+                let cols = ROWS.min(n - j0);
+                let at = (j0 / ROWS) * kt * TILE + base;
+                pairs(
+                    &x[j0..j0 + cols],
+                    y.map(|y| &y[j0..j0 + cols]),
+                    &mut out[at..at + cols],
+                );
+            }
+        }
+    } else {
+        // Columns of B are contiguous: each pair along `l` is adjacent in
+        // memory, stored one tile row apart.
+        for j in 0..n {
+            let col = &b.data[j * b.cs..j * b.cs + k];
+            let base = (j / ROWS) * kt * TILE + j % ROWS;
+            for (l0, part) in col.chunks(KT).enumerate() {
+                let dst = out[base + l0 * TILE..].iter_mut().step_by(ROWS);
+                for (d, p) in dst.zip(part.chunks(2)) {
+                    *d = pair(p[0], p.get(1).copied().unwrap_or(0.0));
+                }
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -428,9 +675,12 @@ mod tests {
         assert_eq!(all.tiles_missing(), None);
     }
 
-    /// On the tiles, `C += A B` equals the FP32 product of the same
+    /// On the tiles, `C (+)= A B` equals the FP32 product of the same
     /// bf16-rounded inputs up to summation order (within `(k + 1)` FP32
-    /// roundings of the sum of |a b|, the bound of any order), at shapes that are not multiples of the tiles; C accumulates.
+    /// roundings of the sum of |a b|, the bound of any order), for A and B
+    /// read row-major or transposed in place, at shapes that are not
+    /// multiples of the tiles, assigning or accumulating; a row's result
+    /// does not depend on the rows beside it (the same bits alone).
     #[test]
     #[ignore = "needs AMX (amx_tile, amx_bf16 in /proc/cpuinfo): scripts/test.sh runs it where the CPU has it"]
     fn amx_products_match_fp32_products_of_the_rounded_inputs() {
@@ -442,33 +692,92 @@ mod tests {
             rng ^= rng << 17;
             (rng >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         };
-        for (m, n, k) in [(1, 1, 1), (16, 16, 32), (37, 29, 70), (64, 48, 200)] {
+        // `rows x cols` row-major values, stored as such or transposed.
+        let store = |x: &[f32], rows: usize, cols: usize, t: bool| -> Vec<f32> {
+            match t {
+                false => x.to_vec(),
+                true => (0..cols * rows)
+                    .map(|q| x[(q % rows) * cols + q / rows])
+                    .collect(),
+            }
+        };
+        let view = |x: &[f32], rows, cols, t| -> (Vec<f32>, usize, usize, usize, usize) {
+            let data = store(x, rows, cols, t);
+            let (rs, cs) = if t { (1, rows) } else { (cols, 1) };
+            (data, rows, cols, rs, cs)
+        };
+        for (m, n, k) in [
+            (1, 1, 1),
+            (16, 16, 32),
+            (37, 29, 70),
+            (64, 48, 200),
+            (5, 33, 3),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|_| draw()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| draw()).collect();
             let c0: Vec<f32> = (0..m * n).map(|_| draw()).collect();
+            for (a_t, b_t, accumulate) in (0..8).map(|q| (q & 1 == 1, q & 2 == 2, q & 4 == 4)) {
+                let (ad, _, _, ars, acs) = view(&a, m, k, a_t);
+                let (bd, _, _, brs, bcs) = view(&b, k, n, b_t);
+                let av = View {
+                    data: &ad,
+                    rows: m,
+                    cols: k,
+                    rs: ars,
+                    cs: acs,
+                };
+                let bv = View {
+                    data: &bd,
+                    rows: k,
+                    cols: n,
+                    rs: brs,
+                    cs: bcs,
+                };
+                let mut c = c0.clone();
+                amx.gemm_views(av, bv, &mut c, accumulate);
+                let case =
+                    format!("({m}, {n}, {k}), a_t {a_t}, b_t {b_t}, accumulate {accumulate}");
+                for i in 0..m {
+                    for j in 0..n {
+                        let start = if accumulate {
+                            c0[i * n + j] as f64
+                        } else {
+                            0.0
+                        };
+                        let (mut want, mut scale) = (start, start.abs());
+                        for l in 0..k {
+                            let p = from_bf16(bf16(a[i * k + l])) as f64
+                                * from_bf16(bf16(b[l * n + j])) as f64;
+                            want += p;
+                            scale += p.abs();
+                        }
+                        let got = c[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() <= (k + 1) as f64 * f32::EPSILON as f64 * scale,
+                            "{case} at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+                // Row 0 alone: the same bits.
+                let (ad1, _, _, ars1, acs1) = view(&a[..k], 1, k, a_t);
+                let a1 = View {
+                    data: &ad1,
+                    rows: 1,
+                    cols: k,
+                    rs: ars1,
+                    cs: acs1,
+                };
+                let mut c1 = c0[..n].to_vec();
+                amx.gemm_views(a1, bv, &mut c1, accumulate);
+                assert_eq!(c1, c[..n], "{case}: row 0 alone");
+            }
+            // The row-major entry points, and B packed once serving again.
             let mut c = c0.clone();
             amx.gemm(m, n, k, &a, &b, &mut c);
-            // B packed once serves again, to the same bits.
             let pb = amx.pack_b(&b, k, n);
             let mut again = c0.clone();
             amx.gemm_packed(m, &a, &pb, &mut again);
             assert_eq!(again, c, "({m}, {n}, {k}): packed once");
-            for i in 0..m {
-                for j in 0..n {
-                    let (mut want, mut scale) = (c0[i * n + j] as f64, c0[i * n + j].abs() as f64);
-                    for l in 0..k {
-                        let p = from_bf16(bf16(a[i * k + l])) as f64
-                            * from_bf16(bf16(b[l * n + j])) as f64;
-                        want += p;
-                        scale += p.abs();
-                    }
-                    let got = c[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() <= (k + 1) as f64 * f32::EPSILON as f64 * scale,
-                        "({m}, {n}, {k}) at ({i}, {j}): {got} vs {want}"
-                    );
-                }
-            }
         }
     }
 }

@@ -16,6 +16,7 @@
 use crate::tensor::kernels::{self, activate, activation_backward, argmax, Activation, AdamStep};
 use crate::tensor::mlp::Mlp;
 use crate::tensor::optim::{AdamConfig, MlpMoments};
+use crate::tensor::Precision;
 
 /// One seed's network as flat parameters: per layer the `[in, out]` weights
 /// (row-major), then the `[out]` bias.
@@ -25,6 +26,10 @@ pub struct Layout {
     /// Offset of each layer's weights; its bias follows them.
     offsets: Vec<usize>,
     pub n_params: usize,
+    /// The arithmetic of the network's products (FP32 layouts serialize
+    /// as they did before precision existed).
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 impl Layout {
@@ -39,7 +44,13 @@ impl Layout {
             dims: dims.to_vec(),
             offsets,
             n_params: at,
+            precision: Precision::Fp32,
         }
+    }
+
+    /// The same network, multiplying at `precision`.
+    pub fn with_precision(self, precision: Precision) -> Layout {
+        Layout { precision, ..self }
     }
 
     fn layers(&self) -> usize {
@@ -93,6 +104,7 @@ pub struct Scratch {
 /// order either way.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
+    precision: Precision,
     m: usize,
     k: usize,
     n: usize,
@@ -104,6 +116,9 @@ fn matmul(
     accumulate: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if precision == Precision::Bf16 {
+        return bf16_matmul(m, k, n, a, a_t, b, b_t, c, accumulate);
+    }
     // (row stride, column stride) of each operand as a logical matrix.
     let (a_rs, a_cs) = if a_t { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if b_t { (1, k) } else { (n, 1) };
@@ -133,6 +148,47 @@ fn matmul(
                 gemm::Parallelism::None,
             )
         }
+    }
+}
+
+/// [`matmul`] on the matrix units: both operands rounded to bf16 (the
+/// activations once per product, as they are packed), FP32 accumulation,
+/// the same order of sums for every row whatever the others.
+#[allow(clippy::too_many_arguments)]
+fn bf16_matmul(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    #[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+    {
+        use crate::tensor::amx::View;
+        let view = |x, rows, cols, t| match t {
+            true => View::transposed(x, rows, cols),
+            false => View::row_major(x, rows, cols),
+        };
+        match crate::tensor::bf16_unit() {
+            Ok(unit) => unit.gemm_views(
+                view(a, m, k, a_t),
+                view(b, k, n, b_t),
+                &mut c[..m * n],
+                accumulate,
+            ),
+            Err(why) => {
+                unreachable!("bf16 is refused before a run starts where it is missing: {why}")
+            }
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]
+    {
+        let _ = (m, k, n, a, a_t, b, b_t, c, accumulate);
+        unreachable!("bf16 is refused before a run starts on this build")
     }
 }
 
@@ -207,11 +263,34 @@ pub fn forward(
         }
         match (layer == 0, last) {
             // `[rows, o] = x W`.
-            (true, true) => matmul(rows, i, o, x, false, weights, false, out, false),
+            (true, true) => matmul(
+                layout.precision,
+                rows,
+                i,
+                o,
+                x,
+                false,
+                weights,
+                false,
+                out,
+                false,
+            ),
             // `[o, rows] = W^T x^T`.
-            (true, false) => matmul(o, i, rows, weights, true, x, true, out, false),
+            (true, false) => matmul(
+                layout.precision,
+                o,
+                i,
+                rows,
+                weights,
+                true,
+                x,
+                true,
+                out,
+                false,
+            ),
             // `[rows, o] = h^T W` from the feature-major `h`.
             (false, true) => matmul(
+                layout.precision,
                 rows,
                 i,
                 o,
@@ -224,6 +303,7 @@ pub fn forward(
             ),
             // `[o, rows] = W^T h`.
             (false, false) => matmul(
+                layout.precision,
                 o,
                 i,
                 rows,
@@ -274,6 +354,7 @@ pub fn jvp(
             dz.extend_from_slice(&tangent[b.clone()]);
         }
         matmul(
+            layout.precision,
             rows,
             i,
             o,
@@ -285,6 +366,7 @@ pub fn jvp(
             true,
         );
         matmul(
+            layout.precision,
             rows,
             i,
             o,
@@ -296,7 +378,18 @@ pub fn jvp(
             true,
         );
         if layer > 0 {
-            matmul(rows, i, o, &dh, false, &params[w], false, &mut dz, true);
+            matmul(
+                layout.precision,
+                rows,
+                i,
+                o,
+                &dh,
+                false,
+                &params[w],
+                false,
+                &mut dz,
+                true,
+            );
         }
         if layer + 1 < layout.layers() {
             activate(&mut z, activation);
@@ -443,14 +536,54 @@ pub fn backward(
             });
         } else {
             match (first, last) {
-                (true, true) => matmul(i, rows, o, x, true, d_out, false, dw, false),
-                (true, false) => matmul(i, rows, o, x, true, d_out, true, dw, false),
-                (false, true) => {
-                    matmul(i, rows, o, &acts[layer - 1], false, d_out, false, dw, false)
-                }
-                (false, false) => {
-                    matmul(i, rows, o, &acts[layer - 1], false, d_out, true, dw, false)
-                }
+                (true, true) => matmul(
+                    layout.precision,
+                    i,
+                    rows,
+                    o,
+                    x,
+                    true,
+                    d_out,
+                    false,
+                    dw,
+                    false,
+                ),
+                (true, false) => matmul(
+                    layout.precision,
+                    i,
+                    rows,
+                    o,
+                    x,
+                    true,
+                    d_out,
+                    true,
+                    dw,
+                    false,
+                ),
+                (false, true) => matmul(
+                    layout.precision,
+                    i,
+                    rows,
+                    o,
+                    &acts[layer - 1],
+                    false,
+                    d_out,
+                    false,
+                    dw,
+                    false,
+                ),
+                (false, false) => matmul(
+                    layout.precision,
+                    i,
+                    rows,
+                    o,
+                    &acts[layer - 1],
+                    false,
+                    d_out,
+                    true,
+                    dw,
+                    false,
+                ),
             }
         }
         // db = the sums of d_out over the rows.
@@ -466,10 +599,54 @@ pub fn backward(
         // The GEMM overwrites every element: no need to clear the old ones.
         tmp.resize(rows * i, 0.0);
         match (first, last) {
-            (true, true) => matmul(rows, o, i, d_out, false, weights, true, tmp, false),
-            (true, false) => matmul(rows, o, i, d_out, true, weights, true, tmp, false),
-            (false, true) => matmul(i, o, rows, weights, false, d_out, true, tmp, false),
-            (false, false) => matmul(i, o, rows, weights, false, d_out, false, tmp, false),
+            (true, true) => matmul(
+                layout.precision,
+                rows,
+                o,
+                i,
+                d_out,
+                false,
+                weights,
+                true,
+                tmp,
+                false,
+            ),
+            (true, false) => matmul(
+                layout.precision,
+                rows,
+                o,
+                i,
+                d_out,
+                true,
+                weights,
+                true,
+                tmp,
+                false,
+            ),
+            (false, true) => matmul(
+                layout.precision,
+                i,
+                o,
+                rows,
+                weights,
+                false,
+                d_out,
+                true,
+                tmp,
+                false,
+            ),
+            (false, false) => matmul(
+                layout.precision,
+                i,
+                o,
+                rows,
+                weights,
+                false,
+                d_out,
+                false,
+                tmp,
+                false,
+            ),
         }
         std::mem::swap(d_out, tmp);
     }
@@ -703,8 +880,8 @@ pub struct FlatNet {
 
 impl FlatNet {
     /// The flat state of a dfdx network and its moments.
-    pub fn new(net: &Mlp, moments: &MlpMoments) -> FlatNet {
-        let layout = Layout::new(&net.dims());
+    pub fn new(net: &Mlp, moments: &MlpMoments, precision: Precision) -> FlatNet {
+        let layout = Layout::new(&net.dims()).with_precision(precision);
         let n = net.n_seeds();
         let saved = moments.save();
         // `MlpMoments::save` lists (m, v) per weight tensor, then per bias tensor.

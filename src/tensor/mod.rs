@@ -111,6 +111,80 @@ impl<P, F: Fn(usize) -> P> PerWorker<P, F> {
     }
 }
 
+/// The arithmetic of a network's matrix products (`precision:` on an
+/// agent). `Fp32` multiplies in FP32; `Bf16` rounds both operands of every
+/// product to bf16 and multiplies on the CPU's matrix units (AMX) with FP32
+/// accumulation. Parameters, gradients, Adam's moments and every other
+/// operation stay FP32 either way (mixed precision with FP32 master weights).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    /// The settings' names, as the language writes them.
+    pub const CHOICES: &'static [(&'static str, Precision)] =
+        &[("fp32", Precision::Fp32), ("bf16", Precision::Bf16)];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// For `skip_serializing_if`: an FP32 plan serializes as it did before
+    /// precision existed, so its run's identity is unchanged.
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
+
+    /// Whether this build on this machine can multiply at this precision;
+    /// the error says what is missing.
+    pub fn available(self) -> Result<(), String> {
+        match self {
+            Precision::Fp32 => Ok(()),
+            Precision::Bf16 => bf16_unit().map(|_| ()),
+        }
+    }
+}
+
+/// The matrix unit bf16 products run on, checked and granted once per
+/// process: the CPU's AMX tiles (CPUID), saved by the kernel (XCR0) and
+/// granted by Linux (`arch_prctl`). A CUDA build and other architectures
+/// have none.
+#[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+pub fn bf16_unit() -> Result<amx::Amx, String> {
+    static UNIT: std::sync::OnceLock<Result<amx::Amx, String>> = std::sync::OnceLock::new();
+    UNIT.get_or_init(amx::Amx::new).clone()
+}
+
+#[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]
+pub fn bf16_unit() -> Result<(), String> {
+    Err(match cfg!(feature = "cuda") {
+        true => {
+            "bf16 runs on the CPU's matrix units (AMX); this build runs its networks on the GPU"
+                .into()
+        }
+        false => "bf16 runs on Intel AMX tiles, which only x86-64 CPUs have".into(),
+    })
+}
+
 pub type T2<T = NoneTape> = Tensor<(usize, usize), f32, Dev, T>;
 pub type T3<T = NoneTape> = Tensor<(usize, usize, usize), f32, Dev, T>;
 pub type Tape = OwnedTape<f32, Dev>;

@@ -60,7 +60,7 @@ impl AgentKind for Dqn {
     }
 
     fn nets(&self, agent: &Obj, spaces: &EnvSpaces) -> Vec<Net> {
-        check::nets(agent, spaces)
+        crate::check::shapes::at_agent_precision(agent, check::nets(agent, spaces))
     }
 
     fn rules(&self, ev: &mut Evaluator, agent: &Obj) {
@@ -113,6 +113,10 @@ impl KindPlan for DqnPlan {
                 ModelKind::Latent(Latent::Gaussian { .. }) => "gaussian_latent",
             },
         })
+    }
+
+    fn precision(&self) -> crate::tensor::Precision {
+        self.precision
     }
 
     fn updates_per_step(&self) -> (u64, f64) {

@@ -6,6 +6,7 @@ use crate::compile::{need, CompileError, Cost, Schedule, Settings};
 use crate::graph::{Graph, Node};
 use crate::tensor::mlp::{Activation, Init};
 use crate::tensor::optim::AdamConfig;
+use crate::tensor::Precision;
 
 crate::kinds::metrics! {
     /// The metrics a DQN learner reports, in column order.
@@ -180,6 +181,10 @@ pub struct DqnPlan {
     pub gamma: f64,
     /// The TD target takes the target network's value at the online network's argmax.
     pub double_dqn: bool,
+    /// The arithmetic of every network's products (absent from an FP32
+    /// plan's canonical text, so FP32 runs keep their identity).
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
     pub exploration: Exploration,
     pub batch: usize,
     pub buffer: usize,
@@ -272,6 +277,7 @@ pub(super) fn compile(graph: &Graph) -> Result<(Schedule, DqnPlan), CompileError
         adam: adam_config(opt, opt.need_float("lr")?)?,
         gamma: td.need_float("gamma")?,
         double_dqn: td.need_flag("double_dqn")?,
+        precision: q.need_choice("precision", Precision::CHOICES)?,
         exploration,
         // The perfect model's state buffer is not sampled in batches.
         batch: match model {

@@ -1,6 +1,6 @@
 //! The `dqn` constructor: its fields, types, units, ranges and defaults (young2022 spec §2-3).
 
-use crate::schema::{eval_every, Ctor, Default as D, Field, Kind, Ty};
+use crate::schema::{eval_every, precision, Ctor, Default as D, Field, Kind, Ty};
 use crate::syntax::ast::Unit;
 
 pub(super) static CTOR: Ctor = Ctor {
@@ -116,6 +116,7 @@ pub(super) static CTOR: Ctor = Ctor {
         )
         .unit(Unit::Steps)
         .min(1.0),
+        precision(),
     ],
     ..Ctor::PLAIN
 };

@@ -130,6 +130,10 @@ impl KindPlan for RandomPlan {
         Cost::default()
     }
 
+    fn precision(&self) -> crate::tensor::Precision {
+        crate::tensor::Precision::Fp32
+    }
+
     fn updates_per_step(&self) -> (u64, f64) {
         (0, 0.0)
     }

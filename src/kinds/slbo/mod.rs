@@ -60,7 +60,7 @@ impl AgentKind for Slbo {
     }
 
     fn nets(&self, agent: &Obj, spaces: &EnvSpaces) -> Vec<Net> {
-        check::nets(agent, spaces)
+        crate::check::shapes::at_agent_precision(agent, check::nets(agent, spaces))
     }
 
     fn rules(&self, ev: &mut Evaluator, agent: &Obj) {
@@ -120,6 +120,14 @@ impl KindPlan for SlboPlan {
             SlboLoss::ValueAware { squared: false, .. } => "slbo_ma_l1",
             SlboLoss::ValueAware { squared: true, .. } => "slbo_vaml",
         })
+    }
+
+    fn precision(&self) -> crate::tensor::Precision {
+        [&self.policy.mean, &self.value, &self.dynamics.net]
+            .iter()
+            .map(|n| n.precision)
+            .max()
+            .unwrap_or_default()
     }
 
     fn updates_per_step(&self) -> (u64, f64) {

@@ -5,6 +5,7 @@
 use crate::compile::{need, CompileError, Cost, Schedule, Settings};
 use crate::graph::{Graph, Node};
 use crate::tensor::mlp::{Activation, Init};
+use crate::tensor::Precision;
 
 /// A network's sizes and settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -15,6 +16,10 @@ pub struct NetPlan {
     pub init: Init,
     /// The input goes through the running state normalizer.
     pub normalize: bool,
+    /// The arithmetic of its products (absent from an FP32 plan's
+    /// canonical text, so FP32 runs keep their identity).
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 /// The Gaussian policy: a mean network and a state-independent log-std.
@@ -340,6 +345,7 @@ fn net(node: &Node, init: Init) -> Result<NetPlan, CompileError> {
         activation: node.need_choice("activation", Activation::NAMED)?,
         init,
         normalize: node.need_choice("normalize", &[("none", false), ("running", true)])?,
+        precision: node.need_choice("precision", Precision::CHOICES)?,
     })
 }
 

@@ -1,6 +1,6 @@
 //! The `slbo` constructor: its fields, types, units, ranges and defaults (vaslbo spec).
 
-use crate::schema::{Ctor, Default as D, Field, Kind, Ty};
+use crate::schema::{precision, Ctor, Default as D, Field, Kind, Ty};
 use crate::syntax::ast::Unit;
 
 pub(super) static CTOR: Ctor = Ctor {
@@ -130,6 +130,7 @@ pub(super) static CTOR: Ctor = Ctor {
         )
         .unit(Unit::Stages)
         .min(1.0),
+        precision(),
     ],
     ..Ctor::PLAIN
 };

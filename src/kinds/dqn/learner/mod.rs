@@ -101,6 +101,7 @@ impl<'p> DqnLearner<'p> {
             plan.adam,
         );
         q.double_dqn = plan.double_dqn;
+        q.set_precision(plan.precision);
         let stream = |purpose| {
             seeds
                 .iter()
@@ -118,7 +119,11 @@ impl<'p> DqnLearner<'p> {
             },
             (Some(ModelPlan::Learned(model)), Some(_)) => Data::Learned {
                 replays: replays(),
-                model: Box::new(LearnedModel::new(dev, run.root_seed, seeds, model)),
+                model: Box::new({
+                    let mut learned = LearnedModel::new(dev, run.root_seed, seeds, model);
+                    learned.set_precision(plan.precision);
+                    learned
+                }),
                 action_rngs: stream(Purpose::RolloutAction),
                 model_rngs: stream(Purpose::Model),
                 rollout_rngs: stream(Purpose::Rollout),

@@ -29,7 +29,7 @@ use crate::tensor::fused::{self, FlatNet};
 use crate::tensor::losses::TdRows;
 use crate::tensor::mlp::{Init, Mlp, NetId};
 use crate::tensor::optim::MlpMoments;
-use crate::tensor::{Dev, Tape, T2, T3};
+use crate::tensor::{Dev, Precision, Tape, T2, T3};
 
 /// A learned model of a batch of seeds with its optimizer state.
 pub struct LearnedModel {
@@ -42,6 +42,8 @@ pub struct LearnedModel {
     /// On the CPU, the networks as flat per-seed parameters with their Adam
     /// moments, which the fused update trains ([`crate::kinds::dqn::learner::fused_model`]).
     flat: Option<Vec<FlatNet>>,
+    /// The arithmetic of the networks' products on the CPU.
+    precision: Precision,
 }
 
 /// What a checkpoint keeps of a model: per network, its tensors in
@@ -74,6 +76,7 @@ impl LearnedModel {
             moments: nets.iter().map(MlpMoments::zeros).collect(),
             nets,
             flat: None,
+            precision: Precision::Fp32,
         };
         if !cfg!(feature = "cuda") {
             model.flat = Some(model.flat_from_networks());
@@ -85,8 +88,16 @@ impl LearnedModel {
         self.nets
             .iter()
             .zip(&self.moments)
-            .map(|(net, m)| FlatNet::new(net, m))
+            .map(|(net, m)| FlatNet::new(net, m, self.precision))
             .collect()
+    }
+
+    /// Multiplies at `precision` from now on (the fused CPU update).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        for flat in self.flat.iter_mut().flatten() {
+            flat.layout = flat.layout.clone().with_precision(precision);
+        }
     }
 
     /// Everything a checkpoint needs to continue this model exactly.

@@ -19,7 +19,7 @@ use crate::tensor::kernels::argmax;
 use crate::tensor::losses::{td_loss, TdRows};
 use crate::tensor::mlp::{Activation, Init, Mlp, NetId};
 use crate::tensor::optim::{AdamConfig, MlpMoments};
-use crate::tensor::Dev;
+use crate::tensor::{Dev, Precision};
 
 pub struct QLearner {
     /// Q and its target network (on the CPU, mirrors of `flat`, up to date
@@ -32,6 +32,8 @@ pub struct QLearner {
     pub t: u64,
     /// The TD target takes the target's value at the online network's argmax on `s'`.
     pub double_dqn: bool,
+    /// The arithmetic of Q's products on the CPU ([`QLearner::set_precision`]).
+    precision: Precision,
     flat: Option<Flat>,
 }
 
@@ -73,6 +75,7 @@ impl QLearner {
             adam,
             t: 0,
             double_dqn: false,
+            precision: Precision::Fp32,
             flat: None,
         };
         if !cfg!(feature = "cuda") {
@@ -81,9 +84,18 @@ impl QLearner {
         learner
     }
 
+    /// Multiplies at `precision` from now on (the fused CPU update; the
+    /// taped path is FP32 only, and a bf16 plan never runs on it).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        if let Some(flat) = self.flat.as_mut() {
+            flat.net.layout = flat.net.layout.clone().with_precision(precision);
+        }
+    }
+
     /// The flat state read from the dfdx networks and moments.
     fn flat_from_networks(&self) -> Flat {
-        let net = fused::FlatNet::new(&self.q, &self.moments);
+        let net = fused::FlatNet::new(&self.q, &self.moments, self.precision);
         Flat {
             target: fused::flatten(&net.layout, self.q.n_seeds(), &self.target.save()),
             net,

@@ -46,7 +46,7 @@ impl Net {
             plan.activation,
             plan.init,
         );
-        let layout = Layout::new(&plan.dims);
+        let layout = Layout::new(&plan.dims).with_precision(plan.precision);
         let n = layout.n_params;
         Net {
             params: fused::flatten(&layout, 1, &mlp.save()),

@@ -16,6 +16,7 @@ use crate::kinds::slbo::{DynamicsPlan, NetPlan, Predicts, SlboLoss, SlboPlan, Tr
 use crate::runtime::driver::{Learner, Losses};
 use crate::seeds::{Purpose, Stream};
 use crate::tensor::mlp::{Activation, Init, NetId};
+use crate::tensor::Precision;
 use crate::tensor::{device, Dev};
 
 fn randn(rng: &mut Stream, n: usize, scale: f64) -> Vec<f32> {
@@ -97,6 +98,7 @@ fn policy_and_batch(seed: u64) -> (Policy, Vec<f32>, Vec<f32>, Vec<f32>) {
                 last: 0.5,
             },
             normalize: false,
+            precision: Precision::Fp32,
         },
         init_std: 0.8,
     };
@@ -302,6 +304,7 @@ fn dynamics_plan() -> DynamicsPlan {
             activation: Activation::Tanh,
             init: Init::TruncatedNormal(0.3),
             normalize: true,
+            precision: Precision::Fp32,
         },
         predicts: Predicts::Delta,
         clip: 100.0,
@@ -352,6 +355,7 @@ fn value_net(dev: &Dev) -> Value {
             last: 1.0,
         },
         normalize: true,
+        precision: Precision::Fp32,
     };
     Value {
         net: Net::new(dev, 2, 0, NetId(11), &plan),
