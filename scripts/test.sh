@@ -58,11 +58,12 @@ elif [ "${MBRL_REQUIRE_SLURM:-0}" = 1 ]; then
 else
     echo "note: no Python venv here; the live rliable test (stats::point_estimates_match_rliable_run_live) is not run" >&2
 fi
-# The AMX bf16 kernel against FP32 products, where the CPU has the tiles.
+# The AMX bf16 kernel against FP32 products, and the agents in bf16 (batch invariance, exact
+# resume), where the CPU has the tiles.
 if grep -qw amx_bf16 /proc/cpuinfo 2>/dev/null && grep -qw amx_tile /proc/cpuinfo; then
-    cargo test --locked --lib -- --ignored tensor::amx::
+    cargo test --locked --lib -- --ignored tensor::amx:: bf16
 else
-    echo "note: this CPU has no AMX; the bf16 kernel test (tensor::amx::tests::amx_products_match_fp32_products_of_the_rounded_inputs) is not run" >&2
+    echo "note: this CPU has no AMX; the bf16 tests (tensor::amx::tests::amx_products_match_fp32_products_of_the_rounded_inputs, kinds::dqn::learner::tests::every_agent_in_bf16_is_batch_invariant_and_resumes_exactly, kinds::slbo::learner::tests::bf16_stages_are_batch_invariant_and_resume_exactly) are not run" >&2
 fi
 # Downloads the 26 MB `mujoco` wheel from PyPI once, keeping only libmujoco in .mujoco/ (it says so).
 eval "$(scripts/setup-mujoco.sh)"

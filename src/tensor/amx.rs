@@ -168,8 +168,12 @@ impl Amx {
     /// a network on ([`crate::tensor::fused`]).
     pub fn gemm_views(&self, a: View, b: View, c: &mut [f32], accumulate: bool) {
         assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
-        let pb = PackedB::new(b);
-        self.product(a, &pb, c, accumulate);
+        PACKED_B.with(|buf| {
+            let mut pb = PackedB::empty(std::mem::take(&mut *buf.borrow_mut()));
+            pb.pack(b);
+            self.product(a, &pb, c, accumulate);
+            *buf.borrow_mut() = pb.data;
+        })
     }
 
     /// `c (+)= a b` on the tiles: 2 x 2 output tiles at a time on four
@@ -366,22 +370,37 @@ pub struct PackedB {
 
 impl PackedB {
     fn new(b: View) -> PackedB {
+        let mut pb = PackedB::empty(Vec::new());
+        pb.pack(b);
+        pb
+    }
+
+    /// No matrix yet, in the storage `data`.
+    fn empty(data: Vec<u32>) -> PackedB {
+        PackedB {
+            n: 0,
+            k: 0,
+            nt: 0,
+            kt: 0,
+            data,
+        }
+    }
+
+    /// Packs `b` over what it held.
+    fn pack(&mut self, b: View) {
         // Column tiles in pairs (the kernel computes 2 x 2 tiles at a time).
         let (k, n) = (b.rows, b.cols);
         let (nt, kt) = (n.div_ceil(2 * ROWS) * 2, k.div_ceil(KT));
-        PackedB {
+        *self = PackedB {
             n,
             k,
             nt,
             kt,
-            data: {
-                let mut data = Vec::new();
-                // SAFETY: only `Amx`'s methods pack, after `Amx::new`
-                // checked AVX-512.
-                unsafe { pack_b(b, nt, kt, &mut data) };
-                data
-            },
-        }
+            data: std::mem::take(&mut self.data),
+        };
+        // SAFETY: only `Amx`'s methods pack, after `Amx::new` checked
+        // AVX-512.
+        unsafe { pack_b(b, nt, kt, &mut self.data) };
     }
 }
 
@@ -437,6 +456,8 @@ impl<'a> View<'a> {
 thread_local! {
     /// This thread's packed A, reused from product to product.
     static PACKED_A: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's packed B of [`Amx::gemm_views`].
+    static PACKED_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The tile configuration of this thread, released when dropped.
@@ -529,6 +550,16 @@ fn pairs(x: &[f32], y: Option<&[f32]>, dst: &mut [u32]) {
     }
 }
 
+/// A run of pairs as its bf16 halves, in memory order.
+#[inline(always)]
+fn halves(pairs: &mut [u32]) -> &mut [u16] {
+    // SAFETY: any u32 is two valid u16 and u16's alignment divides u32's;
+    // the prefix and suffix are empty.
+    let (before, mid, after) = unsafe { pairs.align_to_mut::<u16>() };
+    debug_assert!(before.is_empty() && after.is_empty());
+    mid
+}
+
 /// Resizes a packed buffer to `tiles_a x tiles_b` tiles (tile `(t, u)` at
 /// `(t * tiles_b + u) * TILE`) and zeroes the tiles that `rows x cols`
 /// does not cover wholly (rows of 16, columns of 32 `k`), the only ones
@@ -561,9 +592,11 @@ unsafe fn pack_a(a: View, mt: usize, kt: usize, out: &mut Vec<u32>) {
             let row = &a.data[i * a.rs..i * a.rs + k];
             for (l0, part) in row.chunks(KT).enumerate() {
                 let at = ((i / ROWS) * kt + l0) * TILE + (i % ROWS) * HALF;
-                let dst = &mut out[at..at + part.len().div_ceil(2)];
-                for (d, p) in dst.iter_mut().zip(part.chunks(2)) {
-                    *d = pair(p[0], p.get(1).copied().unwrap_or(0.0));
+                // Consecutive bf16 in memory are the pairs of a tile row
+                // (little-endian: the even `k` in the low half).
+                let dst = halves(&mut out[at..at + HALF]);
+                for (d, x) in dst.iter_mut().zip(part) {
+                    *d = bf16(*x);
                 }
             }
         }
@@ -620,14 +653,18 @@ unsafe fn pack_b(b: View, nt: usize, kt: usize, out: &mut Vec<u32>) {
     } else {
         // Columns of B are contiguous: each pair along `l` is adjacent in
         // memory, stored one tile row apart.
+        let mut run = [0u32; KT / 2];
         for j in 0..n {
             let col = &b.data[j * b.cs..j * b.cs + k];
             let base = (j / ROWS) * kt * TILE + j % ROWS;
             for (l0, part) in col.chunks(KT).enumerate() {
-                let dst = out[base + l0 * TILE..].iter_mut().step_by(ROWS);
-                for (d, p) in dst.zip(part.chunks(2)) {
-                    *d = pair(p[0], p.get(1).copied().unwrap_or(0.0));
+                run.fill(0);
+                for (d, x) in halves(&mut run).iter_mut().zip(part) {
+                    *d = bf16(*x);
                 }
+                let dst = out[base + l0 * TILE..].iter_mut().step_by(ROWS);
+                dst.zip(&run[..part.len().div_ceil(2)])
+                    .for_each(|(d, v)| *d = *v);
             }
         }
     }

@@ -168,10 +168,19 @@ impl Precision {
 /// process: the CPU's AMX tiles (CPUID), saved by the kernel (XCR0) and
 /// granted by Linux (`arch_prctl`). A CUDA build and other architectures
 /// have none.
+///
+/// With `MBRL_HIDE_AMX=1` in the environment the process acts as on a CPU
+/// without the unit: to see what a file does on such a machine.
 #[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
 pub fn bf16_unit() -> Result<amx::Amx, String> {
     static UNIT: std::sync::OnceLock<Result<amx::Amx, String>> = std::sync::OnceLock::new();
-    UNIT.get_or_init(amx::Amx::new).clone()
+    UNIT.get_or_init(
+        || match std::env::var_os("MBRL_HIDE_AMX").is_some_and(|v| v == "1") {
+            true => Err("MBRL_HIDE_AMX=1 hides this CPU's AMX units".into()),
+            false => amx::Amx::new(),
+        },
+    )
+    .clone()
 }
 
 #[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]

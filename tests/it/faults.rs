@@ -408,3 +408,59 @@ fn plot_verifies_and_reports() {
     assert!(temporaries(&case.path("run")).is_empty());
     let _ = std::fs::remove_dir_all(&case.dir);
 }
+
+/// `precision: bf16` on a machine without a bf16 matrix unit (here one
+/// whose AMX `MBRL_HIDE_AMX=1` hides) is refused at the start of the run,
+/// coded and naming the cell, before anything is written; `check` accepts
+/// the file (another machine may run it) and `graph` shows the precision;
+/// `bench --precision bf16` is refused too.
+#[test]
+fn bf16_without_a_matrix_unit_is_refused_at_start() {
+    let text = TINY.replace(
+        "eval_every: 100 steps",
+        "eval_every: 100 steps, precision: bf16",
+    );
+    assert_ne!(text, TINY, "the fixture sets a precision");
+    let case = Case::new("bf16-refused", &text);
+    let hide = [("MBRL_HIDE_AMX", Path::new("1"))];
+    let res = super::cli::mbrl_with(&["check", &case.file], &hide);
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let res = super::cli::mbrl_with(&["graph", &case.file], &hide);
+    assert!(
+        stdout(&res).contains("products in bf16"),
+        "{}",
+        stdout(&res)
+    );
+    let out = case.path("run");
+    let res = super::cli::mbrl_with(&["run", &case.file, "--out", out.to_str().unwrap()], &hide);
+    let err = String::from_utf8_lossy(&res.stderr).to_string();
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mbrl::run::bf16_unavailable")
+            && err.contains("cell 0")
+            && err.contains("MBRL_HIDE_AMX"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let res = super::cli::mbrl_with(
+        &[
+            "bench",
+            "--precision",
+            "bf16",
+            "--seeds",
+            "1",
+            "--updates",
+            "1",
+        ],
+        &hide,
+    );
+    let err = String::from_utf8_lossy(&res.stderr).to_string();
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(err.contains("bf16"), "{err}");
+    let _ = std::fs::remove_dir_all(&case.dir);
+}

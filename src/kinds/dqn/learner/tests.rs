@@ -344,3 +344,92 @@ fn every_agent_runs_and_resumes_on_the_taped_path() {
         }
     }
 }
+
+/// Seed `s`'s Q and model parameters in a learner of `n` seeds (a model's
+/// state holds every seed's tensors, seed by seed).
+fn seed_parameters(l: &mut DqnLearner, s: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    let q = l.q.networks().0.params_of_seed(s);
+    let model = match &l.data {
+        super::Data::Learned { model, .. } => model
+            .state()
+            .0
+            .iter()
+            .flatten()
+            .flat_map(|t| {
+                t.chunks(t.len() / n)
+                    .nth(s)
+                    .expect("a seed's part")
+                    .to_vec()
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    (q, model)
+}
+
+/// Every Figure 4 agent with `precision: bf16`: its products run on the
+/// AMX tiles (the parameters differ from an fp32 run's, the setting takes
+/// effect), a seed's parameters do not depend on the seed beside it (alone
+/// and in a pair, the same bits), and a learner resumed from its checkpoint
+/// continues exactly.
+#[test]
+#[ignore = "needs AMX (amx_tile, amx_bf16 in /proc/cpuinfo): scripts/test.sh runs it where the CPU has it"]
+fn every_agent_in_bf16_is_batch_invariant_and_resumes_exactly() {
+    crate::tensor::Precision::Bf16
+        .available()
+        .expect("this test needs AMX");
+    let rollouts = "planner: model_rollouts { starts: 3, length: 3 steps }";
+    let agents = [
+        ("er", "batch: 40".to_string()),
+        ("perfect_model", rollouts.to_string()),
+        ("simple_model", format!("batch: 20, {rollouts}, model: factored_model {{ hidden: [40] }}")),
+        ("categorical_latent", format!("batch: 20, {rollouts}, model: latent_model {{ latent: categorical, features: 4, width: 3, hidden: [40] }}")),
+        ("gaussian_latent", format!("batch: 20, {rollouts}, model: latent_model {{ latent: gaussian, features: 4, min_std: 0.1, std_act: sigmoid2, hidden: [40] }}")),
+    ];
+    for (agent, settings) in agents {
+        let text = |precision: &str| {
+            format!(
+                "experiment e {{ env: panflute(pipes: 3), agent: {agent} {{ q: mlp {{ hidden: [40, 40] }}, eval: greedy_eval {{ envs: 2, steps: 5 steps }}, lr: 1e-3, model_lr: 1e-3, {settings}, learning_starts: 10 steps, steps: 100 steps, eval_every: 50 steps, precision: {precision} }} }}"
+            )
+        };
+        let (plan, fp32) = (plan_of(&text("bf16")), plan_of(&text("fp32")));
+        let bf16_plan = dqn(&plan);
+        assert_eq!(bf16_plan.precision, crate::tensor::Precision::Bf16);
+        let mut pair = learner(&plan, bf16_plan, &[0, 1]);
+        let mut alone = learner(&plan, bf16_plan, &[1]);
+        let mut full = learner(&fp32, dqn(&fp32), &[1]);
+        let (mut two, mut one) = (losses(2), losses(1));
+        for t in 0..40 {
+            pair.advance(t, &mut two);
+            alone.advance(t, &mut one);
+            full.advance(t, &mut one);
+        }
+        let (q_pair, model_pair) = seed_parameters(&mut pair, 1, 2);
+        let (q_alone, model_alone) = seed_parameters(&mut alone, 0, 1);
+        let first = |a: &[f32], b: &[f32]| a.iter().zip(b).position(|(x, y)| x != y);
+        assert_eq!(
+            (first(&q_pair, &q_alone), first(&model_pair, &model_alone)),
+            (None, None),
+            "{agent}: seed 1 alone and beside seed 0 (first differing Q and model parameters)"
+        );
+        let (q16, model16) = seed_parameters(&mut alone, 0, 1);
+        let (q32, model32) = seed_parameters(&mut full, 0, 1);
+        assert!(q16.iter().all(|x| x.is_finite()), "{agent}: finite Q");
+        assert_ne!(q16, q32, "{agent}: bf16 products change Q");
+        if !model32.is_empty() {
+            assert_ne!(model16, model32, "{agent}: bf16 products change the model");
+        }
+        let state = alone.save();
+        let mut resumed = learner(&plan, bf16_plan, &[1]);
+        resumed.restore(state).expect("restores");
+        for t in 40..60 {
+            alone.advance(t, &mut one);
+            resumed.advance(t, &mut one);
+        }
+        assert_eq!(
+            seed_parameters(&mut alone, 0, 1),
+            seed_parameters(&mut resumed, 0, 1),
+            "{agent}: resumed exactly"
+        );
+    }
+}

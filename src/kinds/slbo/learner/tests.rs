@@ -586,6 +586,54 @@ fn stages_are_batch_invariant_and_resume_exactly() {
     );
 }
 
+/// With `precision: bf16` (every network's products on the AMX tiles) a
+/// stage's seed does not depend on the seed beside it, a resumed stage
+/// continues exactly, and the numbers differ from fp32's (it takes effect).
+#[test]
+#[ignore = "needs AMX (amx_tile, amx_bf16 in /proc/cpuinfo): scripts/test.sh runs it where the CPU has it"]
+fn bf16_stages_are_batch_invariant_and_resume_exactly() {
+    crate::tensor::Precision::Bf16
+        .available()
+        .expect("this test needs AMX");
+    let text = |precision: &str| {
+        format!("use slbo::*\nexperiment e {{ seeds: 2, env: mbbl_pendulum, agent: slbo_mle {{ steps_per_stage: 200 steps, iters: 1 iterations, model_iters: 4 updates, policy_iters: 2 updates, value_refit_every: 2 updates, model: dynamics {{ hidden: [40] }}, planner: virtual_rollouts {{ envs: 2, length: 200 steps }}, precision: {precision} }} }}")
+    };
+    let (run, fp32) = (plan_of(&text("bf16")), plan_of(&text("fp32")));
+    let plan = slbo(&run);
+    assert_eq!(plan.dynamics.net.precision, Precision::Bf16);
+    let dev = device().unwrap();
+    let metrics = run.metrics().len();
+    let mut pair = SlboLearner::new(&run, plan, &[0, 1], &dev);
+    let mut single = SlboLearner::new(&run, plan, &[1], &dev);
+    let mut full = SlboLearner::new(&fp32, slbo(&fp32), &[1], &dev);
+    let mut sink = Losses::new(&[0, 1], metrics);
+    let mut one = Losses::new(&[1], metrics);
+    pair.advance(0, &mut sink);
+    single.advance(0, &mut one);
+    full.advance(0, &mut Losses::new(&[1], metrics));
+    assert_eq!(
+        serde_json_like(&pair.per_seed[1]),
+        serde_json_like(&single.per_seed[0]),
+        "seed 1 alone and beside seed 0"
+    );
+    assert_ne!(
+        serde_json_like(&full.per_seed[0]),
+        serde_json_like(&single.per_seed[0]),
+        "bf16 products change the stage"
+    );
+    let bytes = bincode::serialize(&single.save()).unwrap();
+    let mut restored = SlboLearner::new(&run, plan, &[1], &dev);
+    restored
+        .restore(bincode::deserialize(&bytes).unwrap())
+        .unwrap();
+    single.advance(1, &mut one);
+    restored.advance(1, &mut Losses::new(&[1], metrics));
+    assert_eq!(
+        serde_json_like(&single.per_seed[0]),
+        serde_json_like(&restored.per_seed[0])
+    );
+}
+
 /// A seed's state as bytes, for comparisons.
 fn serde_json_like(seed: &crate::kinds::slbo::learner::SeedState) -> Vec<u8> {
     bincode::serialize(seed).unwrap()
