@@ -191,6 +191,45 @@ impl Amx {
         })
     }
 
+    /// `a` rounded to bf16 and packed as the left operand of
+    /// [`Amx::gemm_packed_a`]: a layer's weights, packed once for the many
+    /// products of a rollout or an evaluation.
+    pub fn pack_a(&self, a: View) -> PackedA {
+        let (m, k) = (a.rows, a.cols);
+        let (mt, kt) = (m.div_ceil(2 * ROWS) * 2, k.div_ceil(KT));
+        let mut data = Vec::new();
+        // SAFETY: `self` proves AVX-512 (checked by `Amx::new`).
+        unsafe { pack_a(a, mt, kt, &mut data) };
+        PackedA { m, k, mt, kt, data }
+    }
+
+    /// `b` rounded to bf16 and packed as the right operand of
+    /// [`Amx::gemm_packed_b`].
+    pub fn pack_b_view(&self, b: View) -> PackedB {
+        PackedB::new(b)
+    }
+
+    /// `c (+)= a b` with `a` packed by [`Amx::pack_a`]: the same bits as
+    /// [`Amx::gemm_views`] on the matrix it packed.
+    pub fn gemm_packed_a(&self, pa: &PackedA, b: View, c: &mut [f32], accumulate: bool) {
+        assert_eq!(pa.k, b.rows, "gemm: inner dimensions");
+        PACKED_B.with(|buf| {
+            let mut pb = PackedB::empty(std::mem::take(&mut *buf.borrow_mut()));
+            pb.pack(b);
+            assert!(c.len() >= pa.m * pb.n, "gemm: shapes");
+            self.tiles(
+                pa.m, pb.n, pa.mt, pb.nt, pa.kt, &pa.data, &pb.data, c, accumulate,
+            );
+            *buf.borrow_mut() = pb.data;
+        })
+    }
+
+    /// `c (+)= a b` with `b` packed by [`Amx::pack_b_view`]: the same bits
+    /// as [`Amx::gemm_views`] on the matrix it packed.
+    pub fn gemm_packed_b(&self, a: View, pb: &PackedB, c: &mut [f32], accumulate: bool) {
+        self.product(a, pb, c, accumulate);
+    }
+
     /// The tile loop of [`Amx::product`] over packed operands.
     #[allow(clippy::too_many_arguments)]
     fn tiles(
@@ -401,6 +440,31 @@ impl PackedB {
         // SAFETY: only `Amx`'s methods pack, after `Amx::new` checked
         // AVX-512.
         unsafe { pack_b(b, nt, kt, &mut self.data) };
+    }
+}
+
+/// An `m x k` matrix rounded to bf16 and packed into the tiles' layout
+/// (`mt x kt` tiles, `mt` even), for [`Amx::gemm_packed_a`].
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    mt: usize,
+    kt: usize,
+    data: Vec<u32>,
+}
+
+impl PackedA {
+    /// Its columns (the product's `k`).
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+}
+
+impl PackedB {
+    /// Its rows (the product's `k`).
+    pub fn rows(&self) -> usize {
+        self.k
     }
 }
 

@@ -65,6 +65,152 @@ impl Layout {
     }
 }
 
+/// One seed's weights packed for its forward passes in bf16 (empty for an
+/// fp32 layout): per layer, `W^T` as the left operand where the output is
+/// feature-major, `W` as the right one for the last layer. The products
+/// give the bits [`forward`] gives; packing once serves the many passes of
+/// a rollout, an evaluation or a data collection with the same weights.
+#[derive(Clone, Debug, Default)]
+pub struct Packs {
+    #[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+    layers: Vec<Packed>,
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+#[derive(Clone, Debug)]
+enum Packed {
+    Left(crate::tensor::amx::PackedA),
+    Right(crate::tensor::amx::PackedB),
+}
+
+impl Packs {
+    /// `params`' layers packed, where `layout` multiplies in bf16.
+    pub fn new(layout: &Layout, params: &[f32]) -> Packs {
+        #[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+        {
+            use crate::tensor::amx::View;
+            if layout.precision != Precision::Bf16 {
+                return Packs::default();
+            }
+            let unit = match crate::tensor::bf16_unit() {
+                Ok(unit) => unit,
+                Err(why) => {
+                    unreachable!("bf16 is refused before a run starts where it is missing: {why}")
+                }
+            };
+            let layers = (0..layout.layers())
+                .map(|l| {
+                    let (i, o) = (layout.dims[l], layout.dims[l + 1]);
+                    let w = &params[layout.ranges(l).0];
+                    match l + 1 == layout.layers() {
+                        true => Packed::Right(unit.pack_b_view(View::row_major(w, i, o))),
+                        false => Packed::Left(unit.pack_a(View::transposed(w, o, i))),
+                    }
+                })
+                .collect();
+            Packs { layers }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]
+        {
+            let _ = (layout, params);
+            Packs {}
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+    fn layer(&self, l: usize) -> Option<&Packed> {
+        self.layers.get(l)
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]
+    fn layer(&self, _l: usize) -> Option<&Never> {
+        None
+    }
+}
+
+/// No packed layer (a build without AMX).
+#[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]
+enum Never {}
+
+#[cfg(not(all(target_arch = "x86_64", not(feature = "cuda"))))]
+impl Never {
+    fn forward(&self, _first: bool, _input: &[f32], _rows: usize, _out: &mut [f32]) {
+        match *self {}
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "cuda")))]
+impl Packed {
+    /// The layer's product on `rows` rows of `input` (row-major `[rows, in]`
+    /// for the first layer, feature-major `[in, rows]` after it) into `out`,
+    /// as [`forward`] computes it.
+    fn forward(&self, first: bool, input: &[f32], rows: usize, out: &mut [f32]) {
+        use crate::tensor::amx::View;
+        let unit = match crate::tensor::bf16_unit() {
+            Ok(unit) => unit,
+            Err(why) => unreachable!("packed weights imply the unit: {why}"),
+        };
+        match self {
+            // `[o, rows] = W^T x^T` or `W^T h`.
+            Packed::Left(w) => {
+                let i = w.cols();
+                let b = match first {
+                    true => View::transposed(input, i, rows),
+                    false => View::row_major(input, i, rows),
+                };
+                unit.gemm_packed_a(w, b, out, false);
+            }
+            // `[rows, o] = x W` or `h^T W`.
+            Packed::Right(w) => {
+                let i = w.rows();
+                let a = match first {
+                    true => View::row_major(input, rows, i),
+                    false => View::transposed(input, rows, i),
+                };
+                unit.gemm_packed_b(a, w, out, false);
+            }
+        }
+    }
+}
+
+/// A network's [`Packs`], kept with it and made again when its parameters
+/// change: whoever holds one clears it ([`PackCache::clear`]) wherever the
+/// parameters are written. Cloning, comparing and serializing ignore it.
+#[derive(Default)]
+pub struct PackCache(std::sync::Mutex<Option<std::sync::Arc<Packs>>>);
+
+impl PackCache {
+    /// The packs of `params`, made now if there are none.
+    pub fn get(&self, layout: &Layout, params: &[f32]) -> std::sync::Arc<Packs> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.get_or_insert_with(|| std::sync::Arc::new(Packs::new(layout, params)))
+            .clone()
+    }
+
+    /// Forgets the packs (the parameters are about to change).
+    pub fn clear(&mut self) {
+        *self.0.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Clone for PackCache {
+    fn clone(&self) -> Self {
+        PackCache::default()
+    }
+}
+
+impl PartialEq for PackCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for PackCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackCache")
+    }
+}
+
 /// A seed's TD minibatch, flat: `B` rows of `d` observations.
 pub struct TdInputs<'a> {
     pub obs: &'a [f32],
@@ -236,6 +382,21 @@ pub fn forward(
     rows: usize,
     acts: &mut Vec<Vec<f32>>,
 ) {
+    forward_packed(layout, params, None, activation, x, rows, acts)
+}
+
+/// [`forward`] with the weights of a bf16 layout already packed (`packs`,
+/// from [`Packs::new`] on these `params`): the same bits, without packing
+/// them again for every pass.
+pub fn forward_packed(
+    layout: &Layout,
+    params: &[f32],
+    packs: Option<&Packs>,
+    activation: Activation,
+    x: &[f32],
+    rows: usize,
+    acts: &mut Vec<Vec<f32>>,
+) {
     let layers = layout.layers();
     acts.resize_with(layers, Vec::new);
     for layer in 0..layers {
@@ -261,59 +422,67 @@ pub fn forward(
             });
             continue;
         }
-        match (layer == 0, last) {
-            // `[rows, o] = x W`.
-            (true, true) => matmul(
-                layout.precision,
-                rows,
-                i,
-                o,
-                x,
-                false,
-                weights,
-                false,
-                out,
-                false,
-            ),
-            // `[o, rows] = W^T x^T`.
-            (true, false) => matmul(
-                layout.precision,
-                o,
-                i,
-                rows,
-                weights,
-                true,
-                x,
-                true,
-                out,
-                false,
-            ),
-            // `[rows, o] = h^T W` from the feature-major `h`.
-            (false, true) => matmul(
-                layout.precision,
-                rows,
-                i,
-                o,
-                &before[layer - 1],
-                true,
-                weights,
-                false,
-                out,
-                false,
-            ),
-            // `[o, rows] = W^T h`.
-            (false, false) => matmul(
-                layout.precision,
-                o,
-                i,
-                rows,
-                weights,
-                true,
-                &before[layer - 1],
-                false,
-                out,
-                false,
-            ),
+        let input = match layer {
+            0 => x,
+            _ => &before[layer - 1][..],
+        };
+        if let Some(packed) = packs.and_then(|p| p.layer(layer)) {
+            packed.forward(layer == 0, input, rows, out);
+        } else {
+            match (layer == 0, last) {
+                // `[rows, o] = x W`.
+                (true, true) => matmul(
+                    layout.precision,
+                    rows,
+                    i,
+                    o,
+                    x,
+                    false,
+                    weights,
+                    false,
+                    out,
+                    false,
+                ),
+                // `[o, rows] = W^T x^T`.
+                (true, false) => matmul(
+                    layout.precision,
+                    o,
+                    i,
+                    rows,
+                    weights,
+                    true,
+                    x,
+                    true,
+                    out,
+                    false,
+                ),
+                // `[rows, o] = h^T W` from the feature-major `h`.
+                (false, true) => matmul(
+                    layout.precision,
+                    rows,
+                    i,
+                    o,
+                    &before[layer - 1],
+                    true,
+                    weights,
+                    false,
+                    out,
+                    false,
+                ),
+                // `[o, rows] = W^T h`.
+                (false, false) => matmul(
+                    layout.precision,
+                    o,
+                    i,
+                    rows,
+                    weights,
+                    true,
+                    &before[layer - 1],
+                    false,
+                    out,
+                    false,
+                ),
+            }
         }
         match last {
             true => kernels::bias_add(out, bias),
@@ -778,6 +947,20 @@ pub fn predict(
     activation: Activation,
     x: &[f32],
     per_seed: usize,
+    record: Option<&mut Recorded>,
+) -> Vec<f32> {
+    predict_packed(layout, params, None, activation, x, per_seed, record)
+}
+
+/// [`predict`] with each seed's weights already packed (`packs[s]`, from
+/// [`Packs::new`] on seed `s`'s parameters): the same bits.
+pub fn predict_packed(
+    layout: &Layout,
+    params: &[f32],
+    packs: Option<&[&Packs]>,
+    activation: Activation,
+    x: &[f32],
+    per_seed: usize,
     mut record: Option<&mut Recorded>,
 ) -> Vec<f32> {
     let (d, p) = (layout.dims[0], layout.n_params);
@@ -799,9 +982,10 @@ pub fn predict(
         let acts = &mut scratch.borrow_mut().predict;
         for s in 0..n_seeds {
             let input = &x[s * per_seed * d..(s + 1) * per_seed * d];
-            forward(
+            forward_packed(
                 layout,
                 &params[s * p..(s + 1) * p],
+                packs.map(|packs| packs[s]),
                 activation,
                 input,
                 per_seed,

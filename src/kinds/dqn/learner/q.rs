@@ -45,6 +45,9 @@ struct Flat {
     gather: Vec<f32>,
     /// Whether `q` and `target` lag behind the flat state.
     stale: bool,
+    /// Each seed's Q weights packed for bf16 forward passes (acting,
+    /// evaluation, rollouts between updates); cleared by every update.
+    packs: Vec<fused::PackCache>,
 }
 
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
@@ -90,6 +93,7 @@ impl QLearner {
         self.precision = precision;
         if let Some(flat) = self.flat.as_mut() {
             flat.net.layout = flat.net.layout.clone().with_precision(precision);
+            flat.packs.iter_mut().for_each(fused::PackCache::clear);
         }
     }
 
@@ -98,6 +102,9 @@ impl QLearner {
         let net = fused::FlatNet::new(&self.q, &self.moments, self.precision);
         Flat {
             target: fused::flatten(&net.layout, self.q.n_seeds(), &self.target.save()),
+            packs: (0..net.n_seeds())
+                .map(|_| fused::PackCache::default())
+                .collect(),
             net,
             gather: Vec::new(),
             stale: false,
@@ -144,14 +151,23 @@ impl QLearner {
         record: Option<&mut fused::Recorded>,
     ) -> Vec<f32> {
         match &self.flat {
-            Some(flat) => fused::predict(
-                &flat.net.layout,
-                &flat.net.params,
-                self.q.activation,
-                x,
-                per_seed,
-                record,
-            ),
+            Some(flat) => {
+                let packs: Vec<_> = (0..flat.net.n_seeds())
+                    .map(|s| {
+                        flat.packs[s].get(&flat.net.layout, &flat.net.params[flat.net.seed(s)])
+                    })
+                    .collect();
+                let packs: Vec<&fused::Packs> = packs.iter().map(|p| &**p).collect();
+                fused::predict_packed(
+                    &flat.net.layout,
+                    &flat.net.params,
+                    Some(&packs),
+                    self.q.activation,
+                    x,
+                    per_seed,
+                    record,
+                )
+            }
             None => {
                 let d = self.q.weights[0].shape().1;
                 let n_seeds = x.len() / (per_seed * d);
@@ -208,6 +224,7 @@ impl QLearner {
             return self.update_taped(rows);
         };
         let (n, b, d) = (rows.n_seeds, rows.per_seed(), rows.d);
+        flat.packs.iter_mut().for_each(fused::PackCache::clear);
         let mut losses = Vec::with_capacity(n);
         for s in 0..n {
             let at = s * b..(s + 1) * b;

@@ -14,7 +14,13 @@ use crate::tensor::Dev;
 pub struct Net {
     pub layout: Layout,
     pub activation: Activation,
-    pub params: Vec<f32>,
+    /// Written only through [`Net::params_mut`] and [`Net::adam`], which
+    /// forget `packs`.
+    params: Vec<f32>,
+    /// The bf16 weights of its forward passes, packed once per parameter
+    /// values (empty for fp32).
+    #[serde(skip)]
+    packs: fused::PackCache,
     m: Vec<f32>,
     v: Vec<f32>,
     /// Adam steps taken.
@@ -50,6 +56,7 @@ impl Net {
         let n = layout.n_params;
         Net {
             params: fused::flatten(&layout, 1, &mlp.save()),
+            packs: fused::PackCache::default(),
             layout,
             activation: plan.activation,
             m: vec![0.0; n],
@@ -70,16 +77,37 @@ impl Net {
         *self.layout.dims.last().expect("a network has layers")
     }
 
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The parameters to write (the packed weights are made again after).
+    pub fn params_mut(&mut self) -> &mut Vec<f32> {
+        self.packs.clear();
+        &mut self.params
+    }
+
     /// The outputs on `rows` inputs, no gradient.
     pub fn predict(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        fused::predict(&self.layout, &self.params, self.activation, x, rows, None)
+        let packs = self.packs.get(&self.layout, &self.params);
+        fused::predict_packed(
+            &self.layout,
+            &self.params,
+            Some(&[&*packs]),
+            self.activation,
+            x,
+            rows,
+            None,
+        )
     }
 
     /// A forward pass on `rows` inputs that keeps every layer's output.
     pub fn forward(&self, x: &[f32], rows: usize, pass: &mut Pass) {
-        fused::forward(
+        let packs = self.packs.get(&self.layout, &self.params);
+        fused::forward_packed(
             &self.layout,
             &self.params,
+            Some(&packs),
             self.activation,
             x,
             rows,
@@ -139,6 +167,7 @@ impl Net {
             eps: opt.eps,
             weight_decay: 0.0,
         };
+        self.packs.clear();
         fused::adam_step(
             &cfg,
             self.t,

@@ -57,14 +57,14 @@ impl Policy {
 
     /// The mean network's parameters followed by the log-std.
     pub fn flat(&self) -> Vec<f32> {
-        let mut v = self.mean.params.clone();
+        let mut v = self.mean.params().to_vec();
         v.extend_from_slice(&self.log_std);
         v
     }
 
     pub fn set_flat(&mut self, v: &[f32]) {
         let n = self.mean.n_params();
-        self.mean.params.copy_from_slice(&v[..n]);
+        self.mean.params_mut().copy_from_slice(&v[..n]);
         self.log_std.copy_from_slice(&v[n..]);
     }
 }

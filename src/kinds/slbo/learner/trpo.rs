@@ -226,7 +226,7 @@ pub fn fisher_vector_product(
     let tangent: Vec<f32> = v[..p].iter().map(|x| *x as f32).collect();
     let (_, jv) = fused::jvp(
         &net.layout,
-        &net.params,
+        net.params(),
         &tangent,
         net.activation,
         batch.x,
