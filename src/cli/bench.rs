@@ -108,9 +108,13 @@ pub fn run(args: &BenchArgs) -> u8 {
                 taped: args.taped && !slbo,
                 ..args.clone()
             };
+            let class = match args.precision() {
+                Precision::Fp32 => agent.to_string(),
+                Precision::Bf16 => format!("{agent}{}", crate::runs::rates::BF16),
+            };
             match bench_agent(&args, agent) {
                 Ok(rate) => {
-                    rates.insert(agent.to_string(), rate);
+                    rates.insert(class, rate);
                 }
                 Err(err) => {
                     errln!("error: {err}");
@@ -244,6 +248,14 @@ fn save_rates(
         errln!("error: no home folder to keep the rates table in: name one (`--save-rates PATH`)");
         return 2;
     };
+    // The classes not measured now keep the rates the table at `path` has
+    // (the other precision's, say); an unreadable table there is replaced.
+    let mut gflops = gflops;
+    if let Ok(old) = Rates::read(&path) {
+        for (class, rate) in old.gflops {
+            gflops.entry(class).or_insert(rate);
+        }
+    }
     let table = Rates {
         format: 1,
         cpu: rates::cpu_name(),
@@ -251,13 +263,17 @@ fn save_rates(
         measured: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         mbrl_version: env!("CARGO_PKG_VERSION").into(),
         command: format!(
-            "mbrl bench --all --seeds {} --slbo-seeds {} --threads {} --steps {} --stages {}{}",
+            "mbrl bench --all --seeds {} --slbo-seeds {} --threads {} --steps {} --stages {}{}{}",
             args.seeds,
             args.slbo_seeds,
             args.threads,
             args.steps,
             args.stages,
-            if args.taped { " --taped" } else { "" }
+            if args.taped { " --taped" } else { "" },
+            match args.precision() {
+                Precision::Fp32 => "",
+                Precision::Bf16 => " --precision bf16",
+            }
         ),
         gflops,
     };

@@ -291,7 +291,7 @@ fn cost_line(
     let missing = match missing.is_empty() {
         true => String::new(),
         false => format!(
-            "; the table has no rate for {}: its slowest stood in",
+            "; the table has no rate for {} (a bf16 class takes its fp32 rate, any other the table's slowest)",
             missing.join(", ")
         ),
     };

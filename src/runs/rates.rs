@@ -36,6 +36,17 @@ pub const CLASSES: [&str; 9] = [
     "slbo_vaml",
 ];
 
+/// The suffix of a class's rate with bf16 products (`er_bf16`): measured by
+/// `mbrl bench --all --precision bf16 --save-rates`; where a table lacks
+/// it, the class's fp32 rate stands in (bf16 is not slower), and says so.
+pub const BF16: &str = "_bf16";
+
+/// Whether `class` is a class a table may rate: one of [`CLASSES`], plain
+/// or with [`BF16`].
+fn known(class: &str) -> bool {
+    CLASSES.contains(&class.strip_suffix(BF16).unwrap_or(class))
+}
+
 /// The table's format version (a table of another is refused).
 const FORMAT: u32 = 1;
 
@@ -116,9 +127,9 @@ impl Rates {
             return Err(damaged("it rates no class".into()));
         }
         for (class, rate) in &rates.gflops {
-            if !CLASSES.contains(&class.as_str()) {
+            if !known(class) {
                 return Err(damaged(format!(
-                    "unknown class `{class}` (the classes are {})",
+                    "unknown class `{class}` (the classes are {}, each also with `{BF16}`)",
                     CLASSES.join(", ")
                 )));
             }
@@ -144,17 +155,19 @@ impl Rates {
     }
 
     /// The rate of `class`: its own, or where the table lacks it the
-    /// table's slowest (so a time request errs long), and whether it was.
+    /// table's slowest (so a time request errs long), and whether it was;
+    /// a bf16 class lacking takes its fp32 class's rate first.
     pub fn rate(&self, class: &str) -> (f64, bool) {
-        match self.gflops.get(class) {
-            Some(r) => (*r, false),
-            None => (self.gflops.values().copied().fold(f64::MAX, f64::min), true),
+        match (self.gflops.get(class), class.strip_suffix(BF16)) {
+            (Some(r), _) => (*r, false),
+            (None, Some(fp32)) => (self.rate(fp32).0, true),
+            (None, None) => (self.gflops.values().copied().fold(f64::MAX, f64::min), true),
         }
     }
 
     /// Seconds of one worker thread the plans' training takes (all their
     /// seeds), and the classes the table lacked.
-    pub fn thread_seconds(&self, plans: &[Plan]) -> (f64, Vec<&'static str>) {
+    pub fn thread_seconds(&self, plans: &[Plan]) -> (f64, Vec<String>) {
         self.seconds(plans, None)
     }
 
@@ -165,14 +178,14 @@ impl Rates {
         self.seconds(plans, Some(workers.max(1))).0
     }
 
-    fn seconds(&self, plans: &[Plan], workers: Option<usize>) -> (f64, Vec<&'static str>) {
+    fn seconds(&self, plans: &[Plan], workers: Option<usize>) -> (f64, Vec<String>) {
         let mut missing = Vec::new();
         let mut secs = 0.0;
         for plan in plans {
-            let Some(class) = plan.agent.rate_class() else {
+            let Some(class) = Self::class_of(plan) else {
                 continue;
             };
-            let (rate, fallback) = self.rate(class);
+            let (rate, fallback) = self.rate(&class);
             if fallback && !missing.contains(&class) {
                 missing.push(class);
             }
@@ -184,6 +197,16 @@ impl Rates {
             secs += serial as f64 * plan.cost().flops / (rate * 1e9);
         }
         (secs, missing)
+    }
+
+    /// The rate class a plan trains at: its kind's, with [`BF16`] where its
+    /// products are bf16.
+    pub fn class_of(plan: &Plan) -> Option<String> {
+        let class = plan.agent.rate_class()?;
+        Some(match plan.agent.precision() {
+            crate::tensor::Precision::Fp32 => class.to_string(),
+            crate::tensor::Precision::Bf16 => format!("{class}{BF16}"),
+        })
     }
 
     /// The table named for a user: where it came from and what it measured.
@@ -291,6 +314,20 @@ mod tests {
         let t = table(&[("er", 50.0), ("slbo_mle", 20.0)]);
         assert_eq!(t.rate("er"), (50.0, false));
         assert_eq!(t.rate("gaussian_latent"), (20.0, true));
+    }
+
+    /// A bf16 class takes its own rate, or its fp32 class's where the table
+    /// lacks it (saying so); a table may rate bf16 classes, not others.
+    #[test]
+    fn a_bf16_class_takes_its_own_or_its_fp32_rate() {
+        let t = table(&[("er", 50.0), ("er_bf16", 90.0), ("slbo_mle", 20.0)]);
+        assert_eq!(t.rate("er_bf16"), (90.0, false));
+        assert_eq!(t.rate("slbo_mle_bf16"), (20.0, true));
+        assert_eq!(t.rate("simple_model_bf16"), (20.0, true));
+        let text = ron::to_string(&t).unwrap();
+        assert!(Rates::parse(&text, "t").is_ok());
+        let bad = text.replace("er_bf16", "er_fp16");
+        assert!(Rates::parse(&bad, "t").is_err());
     }
 
     #[test]

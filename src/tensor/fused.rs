@@ -577,15 +577,26 @@ fn is_sparse(x: &[f32]) -> bool {
     x.iter().filter(|v| **v != 0.0).count() * 8 < x.len()
 }
 
+/// The packed weights an update's forward passes may use (see [`Packs`]):
+/// the online network's and the target's, each of the parameters given
+/// beside them.
+#[derive(Clone, Copy, Default)]
+pub struct Packed2<'a> {
+    pub online: Option<&'a Packs>,
+    pub target: Option<&'a Packs>,
+}
+
 /// One seed's TD loss `mean w (Q(s)[a] - (r + discount max Q'(s')))^2` and its
 /// gradient with respect to the parameters (written to `scratch.grads`).
 ///
 /// `recorded`, when given, holds Q's layer outputs on `batch.obs` with these
 /// parameters (see [`Recorded`]) and replaces the forward pass on them.
+#[allow(clippy::too_many_arguments)]
 pub fn td_loss_and_grad(
     layout: &Layout,
     params: &[f32],
     target: &[f32],
+    packs: Packed2,
     activation: Activation,
     batch: &TdInputs,
     scratch: &mut Scratch,
@@ -593,9 +604,10 @@ pub fn td_loss_and_grad(
 ) -> f32 {
     let rows = batch.actions.len();
     let k = *layout.dims.last().expect("a network has layers");
-    forward(
+    forward_packed(
         layout,
         target,
+        packs.target,
         activation,
         batch.next_obs,
         rows,
@@ -607,9 +619,10 @@ pub fn td_loss_and_grad(
             &scratch.acts
         }
         None => {
-            forward(
+            forward_packed(
                 layout,
                 params,
+                packs.online,
                 activation,
                 batch.obs,
                 rows,
@@ -619,9 +632,10 @@ pub fn td_loss_and_grad(
         }
     };
     if batch.double_dqn {
-        forward(
+        forward_packed(
             layout,
             params,
+            packs.online,
             activation,
             batch.next_obs,
             rows,
@@ -1021,6 +1035,8 @@ pub fn flatten(layout: &Layout, n_seeds: usize, tensors: &[Vec<f32>]) -> Vec<f32
 pub struct SeedState<'a> {
     pub params: &'a mut [f32],
     pub target: &'a [f32],
+    /// Packed weights of `params` and `target`, where the caller has them.
+    pub packs: Packed2<'a>,
     pub m: &'a mut [f32],
     pub v: &'a mut [f32],
 }
@@ -1042,6 +1058,7 @@ pub fn train_step(
             layout,
             seed.params,
             seed.target,
+            seed.packs,
             activation,
             batch,
             scratch,

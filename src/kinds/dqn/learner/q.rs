@@ -48,6 +48,8 @@ struct Flat {
     /// Each seed's Q weights packed for bf16 forward passes (acting,
     /// evaluation, rollouts between updates); cleared by every update.
     packs: Vec<fused::PackCache>,
+    /// Each seed's target weights packed, from sync to sync.
+    target_packs: Vec<fused::PackCache>,
 }
 
 /// What a checkpoint keeps of a learner, per tensor in [`Mlp::save`] order.
@@ -94,6 +96,9 @@ impl QLearner {
         if let Some(flat) = self.flat.as_mut() {
             flat.net.layout = flat.net.layout.clone().with_precision(precision);
             flat.packs.iter_mut().for_each(fused::PackCache::clear);
+            flat.target_packs
+                .iter_mut()
+                .for_each(fused::PackCache::clear);
         }
     }
 
@@ -103,6 +108,9 @@ impl QLearner {
         Flat {
             target: fused::flatten(&net.layout, self.q.n_seeds(), &self.target.save()),
             packs: (0..net.n_seeds())
+                .map(|_| fused::PackCache::default())
+                .collect(),
+            target_packs: (0..net.n_seeds())
                 .map(|_| fused::PackCache::default())
                 .collect(),
             net,
@@ -224,7 +232,6 @@ impl QLearner {
             return self.update_taped(rows);
         };
         let (n, b, d) = (rows.n_seeds, rows.per_seed(), rows.d);
-        flat.packs.iter_mut().for_each(fused::PackCache::clear);
         let mut losses = Vec::with_capacity(n);
         for s in 0..n {
             let at = s * b..(s + 1) * b;
@@ -238,9 +245,18 @@ impl QLearner {
                 double_dqn: self.double_dqn,
             };
             let params = flat.net.seed(s);
+            // Q's packs were made for acting on these parameters (or are
+            // made now); the target's last from sync to sync.
+            let layout = &flat.net.layout;
+            let online = flat.packs[s].get(layout, &flat.net.params[params.clone()]);
+            let target = flat.target_packs[s].get(layout, &flat.target[params.clone()]);
             let seed = fused::SeedState {
                 params: &mut flat.net.params[params.clone()],
                 target: &flat.target[params.clone()],
+                packs: fused::Packed2 {
+                    online: Some(&online),
+                    target: Some(&target),
+                },
                 m: &mut flat.net.m[params.clone()],
                 v: &mut flat.net.v[params],
             };
@@ -254,6 +270,7 @@ impl QLearner {
                 recorded.map(|r| r.seed(s)),
             ));
         }
+        flat.packs.iter_mut().for_each(fused::PackCache::clear);
         flat.stale = true;
         self.t += 1;
         losses
@@ -276,6 +293,9 @@ impl QLearner {
         match &mut self.flat {
             Some(flat) => {
                 flat.target.copy_from_slice(&flat.net.params);
+                flat.target_packs
+                    .iter_mut()
+                    .for_each(fused::PackCache::clear);
                 flat.stale = true;
             }
             None => self.target.copy_from(&self.q),
