@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mbrl against the Young et al. JAX reference on this machine, alternated: ROUNDS times, mbrl's
-# agent bench (training loop only, evaluation excluded) then the reference's timing
+# agent bench (training loop only, evaluation excluded) with fp32 products, then with bf16 ones
+# on the CPU's AMX units (where it has them), then the reference's timing
 # (scripts/reference/time.sh), and the ratio of each pair. A shared machine drifts by tens of
 # percent within minutes; pairs taken back to back, and their median, are what compares.
 # Set up the reference first (scripts/reference/setup.sh) and build mbrl (cargo build --release).
@@ -22,18 +23,31 @@ case "$agent" in
     *) echo "unknown agent $agent" >&2; exit 2 ;;
 esac
 [ -x "$mbrl" ] || { echo "no mbrl binary at $mbrl (cargo build --release)" >&2; exit 2; }
-ratios=()
+# bf16 where the CPU multiplies in it (mbrl refuses it otherwise).
+precisions=(fp32)
+if grep -qw amx_bf16 /proc/cpuinfo 2>/dev/null && grep -qw amx_tile /proc/cpuinfo; then precisions+=(bf16); fi
+declare -A ratios
 for round in $(seq "$rounds"); do
-    ours=$("$mbrl" bench --agent "$agent" --threads 2 --steps "$steps" |
-        sed -n 's/.*training loop only.*: \([0-9.]*\) s per env step.*/\1/p')
+    declare -A ours=()
+    for p in "${precisions[@]}"; do
+        ours[$p]=$("$mbrl" bench --agent "$agent" --threads 2 --steps "$steps" --precision "$p" |
+            sed -n 's/.*training loop only.*: \([0-9.]*\) s per env step.*/\1/p')
+    done
     theirs=$("$here/time.sh" "$ref" | sed -n 's/.*median-of-calls \([0-9.]*\).*/\1/p')
-    if [ -z "$ours" ] || [ -z "$theirs" ]; then
-        echo "round $round: a timing failed (mbrl: '${ours}', reference: '${theirs}')" >&2
-        exit 1
-    fi
-    ratio=$(awk -v a="$theirs" -v b="$ours" 'BEGIN { printf "%.2f", a / b }')
-    ratios+=("$ratio")
-    echo "round $round: mbrl $ours s, reference $theirs s per env step (30 seeds): reference/mbrl ${ratio}x"
+    line="round $round: reference $theirs s per env step (30 seeds)"
+    for p in "${precisions[@]}"; do
+        if [ -z "${ours[$p]}" ] || [ -z "$theirs" ]; then
+            echo "round $round: a timing failed (mbrl $p: '${ours[$p]}', reference: '${theirs}')" >&2
+            exit 1
+        fi
+        ratio=$(awk -v a="$theirs" -v b="${ours[$p]}" 'BEGIN { printf "%.2f", a / b }')
+        ratios[$p]="${ratios[$p]:-} $ratio"
+        line="$line; mbrl $p ${ours[$p]} s: reference/mbrl ${ratio}x"
+    done
+    echo "$line"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-echo "$agent: reference/mbrl ${median}x (median of $rounds pairs: ${ratios[*]})"
+for p in "${precisions[@]}"; do
+    # shellcheck disable=SC2086
+    median=$(printf '%s\n' ${ratios[$p]} | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    echo "$agent ($p products): reference/mbrl ${median}x (median of $rounds pairs:${ratios[$p]})"
+done

@@ -188,9 +188,8 @@ pub fn run(args: &BenchArgs) -> u8 {
     0
 }
 
-/// The CPU's bf16 matrix unit as far as mbrl uses it yet: the unit's peak
-/// on one core and the AMX kernel's `C += A B` at the Q network's hidden
-/// layer (320 x 200 x 200); no agent multiplies in bf16 yet.
+/// The CPU's bf16 matrix unit: the unit's peak on one core and the AMX
+/// kernel's `C += A B` at the Q network's hidden layer (320 x 200 x 200).
 #[cfg(target_arch = "x86_64")]
 fn bf16_line() -> String {
     use crate::tensor::amx::{Amx, Support};
@@ -228,7 +227,7 @@ fn bf16_line() -> String {
     format!(
         "bf16 matrix unit (AMX): {peak:.0} GFLOP/s on one core (TDPBF16PS on 4 accumulators); \
          mbrl's AMX kernel, C += A B at {m} x {n} x {k} on one core: {kernel:.0} GFLOP/s rounding and packing both, \
-         {packed:.0} GFLOP/s with B packed once (no agent multiplies in bf16 yet)"
+         {packed:.0} GFLOP/s with B packed once"
     )
 }
 

@@ -1,7 +1,6 @@
-//! bf16 matrix products on the CPU's matrix units (Intel AMX): what the
-//! `bf16` precision of issue 25 will run its GEMMs on. Today `mbrl bench`
-//! measures the unit's peak and this kernel's rate with it; no agent
-//! multiplies in bf16 yet.
+//! bf16 matrix products on the CPU's matrix units (Intel AMX): what an
+//! agent's `precision: bf16` runs its networks' products on
+//! ([`crate::tensor::fused`]), and what `mbrl bench` measures.
 //!
 //! A product `C += A B` rounds A and B to bf16 (round to nearest even),
 //! multiplies on the tiles with `TDPBF16PS` (exact bf16 products, FP32

@@ -9,9 +9,14 @@
 //! allocations, broadcasts and copies cost more than the GEMMs themselves
 //! (README, "Tensor runtime"). Tests compare the two.
 //!
+//! A network whose layout says `precision: bf16` multiplies on the AMX tiles
+//! ([`crate::tensor::amx`]) instead of `gemm`, everything else unchanged;
+//! [`Packs`] keep its weights packed for the forward passes that share them.
+//!
 //! Invariants: each seed is computed alone from its own slices, so a seed's
 //! numbers do not depend on its batch; GEMMs are single-threaded (the seed
-//! shards are the parallelism).
+//! shards are the parallelism); packed weights are those of the parameters
+//! passed beside them.
 
 use crate::tensor::kernels::{self, activate, activation_backward, argmax, Activation, AdamStep};
 use crate::tensor::mlp::Mlp;
@@ -26,9 +31,10 @@ pub struct Layout {
     /// Offset of each layer's weights; its bias follows them.
     offsets: Vec<usize>,
     pub n_params: usize,
-    /// The arithmetic of the network's products (FP32 layouts serialize
-    /// as they did before precision existed).
-    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    /// The arithmetic of the network's products. Not serialized: it comes
+    /// from the plan (the run's identity), and whoever restores a layout
+    /// sets it again from there.
+    #[serde(skip)]
     pub precision: Precision,
 }
 

@@ -554,6 +554,13 @@ impl Learner for SlboLearner<'_> {
         }
         self.starts.restore(&state.starts);
         self.per_seed = state.per_seed;
+        // A checkpoint holds no precision: the plan's is the run's.
+        let plan = self.plan;
+        for seed in &mut self.per_seed {
+            seed.policy.mean.set_precision(plan.policy.mean.precision);
+            seed.value.net.set_precision(plan.value.precision);
+            seed.dynamics.net.set_precision(plan.dynamics.net.precision);
+        }
         Ok(())
     }
 }

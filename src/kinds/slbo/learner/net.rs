@@ -81,6 +81,13 @@ impl Net {
         &self.params
     }
 
+    /// Multiplies at `precision` (a restored network takes its plan's: a
+    /// checkpoint does not hold it).
+    pub fn set_precision(&mut self, precision: crate::tensor::Precision) {
+        self.layout.precision = precision;
+        self.packs.clear();
+    }
+
     /// The parameters to write (the packed weights are made again after).
     pub fn params_mut(&mut self) -> &mut Vec<f32> {
         self.packs.clear();

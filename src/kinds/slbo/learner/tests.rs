@@ -184,7 +184,7 @@ fn surrogate_gradient_and_fisher_products_match_the_taped_references() {
         Activation::Tanh,
         Init::Haiku,
     );
-    mean.load(&unflatten(layout, 1, &policy.mean.params()))
+    mean.load(&unflatten(layout, 1, policy.mean.params()))
         .unwrap();
     let taped = GaussianPolicy {
         mean,
@@ -592,9 +592,7 @@ fn stages_are_batch_invariant_and_resume_exactly() {
 #[test]
 #[ignore = "needs AMX (amx_tile, amx_bf16 in /proc/cpuinfo): scripts/test.sh runs it where the CPU has it"]
 fn bf16_stages_are_batch_invariant_and_resume_exactly() {
-    crate::tensor::Precision::Bf16
-        .available()
-        .expect("this test needs AMX");
+    Precision::Bf16.available().expect("this test needs AMX");
     let text = |precision: &str| {
         format!("use slbo::*\nexperiment e {{ seeds: 2, env: mbbl_pendulum, agent: slbo_mle {{ steps_per_stage: 200 steps, iters: 1 iterations, model_iters: 4 updates, policy_iters: 2 updates, value_refit_every: 2 updates, model: dynamics {{ hidden: [40] }}, planner: virtual_rollouts {{ envs: 2, length: 200 steps }}, precision: {precision} }} }}")
     };
