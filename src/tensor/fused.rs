@@ -1080,9 +1080,13 @@ pub fn train_step(
 #[derive(Clone, Debug)]
 pub struct FlatNet {
     pub layout: Layout,
+    /// Written by [`FlatNet::step`], or by a caller that then calls
+    /// [`FlatNet::forget_packs`].
     pub params: Vec<f32>,
     pub m: Vec<f32>,
     pub v: Vec<f32>,
+    /// Each seed's weights packed for bf16 forward passes.
+    packs: Vec<PackCache>,
 }
 
 impl FlatNet {
@@ -1099,7 +1103,47 @@ impl FlatNet {
             m: flatten(&layout, n, &m),
             v: flatten(&layout, n, &v),
             layout,
+            packs: (0..n).map(|_| PackCache::default()).collect(),
         }
+    }
+
+    /// Multiplies at `precision` from now on.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.layout.precision = precision;
+        self.forget_packs();
+    }
+
+    /// Seed `s`'s packed weights, made now if the parameters changed since.
+    pub fn packs(&self, s: usize) -> std::sync::Arc<Packs> {
+        self.packs[s].get(&self.layout, &self.params[self.seed(s)])
+    }
+
+    /// Forgets the packed weights (the parameters were written).
+    pub fn forget_packs(&mut self) {
+        self.packs.iter_mut().for_each(PackCache::clear);
+    }
+
+    /// [`predict`] on every seed, with the weights packed once per
+    /// parameter values.
+    pub fn predict(
+        &self,
+        activation: Activation,
+        x: &[f32],
+        per_seed: usize,
+        record: Option<&mut Recorded>,
+    ) -> Vec<f32> {
+        let packs: Vec<_> = (0..self.n_seeds()).map(|s| self.packs(s)).collect();
+        let packs: Vec<&Packs> = packs.iter().map(|p| &**p).collect();
+        let (layout, params) = (&self.layout, &self.params);
+        predict_packed(
+            layout,
+            params,
+            Some(&packs),
+            activation,
+            x,
+            per_seed,
+            record,
+        )
     }
 
     pub fn n_seeds(&self) -> usize {
@@ -1133,6 +1177,7 @@ impl FlatNet {
             &mut self.v[r],
         );
         adam_step(cfg, t, params, grads, m, v);
+        self.packs[s].clear();
     }
 }
 

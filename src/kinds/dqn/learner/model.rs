@@ -44,9 +44,6 @@ pub struct LearnedModel {
     flat: Option<Vec<FlatNet>>,
     /// The arithmetic of the networks' products on the CPU.
     precision: Precision,
-    /// Per network, each seed's weights packed for bf16 forward passes
-    /// (rollouts between updates); cleared wherever the weights change.
-    packs: Vec<Vec<fused::PackCache>>,
 }
 
 /// What a checkpoint keeps of a model: per network, its tensors in
@@ -80,11 +77,9 @@ impl LearnedModel {
             nets,
             flat: None,
             precision: Precision::Fp32,
-            packs: Vec::new(),
         };
         if !cfg!(feature = "cuda") {
             model.flat = Some(model.flat_from_networks());
-            model.forget_packs();
         }
         model
     }
@@ -101,24 +96,8 @@ impl LearnedModel {
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
         for flat in self.flat.iter_mut().flatten() {
-            flat.layout = flat.layout.clone().with_precision(precision);
+            flat.set_precision(precision);
         }
-        self.forget_packs();
-    }
-
-    /// Forgets the packed weights (the parameters are about to change).
-    fn forget_packs(&mut self) {
-        self.packs = match &self.flat {
-            Some(flat) => flat
-                .iter()
-                .map(|f| {
-                    (0..f.n_seeds())
-                        .map(|_| fused::PackCache::default())
-                        .collect()
-                })
-                .collect(),
-            None => Vec::new(),
-        };
     }
 
     /// Everything a checkpoint needs to continue this model exactly.
@@ -147,7 +126,6 @@ impl LearnedModel {
         }
         if self.flat.is_some() {
             self.flat = Some(self.flat_from_networks());
-            self.forget_packs();
         }
         Ok(())
     }
@@ -172,22 +150,7 @@ impl LearnedModel {
     fn predict(&self, dev: &Dev, net: usize, x: &[f32], per_seed: usize) -> Vec<f32> {
         let activation = self.plan.activation;
         match &self.flat {
-            Some(flat) => {
-                let f = &flat[net];
-                let packs: Vec<_> = (0..f.n_seeds())
-                    .map(|s| self.packs[net][s].get(&f.layout, &f.params[f.seed(s)]))
-                    .collect();
-                let packs: Vec<&fused::Packs> = packs.iter().map(|p| &**p).collect();
-                fused::predict_packed(
-                    &f.layout,
-                    &f.params,
-                    Some(&packs),
-                    activation,
-                    x,
-                    per_seed,
-                    None,
-                )
-            }
+            Some(flat) => flat[net].predict(activation, x, per_seed, None),
             None => {
                 let mlp = &self.nets[net];
                 let d = mlp.weights[0].shape().1;
@@ -216,9 +179,6 @@ impl LearnedModel {
         t: u64,
         rngs: &mut [Stream],
     ) -> Vec<f32> {
-        if self.flat.is_some() {
-            self.forget_packs();
-        }
         if let Some(flat) = &mut self.flat {
             return fused_update(&self.plan, flat, sample, n_seeds, t, rngs);
         }

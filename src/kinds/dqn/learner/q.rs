@@ -45,10 +45,8 @@ struct Flat {
     gather: Vec<f32>,
     /// Whether `q` and `target` lag behind the flat state.
     stale: bool,
-    /// Each seed's Q weights packed for bf16 forward passes (acting,
-    /// evaluation, rollouts between updates); cleared by every update.
-    packs: Vec<fused::PackCache>,
-    /// Each seed's target weights packed, from sync to sync.
+    /// Each seed's target weights packed, from sync to sync (Q's own are
+    /// kept in `net`).
     target_packs: Vec<fused::PackCache>,
 }
 
@@ -94,8 +92,7 @@ impl QLearner {
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
         if let Some(flat) = self.flat.as_mut() {
-            flat.net.layout = flat.net.layout.clone().with_precision(precision);
-            flat.packs.iter_mut().for_each(fused::PackCache::clear);
+            flat.net.set_precision(precision);
             flat.target_packs
                 .iter_mut()
                 .for_each(fused::PackCache::clear);
@@ -107,9 +104,6 @@ impl QLearner {
         let net = fused::FlatNet::new(&self.q, &self.moments, self.precision);
         Flat {
             target: fused::flatten(&net.layout, self.q.n_seeds(), &self.target.save()),
-            packs: (0..net.n_seeds())
-                .map(|_| fused::PackCache::default())
-                .collect(),
             target_packs: (0..net.n_seeds())
                 .map(|_| fused::PackCache::default())
                 .collect(),
@@ -159,23 +153,7 @@ impl QLearner {
         record: Option<&mut fused::Recorded>,
     ) -> Vec<f32> {
         match &self.flat {
-            Some(flat) => {
-                let packs: Vec<_> = (0..flat.net.n_seeds())
-                    .map(|s| {
-                        flat.packs[s].get(&flat.net.layout, &flat.net.params[flat.net.seed(s)])
-                    })
-                    .collect();
-                let packs: Vec<&fused::Packs> = packs.iter().map(|p| &**p).collect();
-                fused::predict_packed(
-                    &flat.net.layout,
-                    &flat.net.params,
-                    Some(&packs),
-                    self.q.activation,
-                    x,
-                    per_seed,
-                    record,
-                )
-            }
+            Some(flat) => flat.net.predict(self.q.activation, x, per_seed, record),
             None => {
                 let d = self.q.weights[0].shape().1;
                 let n_seeds = x.len() / (per_seed * d);
@@ -248,7 +226,7 @@ impl QLearner {
             // Q's packs were made for acting on these parameters (or are
             // made now); the target's last from sync to sync.
             let layout = &flat.net.layout;
-            let online = flat.packs[s].get(layout, &flat.net.params[params.clone()]);
+            let online = flat.net.packs(s);
             let target = flat.target_packs[s].get(layout, &flat.target[params.clone()]);
             let seed = fused::SeedState {
                 params: &mut flat.net.params[params.clone()],
@@ -270,7 +248,7 @@ impl QLearner {
                 recorded.map(|r| r.seed(s)),
             ));
         }
-        flat.packs.iter_mut().for_each(fused::PackCache::clear);
+        flat.net.forget_packs();
         flat.stale = true;
         self.t += 1;
         losses

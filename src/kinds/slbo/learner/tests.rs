@@ -572,18 +572,7 @@ fn stages_are_batch_invariant_and_resume_exactly() {
         serde_json_like(&single.per_seed[0]),
         "seed 1 alone and beside seed 0"
     );
-    let saved = single.save();
-    let bytes = bincode::serialize(&saved).unwrap();
-    let mut restored = SlboLearner::new(&run, plan, &[1], &dev);
-    restored
-        .restore(bincode::deserialize(&bytes).unwrap())
-        .unwrap();
-    single.advance(1, &mut one);
-    restored.advance(1, &mut Losses::new(&[1], metrics));
-    assert_eq!(
-        serde_json_like(&single.per_seed[0]),
-        serde_json_like(&restored.per_seed[0])
-    );
+    resumes_exactly(&run, plan, &mut single, &mut one);
 }
 
 /// With `precision: bf16` (every network's products on the AMX tiles) a
@@ -619,15 +608,22 @@ fn bf16_stages_are_batch_invariant_and_resume_exactly() {
         serde_json_like(&single.per_seed[0]),
         "bf16 products change the stage"
     );
-    let bytes = bincode::serialize(&single.save()).unwrap();
-    let mut restored = SlboLearner::new(&run, plan, &[1], &dev);
+    resumes_exactly(&run, plan, &mut single, &mut one);
+}
+
+/// `learner` (seed 1 alone, one stage done), saved and restored into a new
+/// learner, runs its next stage to the same bits as `learner` itself.
+fn resumes_exactly(run: &Plan, plan: &SlboPlan, learner: &mut SlboLearner, losses: &mut Losses) {
+    let dev = device().unwrap();
+    let bytes = bincode::serialize(&learner.save()).unwrap();
+    let mut restored = SlboLearner::new(run, plan, &[1], &dev);
     restored
         .restore(bincode::deserialize(&bytes).unwrap())
         .unwrap();
-    single.advance(1, &mut one);
-    restored.advance(1, &mut Losses::new(&[1], metrics));
+    learner.advance(1, losses);
+    restored.advance(1, &mut Losses::new(&[1], run.metrics().len()));
     assert_eq!(
-        serde_json_like(&single.per_seed[0]),
+        serde_json_like(&learner.per_seed[0]),
         serde_json_like(&restored.per_seed[0])
     );
 }
